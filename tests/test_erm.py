@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+from transformers import AutoModelForImageClassification, pipeline
+
+from hf_ddb import (
+    TrainingConfig,
+    build_classifier,
+    evaluate_groups,
+    predict_logits,
+    save_classifier,
+    train_erm,
+)
+from hf_ddb.training import ImageTensorDataset
+
+
+def _names(ds):
+    return dict(enumerate(ds["train"].features["label"].names))
+
+
+def test_erm_mlp_learns_and_round_trips_through_pipeline(small_cmnist, tmp_path):
+    model, processor = build_classifier("mlp", _names(small_cmnist), image_size=16, seed=0)
+    args = TrainingConfig(epochs=3, batch_size=64, learning_rate=1e-3).to_training_arguments(
+        tmp_path / "trainer", disable_tqdm=True, logging_strategy="no"
+    )
+    trainer = train_erm(model, small_cmnist["train"], args)
+    assert trainer.state.global_step == 3 * int(np.ceil(3000 / 64))
+    metrics = evaluate_groups(model, small_cmnist["test"])
+    # a biased model: near-perfect on aligned test samples, far worse on conflicting ones
+    assert metrics["aligned_accuracy"] > 0.8
+    assert metrics["conflicting_accuracy"] < metrics["aligned_accuracy"] - 0.2
+
+    save_classifier(model, processor, tmp_path / "model")
+    reloaded = AutoModelForImageClassification.from_pretrained(tmp_path / "model")
+    test = small_cmnist["test"].select(range(32))
+    np.testing.assert_allclose(predict_logits(reloaded, test), predict_logits(model, test), atol=1e-5)
+
+    classify = pipeline("image-classification", model=str(tmp_path / "model"))
+    outputs = classify(list(test["image"]), top_k=1)
+    expected = predict_logits(model, test).argmax(1)
+    assert [int(o[0]["label"]) for o in outputs] == expected.tolist()
+
+
+def test_timm_backbone_round_trip(small_cmnist, tmp_path):
+    model, processor = build_classifier("test_resnet", _names(small_cmnist), image_size=16, seed=0)
+    train = small_cmnist["train"].select(range(128))
+    args = TrainingConfig(epochs=1, batch_size=64).to_training_arguments(
+        tmp_path / "trainer", disable_tqdm=True, logging_strategy="no"
+    )
+    train_erm(model, train, args)
+    save_classifier(model, processor, tmp_path / "model")
+    classify = pipeline("image-classification", model=str(tmp_path / "model"))
+    test = small_cmnist["test"].select(range(8))
+    expected = predict_logits(model, test).argmax(1)
+    assert [int(o[0]["label"]) for o in classify(list(test["image"]), top_k=1)] == expected.tolist()
+
+
+def test_same_seed_same_weights(small_cmnist):
+    one, _ = build_classifier("mlp", _names(small_cmnist), image_size=16, seed=3)
+    two, _ = build_classifier("mlp", _names(small_cmnist), image_size=16, seed=3)
+    for a, b in zip(one.parameters(), two.parameters(), strict=True):
+        assert a.equal(b)
+
+
+def test_wrong_image_size_is_a_clear_error(small_cmnist):
+    with pytest.raises(ValueError, match="images are 16x16 px but the model expects 28x28"):
+        ImageTensorDataset(small_cmnist["test"], image_size=28)
+
+
+def test_unknown_architecture_and_single_class():
+    with pytest.raises(ValueError, match="unknown architecture 'not_a_net'"):
+        build_classifier("not_a_net", {0: "a", 1: "b"})
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        build_classifier("mlp", {0: "a"})
