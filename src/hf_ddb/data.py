@@ -165,17 +165,13 @@ def _resize_digits(digits: np.ndarray, image_size: int) -> np.ndarray:
     if not 4 <= image_size <= 256:
         raise ValueError(f"image_size must be between 4 and 256 pixels, got {image_size}")
     size = (image_size, image_size)
-    return np.stack(
-        [np.asarray(PILImage.fromarray(d).resize(size, PILImage.Resampling.BILINEAR)) for d in digits]
-    )
+    return np.stack([np.asarray(PILImage.fromarray(d).resize(size, PILImage.Resampling.BILINEAR)) for d in digits])
 
 
 # --------------------------------------------------------------------------------------------
 # Bias assignment (LfF protocol)
 # --------------------------------------------------------------------------------------------
-def assign_bias_labels(
-    labels: np.ndarray, num_bias: int, aligned_ratio: float, rng: np.random.Generator
-) -> np.ndarray:
+def assign_bias_labels(labels: np.ndarray, num_bias: int, aligned_ratio: float, rng: np.random.Generator) -> np.ndarray:
     """Bias attribute per sample, as in LfF's ``make_attr_labels``, after a per-class shuffle.
 
     In class ``c`` a fraction ``aligned_ratio`` gets attribute ``c``; the rest is spread evenly over
@@ -449,9 +445,7 @@ def load_image_dataset(
             _check_images(split, image_column, split_name)
     train_labels = dataset["train"].features[label_column]
     num_classes = (
-        train_labels.num_classes
-        if isinstance(train_labels, ClassLabel)
-        else len(set(dataset["train"][label_column]))
+        train_labels.num_classes if isinstance(train_labels, ClassLabel) else len(set(dataset["train"][label_column]))
     )
     if num_classes < 2:
         raise DatasetValidationError(

@@ -135,9 +135,7 @@ def detection_metrics(
     scores = np.asarray(scores, dtype=np.float64)
     positives = np.asarray(is_conflicting, dtype=bool)
     if scores.shape != positives.shape or scores.ndim != 1:
-        raise ValueError(
-            f"scores {scores.shape} and is_conflicting {positives.shape} must be equal 1-D shapes"
-        )
+        raise ValueError(f"scores {scores.shape} and is_conflicting {positives.shape} must be equal 1-D shapes")
     k = int(positives.sum())
     top_k = np.argsort(-scores, kind="mergesort")[:k]
     result: dict[str, Any] = {

@@ -33,9 +33,7 @@ __all__ = [
 class ImageTensorDataset(torch.utils.data.Dataset):
     """A decoded image split: ``pixel_values`` (uint8 C x H x W), ``labels`` and any integer columns."""
 
-    def __init__(
-        self, dataset: Dataset, image_size: int, num_channels: int = 3, columns: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, dataset: Dataset, image_size: int, num_channels: int = 3, columns: Sequence[str] = ()) -> None:
         for column in ("image", "label", *columns):
             if column not in dataset.column_names:
                 raise ValueError(f"dataset has no column {column!r}; available: {dataset.column_names}")
@@ -162,8 +160,6 @@ def evaluate_groups(
 ) -> dict[str, Any]:
     """`group_metrics` of ``model`` on a split with ``label`` and ``bias_label`` (evaluation only)."""
     if "bias_label" not in dataset.column_names:
-        raise ValueError(
-            "evaluate_groups needs a 'bias_label' column; use plain accuracy for unlabelled data"
-        )
+        raise ValueError("evaluate_groups needs a 'bias_label' column; use plain accuracy for unlabelled data")
     logits = predict_logits(model, dataset)
     return group_metrics(logits, dataset["label"], dataset["bias_label"], aligned_bias=aligned_bias)

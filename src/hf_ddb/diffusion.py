@@ -1,0 +1,428 @@
+"""Step A of DDB: train a class-conditional diffusion model on the *biased* training set.
+
+A `diffusers.UNet2DModel` with ``num_class_embeds = num_classes + 1`` (the last id is the null class)
+learns each class together with its bias. Class labels are dropped to the null id with probability
+``class_dropout_prob`` per sample (default 0.1) so the same model can be sampled with classifier-free
+guidance. The official DDB code drops the labels of whole batches instead; per-sample dropout gives every
+batch both conditional and unconditional targets, which is the usual CFG recipe (Ho & Salimans, 2022).
+
+Training runs on Accelerate (CPU, one or several GPUs, ``accelerate launch`` or ``torchrun``): AdamW with
+warm-up and a diffusers schedule, gradient clipping and accumulation, EMA weights, mixed precision where
+the device has it, checkpoints every N steps with a limit, resume from the latest checkpoint, a progress
+bar and a periodic sample grid. Data order, noise, timesteps and label dropout are drawn from generators
+seeded by (seed, step, process), so a resumed run continues exactly where an uninterrupted one would be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from datasets import ClassLabel, Dataset
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from PIL import Image as PILImage
+from tqdm.auto import tqdm
+
+from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+from .utils import atomic_directory
+
+__all__ = ["PRESETS", "DiffusionConfig", "DiffusionTrainingOutput", "build_unet", "train_diffusion"]
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # a few-second model for tests
+    "tiny": {
+        "resolution": 8,
+        "block_out_channels": [16, 32],
+        "layers_per_block": 1,
+        "down_block_types": ["DownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "UpBlock2D"],
+        "add_attention": False,
+        "norm_num_groups": 8,
+        "train_batch_size": 16,
+        "max_train_steps": 20,
+        "learning_rate": 1e-3,
+        "lr_warmup_steps": 0,
+    },
+    # 16 px on 2 CPU cores: about 1.7 M parameters, attention only in the 4x4 mid block
+    "cpu": {
+        "resolution": 16,
+        "block_out_channels": [32, 64, 128],
+        "layers_per_block": 1,
+        "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "UpBlock2D", "UpBlock2D"],
+        "add_attention": True,
+        "norm_num_groups": 16,
+        "train_batch_size": 64,
+        "max_train_steps": 1500,
+        "learning_rate": 1e-3,
+        "lr_warmup_steps": 100,
+    },
+    # the official CDPM defaults: 64 px, 128 channels x (1, 2, 2, 2), attention at 32 px, 100k iterations
+    "paper": {
+        "resolution": 64,
+        "block_out_channels": [128, 256, 256, 256],
+        "layers_per_block": 2,
+        "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+        "add_attention": True,
+        "norm_num_groups": 32,
+        "dropout": 0.1,
+        "train_batch_size": 32,
+        "max_train_steps": 100_000,
+        "learning_rate": 1e-4,
+        "lr_warmup_steps": 5000,
+    },
+}
+
+
+@dataclass
+class DiffusionConfig:
+    """Settings of `train_diffusion`. Start from a preset: ``DiffusionConfig.from_preset("cpu", seed=1)``."""
+
+    preset: str = "cpu"
+    resolution: int = 16
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    layers_per_block: int = 1
+    down_block_types: list[str] = field(default_factory=lambda: ["DownBlock2D"] * 3)
+    up_block_types: list[str] = field(default_factory=lambda: ["UpBlock2D"] * 3)
+    add_attention: bool = True
+    norm_num_groups: int = 16
+    dropout: float = 0.0
+    train_batch_size: int = 64
+    max_train_steps: int = 1500
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    lr_scheduler: str = "cosine"
+    lr_warmup_steps: int = 100
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 0.0
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    use_ema: bool = True
+    ema_max_decay: float = 0.9999
+    ema_power: float = 0.75
+    class_dropout_prob: float = 0.1
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    mixed_precision: str = "no"
+    checkpointing_steps: int = 500
+    checkpoints_total_limit: int | None = 2
+    sample_every: int = 0
+    seed: int = 0
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides: Any) -> DiffusionConfig:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown diffusion setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**{"preset": preset, **PRESETS[preset], **overrides})
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting."""
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            raise ValueError(
+                f"norm_num_groups={self.norm_num_groups} must divide every block width {self.block_out_channels}"
+            )
+        if not len(self.block_out_channels) == len(self.down_block_types) == len(self.up_block_types):
+            raise ValueError("block_out_channels, down_block_types and up_block_types need the same length")
+        if self.resolution % 2 ** (len(self.block_out_channels) - 1):
+            raise ValueError(f"resolution {self.resolution} must be divisible by 2^(levels-1)")
+        if not 0.0 <= self.class_dropout_prob < 1.0:
+            raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob}")
+        for name in (
+            "train_batch_size",
+            "max_train_steps",
+            "gradient_accumulation_steps",
+            "checkpointing_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class DiffusionTrainingOutput:
+    pipeline: BiasAlignedGenerationPipeline
+    losses: list[float]
+    global_step: int
+    resumed_from: int | None
+
+
+def build_unet(config: DiffusionConfig, num_classes: int) -> UNet2DModel:
+    """A class-conditional UNet with ``num_classes + 1`` class embeddings (the last is the null class)."""
+    return UNet2DModel(
+        sample_size=config.resolution,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=tuple(config.block_out_channels),
+        layers_per_block=config.layers_per_block,
+        down_block_types=tuple(config.down_block_types),
+        up_block_types=tuple(config.up_block_types),
+        add_attention=config.add_attention,
+        norm_num_groups=config.norm_num_groups,
+        dropout=config.dropout,
+        num_class_embeds=num_classes + 1,
+    )
+
+
+def noise_scheduler(config: DiffusionConfig) -> DDPMScheduler:
+    return DDPMScheduler(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        beta_start=config.beta_start,
+        beta_end=config.beta_end,
+    )
+
+
+def _class_names(dataset: Dataset) -> list[str]:
+    for column in ("image", "label"):
+        if column not in dataset.column_names:
+            raise ValueError(f"dataset has no column {column!r}; available: {dataset.column_names}")
+    feature = dataset.features["label"]
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    return [str(i) for i in range(int(max(dataset["label"])) + 1)]
+
+
+def _images_to_tensor(dataset: Dataset, resolution: int) -> torch.Tensor:
+    """uint8 N x 3 x R x R; other sizes are resized (shorter side) and centre-cropped, as in diffusers' examples."""
+    from torchvision import transforms
+
+    resize = transforms.Compose(
+        [
+            transforms.Resize(resolution, interpolation=transforms.InterpolationMode.BILINEAR),
+            transforms.CenterCrop(resolution),
+        ]
+    )
+    arrays = []
+    for image in dataset["image"]:
+        image = image.convert("RGB")
+        if image.size != (resolution, resolution):
+            image = resize(image)
+        arrays.append(np.asarray(image))
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    found = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+            if match and path.is_dir():
+                found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def _generator(*keys: int) -> torch.Generator:
+    seed = int(np.random.SeedSequence(list(keys)).generate_state(1, dtype=np.uint64)[0] % (2**63))
+    return torch.Generator().manual_seed(seed)
+
+
+def _sample_grid(pipeline: BiasAlignedGenerationPipeline, path: Path, seed: int) -> None:
+    sampler = BiasAlignedGenerationPipeline(
+        unet=pipeline.unet, scheduler=DDIMScheduler.from_config(pipeline.scheduler.config)
+    )
+    sampler.set_progress_bar_config(disable=True)
+    images = sampler(
+        num_images_per_class=4,
+        num_inference_steps=20,
+        output_type="np",
+        generator=torch.Generator().manual_seed(seed),
+    ).images
+    classes = pipeline.num_classes
+    grid = (images.reshape(classes, 4, *images.shape[1:]).transpose(0, 2, 1, 3, 4) * 255).round().astype(np.uint8)
+    grid = grid.reshape(classes * images.shape[1], 4 * images.shape[2], 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PILImage.fromarray(grid).resize((grid.shape[1] * 4, grid.shape[0] * 4), PILImage.Resampling.NEAREST).save(path)
+
+
+def train_diffusion(
+    dataset: Dataset,
+    config: DiffusionConfig,
+    output_dir: str | os.PathLike,
+    *,
+    accelerator: Accelerator | None = None,
+    resume: bool = True,
+) -> DiffusionTrainingOutput:
+    """Train (or resume) a class-conditional diffusion model on ``dataset`` (columns ``image``, ``label``).
+
+    Checkpoints go to ``output_dir/checkpoints/checkpoint-<step>``; the final pipeline (EMA weights when
+    ``use_ema``) to ``output_dir/pipeline``, loadable with ``BiasAlignedGenerationPipeline.from_pretrained``.
+    With ``resume`` a run continues from the latest checkpoint in ``output_dir``.
+    """
+    config.validate()
+    names = _class_names(dataset)
+    labels_all = torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)
+    if len(labels_all) == 0:
+        raise ValueError("the training dataset is empty")
+    if int(labels_all.min()) < 0 or int(labels_all.max()) >= len(names):
+        raise ValueError(
+            f"labels span {int(labels_all.min())}..{int(labels_all.max())} but the model has {len(names)} classes"
+        )
+    output_dir = Path(output_dir)
+    accelerator = accelerator or Accelerator(
+        gradient_accumulation_steps=config.gradient_accumulation_steps, mixed_precision=config.mixed_precision
+    )
+    if accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
+        raise ValueError("the Accelerator's gradient_accumulation_steps differs from the config's")
+    images_all = _images_to_tensor(dataset, config.resolution)
+
+    unet = build_unet(config, len(names))
+    scheduler = noise_scheduler(config)
+    optimizer = torch.optim.AdamW(
+        unet.parameters(),
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
+    )
+    # Accelerate steps a prepared scheduler once per process at every optimizer step.
+    lr_schedule = get_scheduler(
+        config.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=config.max_train_steps * accelerator.num_processes,
+    )
+    unet, optimizer, lr_schedule = accelerator.prepare(unet, optimizer, lr_schedule)
+    ema = None
+    if config.use_ema:
+        ema = EMAModel(
+            accelerator.unwrap_model(unet).parameters(),
+            decay=config.ema_max_decay,
+            use_ema_warmup=True,
+            power=config.ema_power,
+            model_cls=UNet2DModel,
+            model_config=accelerator.unwrap_model(unet).config,
+        )
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+
+    checkpoint_dir = output_dir / "checkpoints"
+    global_step, resumed_from = 0, None
+    if resume and _checkpoints(checkpoint_dir):
+        global_step, path = _checkpoints(checkpoint_dir)[-1]
+        accelerator.load_state(str(path))
+        resumed_from = global_step
+        accelerator.print(f"resuming diffusion training from {path} (step {global_step})")
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "diffusion_config.json").write_text(
+            json.dumps({**config.to_dict(), "class_names": names}, indent=2)
+        )
+
+    rank, world = accelerator.process_index, accelerator.num_processes
+    per_device = config.train_batch_size
+    micro_per_epoch = max(1, len(labels_all) // (per_device * world))
+    null_id = len(names)
+    losses: list[float] = []
+    progress = tqdm(
+        total=config.max_train_steps,
+        initial=global_step,
+        desc="diffusion training",
+        disable=not accelerator.is_local_main_process,
+    )
+    unet.train()
+    while global_step < config.max_train_steps:
+        for micro in range(config.gradient_accumulation_steps):
+            index = global_step * config.gradient_accumulation_steps + micro
+            epoch, position = divmod(index, micro_per_epoch)
+            order = torch.randperm(len(labels_all), generator=_generator(config.seed, epoch))
+            start = (position * world + rank) * per_device
+            batch_index = order[start : start + per_device]
+            clean = images_all[batch_index].to(accelerator.device).float() / 127.5 - 1.0
+            labels = labels_all[batch_index].to(accelerator.device)
+            draws = _generator(config.seed, 1 + index, rank)
+            noise = torch.randn(clean.shape, generator=draws).to(accelerator.device)
+            timesteps = torch.randint(0, config.num_train_timesteps, (len(clean),), generator=draws).to(
+                accelerator.device
+            )
+            drop = torch.rand(len(clean), generator=draws).to(accelerator.device) < config.class_dropout_prob
+            labels = torch.where(drop, torch.full_like(labels, null_id), labels)
+            noisy = scheduler.add_noise(clean, noise, timesteps)
+            with accelerator.accumulate(unet):
+                prediction = unet(noisy, timesteps, class_labels=labels).sample
+                loss = F.mse_loss(prediction.float(), noise.float())
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
+                optimizer.step()
+                lr_schedule.step()
+                optimizer.zero_grad()
+        global_step += 1
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(unet).parameters())
+        step_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+        losses.append(step_loss)
+        progress.update(1)
+        progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr_schedule.get_last_lr()[0]:.2e}")
+        if global_step % config.checkpointing_steps == 0 or global_step == config.max_train_steps:
+            _save_checkpoint(accelerator, checkpoint_dir, global_step, config.checkpoints_total_limit)
+        if config.sample_every and global_step % config.sample_every == 0 and accelerator.is_main_process:
+            pipe = _final_pipeline(accelerator, unet, ema, config, names, use_ema=False)
+            _sample_grid(pipe, output_dir / "samples" / f"step-{global_step:06d}.png", config.seed)
+            unet.train()
+    progress.close()
+    accelerator.wait_for_everyone()
+    pipeline = _final_pipeline(accelerator, unet, ema, config, names, use_ema=config.use_ema)
+    if accelerator.is_main_process:
+        with atomic_directory(output_dir / "pipeline") as tmp:
+            pipeline.save_pretrained(tmp)
+    accelerator.wait_for_everyone()
+    return DiffusionTrainingOutput(pipeline=pipeline, losses=losses, global_step=global_step, resumed_from=resumed_from)
+
+
+def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int, limit: int | None) -> None:
+    """``accelerator.save_state`` into a temporary folder, renamed when complete; keeps the newest ``limit``."""
+    accelerator.wait_for_everyone()
+    target = folder / f"checkpoint-{step}"
+    tmp = folder / f".checkpoint-{step}.tmp"
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        if limit is not None:
+            for _, old in _checkpoints(folder)[:-limit]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _final_pipeline(
+    accelerator: Accelerator,
+    unet: torch.nn.Module,
+    ema: EMAModel | None,
+    config: DiffusionConfig,
+    names: list[str],
+    *,
+    use_ema: bool,
+) -> BiasAlignedGenerationPipeline:
+    model = accelerator.unwrap_model(unet)
+    if use_ema and ema is not None:
+        model = build_unet(config, len(names)).to(accelerator.device)
+        ema.copy_to(model.parameters())
+    model.eval()
+    return BiasAlignedGenerationPipeline(unet=model, scheduler=noise_scheduler(config), id2label=dict(enumerate(names)))

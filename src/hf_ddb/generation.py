@@ -1,0 +1,159 @@
+"""Turn a `BiasAlignedGenerationPipeline` into a synthetic `datasets.Dataset`, resumably and in parallel.
+
+The work is cut into shards of at most ``batch_size`` images of one class. Each shard has its own seed
+derived from (seed, class, shard), so the result does not depend on how many processes ran or how often
+the run was interrupted. Shards are written as Parquet files to a temporary name and renamed when
+complete; a re-run skips the shards already there. Under Accelerate (``accelerate launch`` or
+``torchrun``) every process takes every ``num_processes``-th shard; the main process assembles the
+dataset (columns ``image``, ``label`` with the source's class names) once all shards exist.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from accelerate import PartialState
+from datasets import ClassLabel, Dataset, Features, Image
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from tqdm.auto import tqdm
+
+from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+from .utils import atomic_directory
+
+__all__ = ["SCHEDULERS", "GenerationConfig", "generate_synthetic_dataset", "set_scheduler"]
+
+SCHEDULERS = {
+    "ddpm": (DDPMScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+}
+
+
+@dataclass
+class GenerationConfig:
+    """How many images per class, and how to sample them (guidance ``w`` in the paper's convention)."""
+
+    num_images_per_class: int = 1000
+    guidance_scale: float = 1.0
+    scheduler: str = "ddim"
+    num_inference_steps: int = 50
+    batch_size: int = 250
+    seed: int = 0
+
+    def validate(self, num_classes: int | None = None) -> None:
+        if self.num_images_per_class < 1:
+            raise ValueError(f"num_images_per_class must be >= 1, got {self.num_images_per_class}")
+        if self.guidance_scale < 0:
+            raise ValueError(f"guidance_scale is the paper's w and must be >= 0, got {self.guidance_scale}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+        if self.num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def set_scheduler(pipeline: BiasAlignedGenerationPipeline, name: str) -> BiasAlignedGenerationPipeline:
+    """Swap the pipeline's scheduler in place (``ddpm``, ``ddim`` or ``dpm++``), keeping its noise schedule."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
+    cls, extra = SCHEDULERS[name]
+    pipeline.scheduler = cls.from_config(pipeline.scheduler.config, **extra)
+    return pipeline
+
+
+def _shard_seed(seed: int, label: int, shard: int) -> int:
+    return int(np.random.SeedSequence([seed, label, shard]).generate_state(1, dtype=np.uint64)[0] % (2**63))
+
+
+def _png_bytes(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def generate_synthetic_dataset(
+    pipeline: BiasAlignedGenerationPipeline,
+    output_dir: str | os.PathLike,
+    config: GenerationConfig,
+    *,
+    class_labels: Sequence[int] | None = None,
+) -> Dataset:
+    """Generate ``config.num_images_per_class`` images for every class (or ``class_labels``) into a Dataset.
+
+    Resumable and shardable across Accelerate processes; see the module docstring. The assembled dataset
+    is saved to ``output_dir/dataset`` and returned.
+    """
+    config.validate()
+    names = [pipeline.config.id2label[i] if pipeline.config.id2label else str(i) for i in range(pipeline.num_classes)]
+    labels = list(range(pipeline.num_classes)) if class_labels is None else [int(c) for c in class_labels]
+    pipeline._resolve_labels(labels, None)  # unknown class ids fail before any work
+    output_dir = Path(output_dir)
+    final = output_dir / "dataset"
+    if (final / "dataset_info.json").is_file():
+        return Dataset.load_from_disk(str(final))
+    state = PartialState()
+    shard_dir = output_dir / "shards"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    per_shard = config.batch_size
+    units = [
+        (label, shard, min(per_shard, config.num_images_per_class - shard * per_shard))
+        for label in labels
+        for shard in range(-(-config.num_images_per_class // per_shard))
+    ]
+    mine = units[state.process_index :: state.num_processes]
+    todo = [u for u in mine if not (shard_dir / _shard_name(*u[:2])).is_file()]
+    set_scheduler(pipeline, config.scheduler)
+    pipeline.to(state.device)
+    pipeline.set_progress_bar_config(disable=True)
+    for label, shard, count in tqdm(
+        todo, desc=f"generating (process {state.process_index})", disable=not state.is_local_main_process
+    ):
+        generator = torch.Generator(device="cpu").manual_seed(_shard_seed(config.seed, label, shard))
+        images = pipeline(
+            class_labels=[label] * count,
+            guidance_scale=config.guidance_scale,
+            num_inference_steps=config.num_inference_steps,
+            generator=generator,
+        ).images
+        table = pa.table(
+            {
+                "image": [{"bytes": _png_bytes(img), "path": None} for img in images],
+                "label": [label] * count,
+                "shard": [shard] * count,
+                "index_in_shard": list(range(count)),
+            }
+        )
+        target = shard_dir / _shard_name(label, shard)
+        tmp = target.with_name(f".{target.name}.tmp-{state.process_index}")
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+    state.wait_for_everyone()
+    if state.is_main_process and not (final / "dataset_info.json").is_file():
+        features = Features({"image": Image(), "label": ClassLabel(names=names)})
+        columns: dict[str, list[Any]] = {"image": [], "label": []}
+        for label, shard, _ in units:
+            table = pq.read_table(shard_dir / _shard_name(label, shard), columns=["image", "label"]).to_pydict()
+            columns["image"].extend(table["image"])
+            columns["label"].extend(table["label"])
+        dataset = Dataset.from_dict(columns, features=features)
+        with atomic_directory(final) as tmp_dir:
+            dataset.save_to_disk(str(tmp_dir))
+            meta = {**asdict(config), "class_labels": labels, "synthetic": True, "num_images": len(dataset)}
+            (tmp_dir / "generation.json").write_text(json.dumps(meta, indent=2))
+    state.wait_for_everyone()
+    return Dataset.load_from_disk(str(final))
+
+
+def _shard_name(label: int, shard: int) -> str:
+    return f"class{label:04d}-shard{shard:05d}.parquet"
