@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from datasets import ClassLabel, Dataset
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.optimization import get_scheduler
@@ -287,6 +288,7 @@ def train_diffusion(
         raise ValueError("the Accelerator's gradient_accumulation_steps differs from the config's")
     images_all = _images_to_tensor(dataset, config.resolution)
 
+    set_seed(config.seed)  # the initial weights
     unet = build_unet(config, len(names))
     scheduler = noise_scheduler(config)
     optimizer = torch.optim.AdamW(
@@ -320,6 +322,7 @@ def train_diffusion(
     checkpoint_dir = output_dir / "checkpoints"
     global_step, resumed_from = 0, None
     if resume and _checkpoints(checkpoint_dir):
+        _check_resumable(output_dir / "diffusion_config.json", config, names)
         global_step, path = _checkpoints(checkpoint_dir)[-1]
         accelerator.load_state(str(path))
         resumed_from = global_step
@@ -389,6 +392,34 @@ def train_diffusion(
             pipeline.save_pretrained(tmp)
     accelerator.wait_for_everyone()
     return DiffusionTrainingOutput(pipeline=pipeline, losses=losses, global_step=global_step, resumed_from=resumed_from)
+
+
+_ARCHITECTURE_KEYS = (
+    "resolution",
+    "block_out_channels",
+    "layers_per_block",
+    "down_block_types",
+    "up_block_types",
+    "add_attention",
+    "norm_num_groups",
+)
+
+
+def _check_resumable(saved_config: Path, config: DiffusionConfig, names: list[str]) -> None:
+    """A checkpoint only resumes with the same classes and UNet shape; say which differs."""
+    if not saved_config.is_file():
+        return
+    saved = json.loads(saved_config.read_text())
+    if saved.get("class_names") != names:
+        raise ValueError(
+            f"the checkpoints in {saved_config.parent} were trained on {len(saved.get('class_names', []))} classes "
+            f"{saved.get('class_names')} but this dataset has {len(names)} classes {names}; use another output_dir"
+        )
+    for key in _ARCHITECTURE_KEYS:
+        if saved.get(key) != getattr(config, key):
+            raise ValueError(
+                f"cannot resume from {saved_config.parent}: {key} was {saved.get(key)!r}, now {getattr(config, key)!r}"
+            )
 
 
 def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int, limit: int | None) -> None:
