@@ -59,6 +59,15 @@ def test_colored_mnist_groups_colours_and_uniform_test(small_cmnist):
         assert np.array_equal((brightest @ palette.T).argmax(1), np.asarray(split["bias_label"]))
 
 
+def test_colour_oracle_is_exact_on_real_images(small_cmnist):
+    for split in ("train", "test"):
+        images = np.stack(small_cmnist[split].with_format("numpy")["image"])
+        assert np.array_equal(data.predict_digit_color(images), np.asarray(small_cmnist[split]["bias_label"]))
+    blank = np.zeros((1, 16, 16, 3), dtype=np.uint8)
+    blank[0, 4:8, 4:8] = (6, 60, 193)  # a blue patch
+    assert data.predict_digit_color(blank).tolist() == [6]
+
+
 def test_colored_mnist_valid_uses_training_ratio(small_cmnist):
     groups = data.describe_groups(small_cmnist["valid"])
     conflicting = sum(v for (y, b), v in groups.items() if y != b)

@@ -1,4 +1,8 @@
-"""The ``hf-ddb`` command line: ``hf-ddb run CONFIG`` runs a benchmark from a YAML config."""
+"""The ``hf-ddb`` command line: ``hf-ddb run CONFIG`` runs a benchmark from a YAML config.
+
+Stage subcommands (``train-diffusion``, ``generate``) run one stage and also work on several processes:
+``accelerate launch -m hf_ddb.cli train-diffusion CONFIG`` (or ``torchrun --nproc-per-node N -m hf_ddb.cli``).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 
 from .config import ConfigError, RunConfig, load_config
 
-__all__ = ["format_table", "main", "run"]
+__all__ = ["format_table", "generate_stage", "main", "run", "train_diffusion_stage"]
 
 TABLE_COLUMNS = [
     ("accuracy", "avg acc"),
@@ -70,12 +74,45 @@ def run(config: RunConfig) -> dict[str, Any]:
     return report
 
 
+def train_diffusion_stage(config: RunConfig) -> Path:
+    """Train (or resume) the class-conditional diffusion model on the benchmark's training split."""
+    from .data import load_benchmark
+    from .diffusion import train_diffusion
+
+    dataset = load_benchmark(config.benchmark_name, **config.benchmark_options)
+    folder = Path(config.output_dir) / "diffusion"
+    train_diffusion(dataset["train"], config.diffusion, folder)
+    return folder / "pipeline"
+
+
+def generate_stage(config: RunConfig) -> Path:
+    """Generate the synthetic bias-aligned dataset from the trained diffusion pipeline."""
+    from .generation import generate_synthetic_dataset
+    from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+
+    source = Path(config.output_dir) / "diffusion" / "pipeline"
+    if not (source / "model_index.json").is_file():
+        raise FileNotFoundError(f"no trained diffusion pipeline in {source}; run `hf-ddb train-diffusion` first")
+    pipeline = BiasAlignedGenerationPipeline.from_pretrained(source)
+    folder = Path(config.output_dir) / "synthetic"
+    generate_synthetic_dataset(pipeline, folder, config.generation)
+    return folder / "dataset"
+
+
+STAGES = {
+    "train-diffusion": (train_diffusion_stage, "train the class-conditional diffusion model (resumable)"),
+    "generate": (generate_stage, "generate the synthetic bias-aligned dataset (resumable, shardable)"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hf-ddb", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="run a benchmark from a YAML config in pipelines/")
-    run_parser.add_argument("config", help="path of the YAML config, e.g. pipelines/colored_mnist.yaml")
-    run_parser.add_argument("--output-dir", help="override the config's output_dir")
+    helps = {"run": "run a benchmark from a YAML config in pipelines/", **{k: v[1] for k, v in STAGES.items()}}
+    for name, text in helps.items():
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("config", help="path of the YAML config, e.g. pipelines/colored_mnist.yaml")
+        sub.add_argument("--output-dir", help="override the config's output_dir")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
@@ -84,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.output_dir:
         config.output_dir = args.output_dir
+    if args.command in STAGES:
+        print(f"{args.command}: {STAGES[args.command][0](config)}")
+        return 0
     report = run(config)
     print(f"\n{config.benchmark_name} {config.benchmark_options} — {report['wall_time_s']} s")
     print(format_table(report["results"]))

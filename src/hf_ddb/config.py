@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 from .data import BENCHMARKS
+from .diffusion import DiffusionConfig
+from .generation import GenerationConfig
 from .training import TrainingConfig
 
 __all__ = ["ConfigError", "RunConfig", "load_config"]
@@ -36,6 +38,8 @@ class RunConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     methods: list[str] = field(default_factory=lambda: ["erm"])
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     output_dir: str = "runs/default"
 
     @property
@@ -60,7 +64,10 @@ def _section(cls: type, values: Any, where: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown key '{where}.{unknown[0]}'; known keys in '{where}': {sorted(known)}")
     defaults = cls()
+    optional = {f.name for f in dataclasses.fields(cls) if "None" in str(f.type)}
     for key, value in values.items():
+        if value is None and key in optional:
+            continue
         expected = type(getattr(defaults, key))
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             continue
@@ -96,6 +103,21 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     training = _section(TrainingConfig, raw.get("training"), "training")
     if training.epochs <= 0 or training.batch_size <= 0 or training.learning_rate <= 0:
         raise ConfigError("'training.epochs', 'training.batch_size' and 'training.learning_rate' must be > 0")
+    diffusion_raw = raw.get("diffusion") or {}
+    if not isinstance(diffusion_raw, dict):
+        raise ConfigError("'diffusion' must be a mapping")
+    preset = diffusion_raw.get("preset", "cpu")
+    try:
+        diffusion = DiffusionConfig.from_preset(preset)
+    except ValueError as err:
+        raise ConfigError(f"'diffusion.preset': {err}") from err
+    diffusion = _section(DiffusionConfig, {**diffusion.to_dict(), **diffusion_raw}, "diffusion")
+    generation = _section(GenerationConfig, raw.get("generation"), "generation")
+    for name, section in (("diffusion", diffusion), ("generation", generation)):
+        try:
+            section.validate()
+        except ValueError as err:
+            raise ConfigError(f"'{name}': {err}") from err
     output_dir = raw.get("output_dir", "runs/default")
     if not isinstance(output_dir, str):
         raise ConfigError(f"'output_dir' must be a string, got {output_dir!r}")
@@ -104,6 +126,8 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         classifier=_section(ClassifierConfig, raw.get("classifier"), "classifier"),
         training=training,
         methods=list(methods),
+        diffusion=diffusion,
+        generation=generation,
         output_dir=output_dir,
     )
 

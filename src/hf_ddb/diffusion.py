@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "learning_rate": 1e-3,
         "lr_warmup_steps": 0,
     },
-    # 16 px on 2 CPU cores: about 1.7 M parameters, attention only in the 4x4 mid block
+    # 16 px on 2 CPU cores: 1.05 M parameters, attention only in the 4x4 mid block; the fastest of the
+    # shapes timed by benchmarks/diffusion_bias.py --scan (see the README)
     "cpu": {
         "resolution": 16,
-        "block_out_channels": [32, 64, 128],
+        "block_out_channels": [32, 64, 64],
         "layers_per_block": 1,
         "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D"],
         "up_block_types": ["UpBlock2D", "UpBlock2D", "UpBlock2D"],
@@ -167,6 +169,7 @@ class DiffusionTrainingOutput:
     losses: list[float]
     global_step: int
     resumed_from: int | None
+    train_seconds: float  # the training loop only (no data decoding, checkpointing or final save)
 
 
 def build_unet(config: DiffusionConfig, num_classes: int) -> UNet2DModel:
@@ -345,7 +348,9 @@ def train_diffusion(
         disable=not accelerator.is_local_main_process,
     )
     unet.train()
+    train_seconds = 0.0
     while global_step < config.max_train_steps:
+        step_start = time.perf_counter()
         for micro in range(config.gradient_accumulation_steps):
             index = global_step * config.gradient_accumulation_steps + micro
             epoch, position = divmod(index, micro_per_epoch)
@@ -375,6 +380,7 @@ def train_diffusion(
         if ema is not None:
             ema.step(accelerator.unwrap_model(unet).parameters())
         step_loss = accelerator.reduce(loss.detach(), reduction="mean").item()
+        train_seconds += time.perf_counter() - step_start
         losses.append(step_loss)
         progress.update(1)
         progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr_schedule.get_last_lr()[0]:.2e}")
@@ -391,7 +397,13 @@ def train_diffusion(
         with atomic_directory(output_dir / "pipeline") as tmp:
             pipeline.save_pretrained(tmp)
     accelerator.wait_for_everyone()
-    return DiffusionTrainingOutput(pipeline=pipeline, losses=losses, global_step=global_step, resumed_from=resumed_from)
+    return DiffusionTrainingOutput(
+        pipeline=pipeline,
+        losses=losses,
+        global_step=global_step,
+        resumed_from=resumed_from,
+        train_seconds=train_seconds,
+    )
 
 
 _ARCHITECTURE_KEYS = (
