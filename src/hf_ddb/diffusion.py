@@ -349,12 +349,14 @@ def train_diffusion(
     )
     unet.train()
     train_seconds = 0.0
+    order, order_epoch = None, -1
     while global_step < config.max_train_steps:
         step_start = time.perf_counter()
         for micro in range(config.gradient_accumulation_steps):
             index = global_step * config.gradient_accumulation_steps + micro
             epoch, position = divmod(index, micro_per_epoch)
-            order = torch.randperm(len(labels_all), generator=_generator(config.seed, epoch))
+            if epoch != order_epoch:  # one permutation per epoch, from (seed, epoch): resumable
+                order, order_epoch = torch.randperm(len(labels_all), generator=_generator(config.seed, epoch)), epoch
             start = (position * world + rank) * per_device
             batch_index = order[start : start + per_device]
             clean = images_all[batch_index].to(accelerator.device).float() / 127.5 - 1.0

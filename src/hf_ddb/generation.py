@@ -27,6 +27,7 @@ from datasets import ClassLabel, Dataset, Features, Image
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from tqdm.auto import tqdm
 
+from .data import origin_info
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory
 
@@ -146,7 +147,7 @@ def generate_synthetic_dataset(
             table = pq.read_table(shard_dir / _shard_name(label, shard), columns=["image", "label"]).to_pydict()
             columns["image"].extend(table["image"])
             columns["label"].extend(table["label"])
-        dataset = Dataset.from_dict(columns, features=features)
+        dataset = Dataset.from_dict(columns, features=features, info=origin_info("synthetic", features))
         with atomic_directory(final) as tmp_dir:
             dataset.save_to_disk(str(tmp_dir))
             meta = {**asdict(config), "class_labels": labels, "synthetic": True, "num_images": len(dataset)}

@@ -33,7 +33,14 @@ __all__ = [
 class ImageTensorDataset(torch.utils.data.Dataset):
     """A decoded image split: ``pixel_values`` (uint8 C x H x W), ``labels`` and any integer columns."""
 
-    def __init__(self, dataset: Dataset, image_size: int, num_channels: int = 3, columns: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        image_size: int,
+        num_channels: int = 3,
+        columns: Sequence[str] = (),
+        with_index: bool = False,
+    ) -> None:
         for column in ("image", "label", *columns):
             if column not in dataset.column_names:
                 raise ValueError(f"dataset has no column {column!r}; available: {dataset.column_names}")
@@ -51,6 +58,8 @@ class ImageTensorDataset(torch.utils.data.Dataset):
         self.columns = {"labels": torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)}
         for column in columns:
             self.columns[column] = torch.as_tensor(np.asarray(dataset[column]), dtype=torch.long)
+        if with_index:  # the row number, for per-sample state (LfF's loss EMA, JTT weights, groups)
+            self.columns["index"] = torch.arange(len(dataset))
 
     def __len__(self) -> int:
         return self.pixel_values.shape[0]

@@ -1,0 +1,202 @@
+"""Step B of DDB: the bias amplifier (BA) and the bias signals it gives on the real training set.
+
+The BA is an ordinary image classifier trained **only on synthetic, bias-aligned images**: it never sees
+the rare bias-conflicting real samples, so it cannot memorise them, and on the real data it fails exactly
+where the bias does not hold. `BiasAmplifierTrainer` refuses a dataset marked real.
+
+`bias_signals` scores every real training sample (BA loss, probability of the true class, correctness);
+`pseudo_bias_labels` turns the scores into "bias-conflicting" flags with a named rule; none of them uses
+bias labels. `detection_report` compares flags and scores with the true bias labels, for evaluation only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import PreTrainedModel, Trainer, TrainingArguments
+
+from .data import dataset_origin
+from .metrics import detection_metrics, is_conflicting
+from .models import image_normalization
+from .training import ImageBatchCollator, ImageTensorDataset, predict_logits
+
+__all__ = [
+    "PSEUDO_LABEL_RULES",
+    "BiasAmplifierTrainer",
+    "bias_signals",
+    "detection_report",
+    "gce_loss",
+    "pseudo_bias_labels",
+]
+
+
+def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float = 0.7) -> torch.Tensor:
+    """Generalised cross-entropy per sample, ``(1 - p_y^q) / q`` (Zhang & Sabuncu, 2018).
+
+    Its gradient is ``p_y^q`` times the cross-entropy gradient: easy (bias-aligned) samples dominate,
+    which is why LfF and DDB use it to make a model *more* biased.
+    """
+    if not 0 < q <= 1:
+        raise ValueError(f"GCE needs 0 < q <= 1, got {q}")
+    p_true = F.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
+    return (1.0 - p_true.clamp_min(1e-12) ** q) / q
+
+
+class BiasAmplifierTrainer(Trainer):
+    """A `transformers.Trainer` for the bias amplifier: synthetic data only, CE or GCE, optional class balance.
+
+    Args:
+        model: any `AutoModelForImageClassification` built by `hf_ddb.build_classifier`.
+        args: `TrainingArguments` (``remove_unused_columns=False``, as `TrainingConfig` makes them).
+        train_dataset: a `datasets.Dataset` of synthetic images (``image``, ``label``); one marked real
+            (an hf-ddb benchmark split) or carrying ``bias_label`` is refused.
+        loss: ``"ce"`` or ``"gce"`` (generalised CE with ``gce_q``).
+        class_balanced: sample classes uniformly (a weighted sampler), for unequal synthetic counts.
+    """
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        args: TrainingArguments,
+        train_dataset: Dataset,
+        *,
+        loss: str = "ce",
+        gce_q: float = 0.7,
+        class_balanced: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if dataset_origin(train_dataset) == "real" or "bias_label" in train_dataset.column_names:
+            raise ValueError(
+                "the bias amplifier must be trained on synthetic images only, but this dataset is marked real "
+                "(an hf-ddb benchmark split or a dataset with a 'bias_label' column); generate one with "
+                "hf_ddb.generation.generate_synthetic_dataset"
+            )
+        if loss not in ("ce", "gce"):
+            raise ValueError(f"loss must be 'ce' or 'gce', got {loss!r}")
+        size, mean, std = image_normalization(model.config)
+        self.loss_name, self.gce_q, self.class_balanced = loss, gce_q, class_balanced
+        self._labels = np.asarray(train_dataset["label"])
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=ImageTensorDataset(train_dataset, size, len(mean)),
+            data_collator=ImageBatchCollator(mean, std),
+            **kwargs,
+        )
+
+    def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
+        if not self.class_balanced:
+            return super()._get_train_sampler(*args, **kwargs)
+        counts = np.bincount(self._labels)
+        weights = torch.as_tensor(1.0 / counts[self._labels], dtype=torch.double)
+        generator = torch.Generator().manual_seed(self.args.seed)
+        return torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+
+    def compute_loss(
+        self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], return_outputs: bool = False, **kwargs: Any
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        if self.loss_name == "gce":
+            loss = gce_loss(outputs.logits, labels, self.gce_q).mean()
+        else:
+            loss = F.cross_entropy(outputs.logits.float(), labels)
+        return (loss, outputs) if return_outputs else loss
+
+
+def bias_signals(model: PreTrainedModel, dataset: Dataset, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """Per real sample: the BA's cross-entropy ``loss``, ``prob_true`` of the true class, ``correct``, ``prediction``.
+
+    Real images of another size than the BA's are resized to it (the BA is usually trained at the
+    diffusion resolution).
+    """
+    logits = predict_logits(model, _at_model_size(model, dataset), batch_size=batch_size)
+    labels = np.asarray(dataset["label"])
+    log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=1).numpy()
+    log_p_true = log_probs[np.arange(len(labels)), labels]
+    prediction = logits.argmax(1)
+    return {
+        "loss": -log_p_true,
+        "prob_true": np.exp(log_p_true),
+        "correct": prediction == labels,
+        "prediction": prediction,
+    }
+
+
+def _at_model_size(model: PreTrainedModel, dataset: Dataset) -> Dataset:
+    size = image_normalization(model.config)[0]
+    if dataset[0]["image"].size == (size, size):
+        return dataset
+    from PIL import Image as PILImage
+
+    return dataset.map(
+        lambda batch: {"image": [im.resize((size, size), PILImage.Resampling.BILINEAR) for im in batch["image"]]},
+        batched=True,
+        desc=f"resizing to {size} px for the bias amplifier",
+    )
+
+
+def _rule_misclassified(signals: dict[str, np.ndarray], **_: Any) -> np.ndarray:
+    return ~signals["correct"]
+
+
+def _rule_loss_mixture(signals: dict[str, np.ndarray], seed: int = 0, **_: Any) -> np.ndarray:
+    """Two-component Gaussian mixture on log(loss); the component with the higher mean is 'conflicting'."""
+    from sklearn.mixture import GaussianMixture
+
+    x = np.log(np.maximum(signals["loss"], 1e-8))[:, None]
+    mixture = GaussianMixture(n_components=2, random_state=seed).fit(x)
+    high = int(np.argmax(mixture.means_[:, 0]))
+    return mixture.predict_proba(x)[:, high] > 0.5
+
+
+def _rule_top_fraction(signals: dict[str, np.ndarray], fraction: float = 0.01, **_: Any) -> np.ndarray:
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    count = max(1, int(round(fraction * len(signals["loss"]))))
+    flags = np.zeros(len(signals["loss"]), dtype=bool)
+    flags[np.argsort(-signals["loss"], kind="mergesort")[:count]] = True
+    return flags
+
+
+PSEUDO_LABEL_RULES = {
+    "misclassified": _rule_misclassified,
+    "loss_mixture": _rule_loss_mixture,
+    "top_fraction": _rule_top_fraction,
+}
+
+
+def pseudo_bias_labels(signals: dict[str, np.ndarray], rule: str = "misclassified", **options: Any) -> np.ndarray:
+    """Boolean "bias-conflicting" flag per sample from BA signals; no bias labels involved.
+
+    Rules: ``misclassified`` (default; flagged when the BA gets the sample wrong), ``loss_mixture`` (a
+    two-component Gaussian mixture on the log-losses picks the threshold), ``top_fraction`` (the
+    ``fraction`` of samples with the highest loss).
+    """
+    if rule not in PSEUDO_LABEL_RULES:
+        raise ValueError(f"unknown pseudo-label rule {rule!r}; choose one of {sorted(PSEUDO_LABEL_RULES)}")
+    return PSEUDO_LABEL_RULES[rule](signals, **options)
+
+
+def detection_report(
+    signals: dict[str, np.ndarray],
+    flags: np.ndarray,
+    dataset: Dataset,
+    aligned_bias: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """How well the BA finds the truly conflicting samples (uses bias labels: evaluation only).
+
+    Adds the BA's accuracy on real bias-aligned and bias-conflicting samples, the first diagnostic to read.
+    """
+    truth = is_conflicting(dataset["label"], dataset["bias_label"], aligned_bias)
+    report = detection_metrics(signals["loss"], truth, flagged=flags)
+    report["ba_accuracy_aligned"] = float(signals["correct"][~truth].mean()) if (~truth).any() else None
+    report["ba_accuracy_conflicting"] = float(signals["correct"][truth].mean()) if truth.any() else None
+    return report

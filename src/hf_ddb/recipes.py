@@ -1,0 +1,395 @@
+"""Debiasing recipes: infer bias groups or weights, then train robustly.
+
+One seam separates the two halves. A `Recipe` looks at the training data (and, for DDB, the bias
+amplifier's signals) and returns a `BiasInference`: per-sample groups and/or weights. `DebiasTrainer` (a
+`transformers.Trainer`) turns any `BiasInference` into a loss: weighted ERM, GroupDRO over groups, or
+LfF-style relative-difficulty weights. A recipe is therefore a small class:
+
+* `ERM` - plain cross-entropy.
+* `JTT` (Liu et al., 2021) - an ERM identification model, its error set upweighted by ``upweight``.
+* `LfF` (Nam et al., 2020) - a GCE bias model co-trained on the real data; per-sample loss EMA (alpha 0.7)
+  and class-wise max normalisation as in the original code; W(x) = L_B / (L_B + L_D).
+* `GroupDROOracle` (Sagawa et al., 2020) - GroupDRO with the **true** (class, bias) groups. It uses bias
+  labels: an oracle upper bound, not a fair competitor.
+* `DDBTwoStep` (DDB Recipe I) - pseudo groups (class x BA-aligned/conflicting) from the bias amplifier,
+  then GroupDRO.
+* `DDBEndToEnd` (DDB Recipe II) - LfF-style weights with the frozen amplifier giving L_B.
+
+Model selection (`selection=`) never looks at ``test``: ``valid_accuracy`` (default), ``last``,
+``valid_worst_pseudo_group`` (the amplifier's pseudo groups on ``valid``; DDB recipes only) or
+``oracle_valid_worst_group`` (true groups on ``valid``; uses bias labels, named as an oracle).
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+
+from .amplifier import bias_signals, gce_loss, pseudo_bias_labels
+from .metrics import group_metrics
+from .models import image_normalization
+from .training import ImageBatchCollator, ImageTensorDataset, TrainingConfig, predict_logits, train_erm
+
+__all__ = [
+    "RECIPES",
+    "SELECTIONS",
+    "BiasInference",
+    "DDBEndToEnd",
+    "DDBTwoStep",
+    "DebiasTrainer",
+    "ERM",
+    "GroupDROOracle",
+    "JTT",
+    "LfF",
+    "Recipe",
+    "train_with_recipe",
+]
+
+ModelFactory = Callable[[], PreTrainedModel]
+SELECTIONS = ("valid_accuracy", "last", "valid_worst_pseudo_group", "oracle_valid_worst_group")
+
+
+@dataclass
+class BiasInference:
+    """What a recipe learned about the bias: the input of robust training."""
+
+    objective: str = "erm"  # "erm" | "weighted" | "groupdro" | "lff"
+    sample_weights: np.ndarray | None = None
+    group_ids: np.ndarray | None = None
+    num_groups: int | None = None
+    bias_losses: np.ndarray | None = None  # fixed L_B per sample (DDB-II)
+    bias_model: PreTrainedModel | None = None  # trainable GCE bias model (LfF)
+    valid_group_ids: np.ndarray | None = None  # pseudo groups on valid, for model selection
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class _LossEMA:
+    """LfF's per-sample loss EMA: the first update takes the loss itself, then alpha-averages."""
+
+    def __init__(self, labels: torch.Tensor, alpha: float) -> None:
+        self.labels, self.alpha = labels, alpha
+        self.values = torch.zeros(len(labels))
+        self.updated = torch.zeros(len(labels))
+
+    def update(self, index: torch.Tensor, loss: torch.Tensor) -> None:
+        index, loss = index.cpu(), loss.detach().float().cpu()
+        self.values[index] = self.alpha * self.values[index] + (1 - self.alpha * self.updated[index]) * loss
+        self.updated[index] = 1.0
+
+    def normalised(self, index: torch.Tensor) -> torch.Tensor:
+        """EMA of ``index`` divided by the largest EMA of its class (LfF's class-wise max normalisation)."""
+        index = index.cpu()
+        values = self.values[index].clone()
+        labels = self.labels[index]
+        for cls in labels.unique():
+            class_max = self.values[self.labels == cls].max().clamp_min(1e-8)
+            values[labels == cls] /= class_max
+        return values
+
+
+class DebiasTrainer(Trainer):
+    """A `Trainer` whose loss follows a `BiasInference`: ERM, weighted ERM, GroupDRO or LfF-style weights.
+
+    GroupDRO keeps online exponentiated-gradient group weights q (step size ``dro_step_size``) and the
+    optional group adjustment ``C / sqrt(n_g)`` (``dro_adjustment``). LfF-style weighting keeps a
+    per-sample loss EMA (``ema_alpha``) of the target model and, with a trainable bias model, of the bias
+    model, which it trains with GCE (``gce_q``) in the same optimizer. LfF co-training is single-process.
+    """
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        args: TrainingArguments,
+        train_dataset: Dataset,
+        inference: BiasInference,
+        *,
+        dro_step_size: float = 0.01,
+        dro_adjustment: float = 0.0,
+        ema_alpha: float = 0.7,
+        gce_q: float = 0.7,
+        **kwargs: Any,
+    ) -> None:
+        size, mean, std = image_normalization(model.config)
+        tensors = ImageTensorDataset(train_dataset, size, len(mean), with_index=True)
+        super().__init__(
+            model=model, args=args, train_dataset=tensors, data_collator=ImageBatchCollator(mean, std), **kwargs
+        )
+        self.inference, self.gce_q = inference, gce_q
+        self.dro_step_size, self.dro_adjustment = dro_step_size, dro_adjustment
+        labels = tensors.columns["labels"]
+        n = len(labels)
+        objective = inference.objective
+        if objective == "weighted":
+            weights = torch.as_tensor(inference.sample_weights, dtype=torch.float32)
+            self.sample_weights = (weights / weights.mean()).to(args.device)
+        elif objective == "groupdro":
+            groups = torch.as_tensor(inference.group_ids, dtype=torch.long)
+            num_groups = inference.num_groups or int(groups.max()) + 1
+            self.group_ids = groups.to(args.device)
+            self.group_sizes = torch.bincount(groups, minlength=num_groups).float().to(args.device)
+            self.group_weights = torch.full((num_groups,), 1.0 / num_groups, device=args.device)
+        elif objective == "lff":
+            self.ema_d = _LossEMA(labels, ema_alpha)
+            self.ema_b = _LossEMA(labels, ema_alpha)
+            if inference.bias_losses is not None:
+                fixed = torch.as_tensor(inference.bias_losses, dtype=torch.float32)
+                self.ema_b.update(torch.arange(n), fixed)  # EMA of a frozen model's loss is that loss
+            elif inference.bias_model is not None:
+                self.bias_model = inference.bias_model.to(args.device).train()
+            else:
+                raise ValueError("the 'lff' objective needs bias_losses (DDB-II) or a bias_model (LfF)")
+        elif objective != "erm":
+            raise ValueError(f"unknown objective {objective!r}")
+        for name, values in (("sample_weights", inference.sample_weights), ("group_ids", inference.group_ids)):
+            if values is not None and len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries but the training set has {n} samples")
+
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        optimizer = super().create_optimizer(*args, **kwargs)
+        if getattr(self, "bias_model", None) is not None and not getattr(self, "_bias_group_added", False):
+            optimizer.add_param_group({"params": list(self.bias_model.parameters()), "weight_decay": 0.0})
+            self._bias_group_added = True
+        return optimizer
+
+    def compute_loss(
+        self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], return_outputs: bool = False, **kwargs: Any
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        index = inputs.pop("index")
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        ce = F.cross_entropy(outputs.logits.float(), labels, reduction="none")
+        objective = self.inference.objective
+        if objective == "weighted":
+            loss = (self.sample_weights[index] * ce).mean()
+        elif objective == "groupdro":
+            loss = self._group_dro(ce, self.group_ids[index])
+        elif objective == "lff":
+            loss = self._lff(ce, inputs, labels, index)
+        else:
+            loss = ce.mean()
+        return (loss, outputs) if return_outputs else loss
+
+    def _group_dro(self, ce: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        num_groups = len(self.group_weights)
+        counts = torch.bincount(groups, minlength=num_groups).float()
+        group_loss = torch.zeros(num_groups, device=ce.device).scatter_add(0, groups, ce) / counts.clamp_min(1)
+        with torch.no_grad():
+            adjusted = group_loss + self.dro_adjustment / self.group_sizes.clamp_min(1).sqrt()
+            present = counts > 0
+            self.group_weights[present] *= torch.exp(self.dro_step_size * adjusted[present])
+            self.group_weights /= self.group_weights.sum()
+        return (self.group_weights * group_loss).sum()
+
+    def _lff(
+        self, ce: torch.Tensor, inputs: dict[str, torch.Tensor], labels: torch.Tensor, index: torch.Tensor
+    ) -> torch.Tensor:
+        bias_loss_term = None
+        if getattr(self, "bias_model", None) is not None:
+            logits_b = self.bias_model(**inputs).logits
+            self.ema_b.update(index, F.cross_entropy(logits_b.float(), labels, reduction="none"))
+            bias_loss_term = gce_loss(logits_b, labels, self.gce_q).mean()
+        self.ema_d.update(index, ce)
+        loss_b = self.ema_b.normalised(index)
+        loss_d = self.ema_d.normalised(index)
+        weights = (loss_b / (loss_b + loss_d + 1e-8)).to(ce.device)
+        loss = (ce * weights).mean()
+        return loss if bias_loss_term is None else loss + bias_loss_term
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+class Recipe:
+    """Infers a `BiasInference` from the training data. Subclasses set ``name`` and override `infer`."""
+
+    name = "recipe"
+    uses_bias_labels = False
+
+    def infer(
+        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
+    ) -> BiasInference:
+        return BiasInference()
+
+
+class ERM(Recipe):
+    name = "erm"
+
+
+@dataclass
+class JTT(Recipe):
+    """Just Train Twice: ERM for ``identification_epochs``, then upweight its training errors by ``upweight``."""
+
+    identification_epochs: float = 1.0
+    upweight: float = 20.0
+    name = "jtt"
+
+    def infer(
+        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
+    ) -> BiasInference:
+        identifier = make_model()
+        config = TrainingConfig(**{**training.to_dict(), "epochs": self.identification_epochs})
+        with tempfile.TemporaryDirectory() as scratch:
+            train_erm(
+                identifier, train, config.to_training_arguments(scratch, disable_tqdm=True, logging_strategy="no")
+            )
+        errors = predict_logits(identifier, train).argmax(1) != np.asarray(train["label"])
+        weights = np.where(errors, self.upweight, 1.0)
+        return BiasInference(objective="weighted", sample_weights=weights, info={"error_set_size": int(errors.sum())})
+
+
+@dataclass
+class LfF(Recipe):
+    """Learning from Failure: a GCE bias model of the same architecture, co-trained on the real data."""
+
+    gce_q: float = 0.7
+    name = "lff"
+
+    def infer(
+        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
+    ) -> BiasInference:
+        return BiasInference(objective="lff", bias_model=make_model())
+
+
+class GroupDROOracle(Recipe):
+    """GroupDRO on the TRUE (class, bias) groups. Uses bias labels: an oracle, not a fair competitor."""
+
+    name = "groupdro_oracle"
+    uses_bias_labels = True
+
+    def infer(
+        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
+    ) -> BiasInference:
+        num_bias = train.features["bias_label"].num_classes
+        groups = np.asarray(train["label"]) * num_bias + np.asarray(train["bias_label"])
+        num_groups = train.features["label"].num_classes * num_bias
+        return BiasInference(objective="groupdro", group_ids=groups, num_groups=num_groups)
+
+
+@dataclass
+class _DDB(Recipe):
+    amplifier: PreTrainedModel | None = None
+    rule: str = "misclassified"
+    rule_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def _flags(self, dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        if self.amplifier is None:
+            raise ValueError(f"{self.name} needs a trained bias amplifier (amplifier=...)")
+        signals = bias_signals(self.amplifier, dataset)
+        return signals, pseudo_bias_labels(signals, self.rule, **self.rule_options)
+
+    def _pseudo_groups(self, train: Dataset, valid: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        signals, flags = self._flags(train)
+        _, valid_flags = self._flags(valid)
+        groups = np.asarray(train["label"]) * 2 + flags
+        valid_groups = np.asarray(valid["label"]) * 2 + valid_flags
+        return signals, groups, valid_groups
+
+
+class DDBTwoStep(_DDB):
+    """DDB Recipe I: the amplifier's pseudo groups (class x aligned/conflicting), then GroupDRO."""
+
+    name = "ddb_i"
+
+    def infer(
+        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
+    ) -> BiasInference:
+        _, groups, valid_groups = self._pseudo_groups(train, valid)
+        num_groups = 2 * train.features["label"].num_classes
+        return BiasInference(
+            objective="groupdro",
+            group_ids=groups,
+            num_groups=num_groups,
+            valid_group_ids=valid_groups,
+            info={"pseudo_conflicting": int((groups % 2).sum())},
+        )
+
+
+class DDBEndToEnd(_DDB):
+    """DDB Recipe II: LfF-style weights W = L_B / (L_B + L_D) with the frozen amplifier's loss as L_B."""
+
+    name = "ddb_ii"
+
+    def infer(
+        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
+    ) -> BiasInference:
+        signals, _, valid_groups = self._pseudo_groups(train, valid)
+        return BiasInference(objective="lff", bias_losses=signals["loss"], valid_group_ids=valid_groups)
+
+
+RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (ERM, JTT, LfF, GroupDROOracle, DDBTwoStep, DDBEndToEnd)}
+
+
+class _SelectBest(TrainerCallback):
+    """Evaluates on ``valid`` after every epoch and keeps the best weights in memory."""
+
+    def __init__(self, score: Callable[[PreTrainedModel], float]) -> None:
+        self.score, self.best, self.best_state, self.history = score, -np.inf, None, []
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: Any, control: Any, model: PreTrainedModel = None, **kwargs: Any
+    ) -> None:
+        value = self.score(model)
+        self.history.append(value)
+        if value > self.best:
+            self.best, self.best_state = value, copy.deepcopy(model.state_dict())
+        model.train()
+
+
+def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -> Callable[[PreTrainedModel], float]:
+    labels = np.asarray(valid["label"])
+    if selection == "valid_accuracy":
+        return lambda model: float((predict_logits(model, valid).argmax(1) == labels).mean())
+    if selection == "valid_worst_pseudo_group":
+        if inference.valid_group_ids is None:
+            raise ValueError("valid_worst_pseudo_group selection needs a DDB recipe (the amplifier's pseudo groups)")
+        flags = inference.valid_group_ids % 2  # groups are label * 2 + flag
+        return lambda model: group_metrics(predict_logits(model, valid), labels, flags)["worst_group_accuracy"]
+    if selection == "oracle_valid_worst_group":
+        bias = np.asarray(valid["bias_label"])
+        return lambda model: group_metrics(predict_logits(model, valid), labels, bias)["worst_group_accuracy"]
+    raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
+
+
+def train_with_recipe(
+    recipe: Recipe,
+    data: Mapping[str, Dataset],
+    make_model: ModelFactory,
+    training: TrainingConfig,
+    output_dir: str,
+    *,
+    selection: str = "valid_accuracy",
+    trainer_options: Mapping[str, Any] | None = None,
+) -> tuple[PreTrainedModel, dict[str, Any]]:
+    """Infer the bias with ``recipe`` on ``data["train"]``, train a fresh model robustly, select on ``valid``.
+
+    Only ``data["train"]`` and ``data["valid"]`` are read; the test split is never touched here.
+    Returns the selected model and a dict of what happened (inference info, selection history).
+    """
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
+    train, valid = data["train"], data["valid"]
+    inference = recipe.infer(train, valid, make_model, training)
+    model = make_model()
+    callbacks = []
+    if selection != "last":
+        selector = _SelectBest(_selection_score(selection, valid, inference))
+        callbacks.append(selector)
+    args = training.to_training_arguments(output_dir, disable_tqdm=True, logging_strategy="no")
+    trainer = DebiasTrainer(model, args, train, inference, callbacks=callbacks, **(trainer_options or {}))
+    trainer.train()
+    info: dict[str, Any] = {"recipe": recipe.name, "uses_bias_labels": recipe.uses_bias_labels, **inference.info}
+    if selection != "last" and selector.best_state is not None:
+        model.load_state_dict(selector.best_state)
+        info.update(
+            selection=selection, selection_history=selector.history, selected_epoch=int(np.argmax(selector.history)) + 1
+        )
+    return model.eval(), info

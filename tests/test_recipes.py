@@ -1,0 +1,156 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import DatasetDict
+
+from hf_ddb import TrainingConfig, build_classifier, evaluate_groups
+from hf_ddb import recipes as recipes_module
+from hf_ddb.amplifier import BiasAmplifierTrainer, bias_signals, detection_report, gce_loss, pseudo_bias_labels
+from hf_ddb.recipes import (
+    JTT,
+    BiasInference,
+    DDBEndToEnd,
+    DDBTwoStep,
+    DebiasTrainer,
+    GroupDROOracle,
+    _LossEMA,
+    train_with_recipe,
+)
+
+
+def test_gce_loss_value_and_gradient():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]], requires_grad=True)
+    labels = torch.tensor([0, 2])
+    q = 0.7
+    p = F.softmax(logits, 1)[torch.arange(2), labels]
+    torch.testing.assert_close(gce_loss(logits, labels, q), (1 - p**q) / q)
+    (grad_gce,) = torch.autograd.grad(gce_loss(logits, labels, q).sum(), logits)
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    grads_ce = torch.stack([torch.autograd.grad(ce[i], logits, retain_graph=True)[0][i] for i in range(2)])
+    torch.testing.assert_close(grad_gce, p.detach()[:, None] ** q * grads_ce)  # dGCE = p^q dCE
+    with pytest.raises(ValueError, match="0 < q <= 1"):
+        gce_loss(logits, labels, 0.0)
+
+
+def test_lff_loss_ema_and_class_max_normalisation():
+    ema = _LossEMA(torch.tensor([0, 0, 1]), alpha=0.7)
+    ema.update(torch.tensor([0, 2]), torch.tensor([2.0, 4.0]))
+    torch.testing.assert_close(ema.values, torch.tensor([2.0, 0.0, 4.0]))  # first update = the loss itself
+    ema.update(torch.tensor([0, 1]), torch.tensor([1.0, 3.0]))
+    torch.testing.assert_close(ema.values, torch.tensor([0.7 * 2 + 0.3 * 1, 3.0, 4.0]))
+    # class 0 max is 3.0 (sample 1), class 1 max is 4.0
+    torch.testing.assert_close(ema.normalised(torch.tensor([0, 1, 2])), torch.tensor([1.7 / 3.0, 1.0, 1.0]))
+
+
+def test_group_dro_weight_update_hand_case():
+    trainer = object.__new__(DebiasTrainer)  # only the GroupDRO state is needed
+    trainer.group_weights = torch.tensor([0.5, 0.5])
+    trainer.group_sizes = torch.tensor([100.0, 4.0])
+    trainer.dro_step_size, trainer.dro_adjustment = 0.1, 0.0
+    ce = torch.tensor([1.0, 3.0, 4.0])  # group 0 mean loss 2, group 1 loss 4
+    groups = torch.tensor([0, 0, 1])
+    loss = DebiasTrainer._group_dro(trainer, ce, groups)
+    raw = torch.tensor([0.5 * np.exp(0.1 * 2.0), 0.5 * np.exp(0.1 * 4.0)], dtype=torch.float32)
+    torch.testing.assert_close(trainer.group_weights, raw / raw.sum())
+    torch.testing.assert_close(loss, (raw / raw.sum() * torch.tensor([2.0, 4.0])).sum())
+    before = trainer.group_weights.clone()
+    trainer.dro_adjustment = 1.0  # adds C / sqrt(n_g): 0.1 for group 0, 0.5 for group 1
+    DebiasTrainer._group_dro(trainer, ce, groups)
+    raw = before * torch.exp(0.1 * torch.tensor([2.0 + 0.1, 4.0 + 0.5]))
+    torch.testing.assert_close(trainer.group_weights, raw / raw.sum())
+
+
+def test_jtt_error_set_gets_upweighted(small_cmnist, monkeypatch):
+    train = small_cmnist["train"].select(range(6))
+    labels = np.asarray(train["label"])
+    wrong = np.array([True, False, True, False, False, False])
+    logits = np.eye(10)[np.where(wrong, (labels + 1) % 10, labels)]
+    monkeypatch.setattr(recipes_module, "train_erm", lambda *a, **k: None)
+    monkeypatch.setattr(recipes_module, "predict_logits", lambda model, dataset: logits)
+    inference = JTT(upweight=7.0).infer(train, train, lambda: None, TrainingConfig())
+    assert inference.objective == "weighted"
+    assert inference.sample_weights.tolist() == [7.0, 1.0, 7.0, 1.0, 1.0, 1.0]
+    assert inference.info["error_set_size"] == 2
+
+
+def test_pseudo_label_rules():
+    signals = {
+        "loss": np.array([0.01, 0.02, 0.03, 5.0, 0.015, 6.0, 0.02, 0.01, 0.025, 0.02]),
+        "correct": np.array([True, True, True, False, True, True, True, True, True, True]),
+    }
+    assert np.flatnonzero(pseudo_bias_labels(signals)).tolist() == [3]  # misclassified (default)
+    assert np.flatnonzero(pseudo_bias_labels(signals, "top_fraction", fraction=0.2)).tolist() == [3, 5]
+    assert np.flatnonzero(pseudo_bias_labels(signals, "loss_mixture")).tolist() == [3, 5]
+    with pytest.raises(ValueError, match="unknown pseudo-label rule"):
+        pseudo_bias_labels(signals, "magic")
+
+
+def test_amplifier_refuses_real_data(small_cmnist, tmp_path):
+    model, _ = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16)
+    args = TrainingConfig().to_training_arguments(tmp_path)
+    with pytest.raises(ValueError, match="synthetic images only"):
+        BiasAmplifierTrainer(model, args, small_cmnist["train"])
+    with pytest.raises(ValueError, match="synthetic images only"):  # stripping the column does not hide it
+        BiasAmplifierTrainer(model, args, small_cmnist["train"].remove_columns("bias_label"))
+
+
+class _NoTest(DatasetDict):
+    def __getitem__(self, key):
+        if key == "test":
+            raise AssertionError("model selection touched the test split")
+        return super().__getitem__(key)
+
+
+def test_selection_never_touches_test(small_cmnist, tmp_path):
+    data = _NoTest({k: v.select(range(200)) for k, v in small_cmnist.items()})
+    make = lambda: build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]  # noqa: E731
+    model, info = train_with_recipe(
+        GroupDROOracle(), data, make, TrainingConfig(epochs=2, batch_size=64), str(tmp_path), selection="valid_accuracy"
+    )
+    assert info["uses_bias_labels"] is True and len(info["selection_history"]) == 2
+
+
+def test_inference_length_mismatch_is_clear(small_cmnist, tmp_path):
+    model, _ = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16)
+    args = TrainingConfig().to_training_arguments(tmp_path)
+    bad = BiasInference(objective="weighted", sample_weights=np.ones(3))
+    with pytest.raises(ValueError, match="sample_weights has 3 entries but the training set has 3000"):
+        DebiasTrainer(model, args, small_cmnist["train"], bad)
+
+
+def test_ddb_recipes_end_to_end_on_tiny_benchmark(small_cmnist, tmp_path):
+    """diffusion -> synthetic data -> bias amplifier -> DDB-I and DDB-II, all tiny and real code paths."""
+    from hf_ddb.diffusion import DiffusionConfig, train_diffusion
+    from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
+
+    train = small_cmnist["train"]
+    diffusion = train_diffusion(train, DiffusionConfig.from_preset("tiny", max_train_steps=10), tmp_path / "diffusion")
+    synthetic = generate_synthetic_dataset(
+        diffusion.pipeline,
+        tmp_path / "synthetic",
+        GenerationConfig(num_images_per_class=8, batch_size=8, num_inference_steps=3),
+    )
+    names = {i: str(i) for i in range(10)}
+    amplifier, _ = build_classifier("mlp", names, image_size=8, seed=0)
+    args = TrainingConfig(epochs=2, batch_size=16).to_training_arguments(tmp_path / "ba", disable_tqdm=True)
+    BiasAmplifierTrainer(amplifier, args, synthetic, loss="gce", class_balanced=True).train()
+    signals = bias_signals(amplifier, train)  # real 16 px images, resized to the amplifier's 8 px
+    assert signals["loss"].shape == (3000,)
+    report = detection_report(signals, pseudo_bias_labels(signals), train)
+    assert 0.0 <= report["auroc"] <= 1.0 and report["num_conflicting"] == 30
+
+    make = lambda: build_classifier("mlp", names, image_size=16, seed=0)[0]  # noqa: E731
+    data = {k: v.select(range(600)) if k != "train" else v for k, v in small_cmnist.items()}
+    for recipe in (DDBTwoStep(amplifier=amplifier), DDBEndToEnd(amplifier=amplifier)):
+        model, info = train_with_recipe(
+            recipe,
+            data,
+            make,
+            TrainingConfig(epochs=1, batch_size=128),
+            str(tmp_path / recipe.name),
+            selection="valid_worst_pseudo_group",
+        )
+        metrics = evaluate_groups(model, small_cmnist["test"])
+        assert info["recipe"] == recipe.name and not info["uses_bias_labels"]
+        assert metrics["accuracy"] > 0.1  # learned something beyond chance
