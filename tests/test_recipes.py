@@ -154,3 +154,25 @@ def test_ddb_recipes_end_to_end_on_tiny_benchmark(small_cmnist, tmp_path):
         metrics = evaluate_groups(model, small_cmnist["test"])
         assert info["recipe"] == recipe.name and not info["uses_bias_labels"]
         assert metrics["accuracy"] > 0.1  # learned something beyond chance
+
+
+def test_memorisation_analysis_reports_every_epoch(small_cmnist, tmp_path):
+    from datasets import Dataset
+
+    from hf_ddb.amplifier import memorisation_analysis
+    from hf_ddb.data import origin_info
+
+    real = small_cmnist["train"]
+    synthetic_rows = real.select(range(300)).remove_columns("bias_label")
+    synthetic = Dataset.from_dict(
+        synthetic_rows.to_dict(),
+        features=synthetic_rows.features,
+        info=origin_info("synthetic", synthetic_rows.features),
+    )
+    make = lambda: build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]  # noqa: E731
+    args = TrainingConfig(epochs=2, batch_size=128).to_training_arguments(tmp_path, disable_tqdm=True)
+    results = memorisation_analysis(real, synthetic, make, args)
+    assert set(results) == {"synthetic_ce", "real_ce", "real_gce"}
+    for history in results.values():
+        assert [row["epoch"] for row in history] == [1, 2]
+        assert 0.0 <= history[-1]["auroc"] <= 1.0 and history[-1]["num_conflicting"] == 30

@@ -11,14 +11,14 @@ bias labels. `detection_report` compares flags and scores with the true bias lab
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 
 from .data import dataset_origin
 from .metrics import detection_metrics, is_conflicting
@@ -28,9 +28,11 @@ from .training import ImageBatchCollator, ImageTensorDataset, predict_logits
 __all__ = [
     "PSEUDO_LABEL_RULES",
     "BiasAmplifierTrainer",
+    "ClassifierLossTrainer",
     "bias_signals",
     "detection_report",
     "gce_loss",
+    "memorisation_analysis",
     "pseudo_bias_labels",
 ]
 
@@ -47,16 +49,15 @@ def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float = 0.7) -> torc
     return (1.0 - p_true.clamp_min(1e-12) ** q) / q
 
 
-class BiasAmplifierTrainer(Trainer):
-    """A `transformers.Trainer` for the bias amplifier: synthetic data only, CE or GCE, optional class balance.
+class ClassifierLossTrainer(Trainer):
+    """A `transformers.Trainer` for an image classifier with CE or GCE loss and optional class balance.
 
     Args:
         model: any `AutoModelForImageClassification` built by `hf_ddb.build_classifier`.
         args: `TrainingArguments` (``remove_unused_columns=False``, as `TrainingConfig` makes them).
-        train_dataset: a `datasets.Dataset` of synthetic images (``image``, ``label``); one marked real
-            (an hf-ddb benchmark split) or carrying ``bias_label`` is refused.
+        train_dataset: a `datasets.Dataset` with ``image`` and ``label``.
         loss: ``"ce"`` or ``"gce"`` (generalised CE with ``gce_q``).
-        class_balanced: sample classes uniformly (a weighted sampler), for unequal synthetic counts.
+        class_balanced: sample classes uniformly (a weighted sampler), for unequal class counts.
     """
 
     loss_is_scaled_for_ga = False
@@ -72,12 +73,6 @@ class BiasAmplifierTrainer(Trainer):
         class_balanced: bool = False,
         **kwargs: Any,
     ) -> None:
-        if dataset_origin(train_dataset) == "real" or "bias_label" in train_dataset.column_names:
-            raise ValueError(
-                "the bias amplifier must be trained on synthetic images only, but this dataset is marked real "
-                "(an hf-ddb benchmark split or a dataset with a 'bias_label' column); generate one with "
-                "hf_ddb.generation.generate_synthetic_dataset"
-            )
         if loss not in ("ce", "gce"):
             raise ValueError(f"loss must be 'ce' or 'gce', got {loss!r}")
         size, mean, std = image_normalization(model.config)
@@ -109,6 +104,23 @@ class BiasAmplifierTrainer(Trainer):
         else:
             loss = F.cross_entropy(outputs.logits.float(), labels)
         return (loss, outputs) if return_outputs else loss
+
+
+class BiasAmplifierTrainer(ClassifierLossTrainer):
+    """Trains the bias amplifier on synthetic images only; a dataset marked real is refused.
+
+    Same arguments as `ClassifierLossTrainer`. A dataset is refused when it is marked real (every hf-ddb
+    benchmark split is, see `hf_ddb.data.dataset_origin`) or carries a ``bias_label`` column.
+    """
+
+    def __init__(self, model: PreTrainedModel, args: TrainingArguments, train_dataset: Dataset, **kwargs: Any) -> None:
+        if dataset_origin(train_dataset) == "real" or "bias_label" in train_dataset.column_names:
+            raise ValueError(
+                "the bias amplifier must be trained on synthetic images only, but this dataset is marked real "
+                "(an hf-ddb benchmark split or a dataset with a 'bias_label' column); generate one with "
+                "hf_ddb.generation.generate_synthetic_dataset"
+            )
+        super().__init__(model, args, train_dataset, **kwargs)
 
 
 def bias_signals(model: PreTrainedModel, dataset: Dataset, batch_size: int = 1024) -> dict[str, np.ndarray]:
@@ -200,3 +212,45 @@ def detection_report(
     report["ba_accuracy_aligned"] = float(signals["correct"][~truth].mean()) if (~truth).any() else None
     report["ba_accuracy_conflicting"] = float(signals["correct"][truth].mean()) if truth.any() else None
     return report
+
+
+class _DetectionEachEpoch(TrainerCallback):
+    def __init__(self, real_train: Dataset) -> None:
+        self.real_train, self.history = real_train, []
+
+    def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, model: PreTrainedModel = None, **kw: Any):
+        signals = bias_signals(model, self.real_train)
+        report = detection_report(signals, pseudo_bias_labels(signals), self.real_train)
+        self.history.append({"epoch": round(state.epoch), **report})
+        model.train()
+
+
+def memorisation_analysis(
+    real_train: Dataset,
+    synthetic: Dataset,
+    make_model: Callable[[], PreTrainedModel],
+    args: TrainingArguments,
+    *,
+    gce_q: float = 0.7,
+) -> dict[str, list[dict[str, Any]]]:
+    """The paper's central claim, measured: does a model trained on real biased data memorise the conflicting samples?
+
+    Trains the same architecture (``make_model``) three ways and, after every epoch, reports how well its
+    per-sample loss finds the bias-conflicting samples of the REAL training set (AUROC, precision@k, and
+    its accuracy on aligned vs conflicting samples): (a) ``synthetic_ce``, the bias amplifier on synthetic
+    images; (b) ``real_ce`` and (c) ``real_gce`` on the real biased set itself. A model that memorises the
+    conflicting samples fits them, so its detection quality falls as training goes on. Uses bias labels
+    for the report only.
+    """
+    real_at_size = _at_model_size(make_model(), real_train)  # the same resolution as the synthetic images
+    runs = {
+        "synthetic_ce": (BiasAmplifierTrainer, synthetic, "ce"),
+        "real_ce": (ClassifierLossTrainer, real_at_size, "ce"),
+        "real_gce": (ClassifierLossTrainer, real_at_size, "gce"),
+    }
+    results = {}
+    for name, (trainer_cls, data, loss) in runs.items():
+        tracker = _DetectionEachEpoch(real_train)
+        trainer_cls(make_model(), args, data, loss=loss, gce_q=gce_q, callbacks=[tracker]).train()
+        results[name] = tracker.history
+    return results
