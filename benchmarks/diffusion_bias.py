@@ -1,11 +1,13 @@
 """Does the diffusion model carry (and amplify) the bias, and what does it cost on this machine?
 
     python benchmarks/diffusion_bias.py                     # about 25 min on 2 CPU cores
+    python benchmarks/diffusion_bias.py --scan --only-compare   # UNet shapes and the training-step comparison
     python benchmarks/diffusion_bias.py --steps 300 --per-class 10 --skip-ddpm   # quick look
 
 On ``colored_mnist`` (1 % conflicting, full MNIST, 16 px) with the ``cpu`` preset it measures:
 1. UNet shapes: parameters, training step time and DDIM-50 + CFG sampling time (``--scan``);
-2. our training step against a plain diffusers training loop on the same UNet and batch (img/s, ratio);
+2. our training step against a plain diffusers training loop on the same UNet and batch (img/s, median of
+   interleaved rounds, ratio; both timings include getting the batch);
 3. training throughput of the full run (resumable: a re-run reuses ``runs/bench_diffusion``);
 4. per sampler (DDPM-1000, DDIM-50, DPM-Solver++-20) and guidance w: sampling img/s and the fraction of
    generated images whose digit has its class's bias colour, read by `hf_ddb.data.ColorOracle` (trained on
@@ -113,15 +115,22 @@ def save_grid(images: np.ndarray, labels: np.ndarray, path: Path, per_row: int =
     PILImage.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), PILImage.Resampling.NEAREST).save(path)
 
 
+def write_report(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1500, help="diffusion training steps (cpu preset)")
+    parser.add_argument("--steps", type=int, default=5000, help="diffusion training steps (the cpu preset's)")
     parser.add_argument("--per-class", type=int, default=20, help="images per class per sampler")
     parser.add_argument("--guidance", type=float, nargs="+", default=[0.0, 1.0, 3.0], help="w values (DDIM-50)")
     parser.add_argument("--ddpm-per-class", type=int, default=5, help="images per class for DDPM-1000 (slow)")
     parser.add_argument("--skip-ddpm", action="store_true", help="skip DDPM-1000 (the slow sampler)")
     parser.add_argument("--scan", action="store_true", help="time alternative UNet shapes first")
     parser.add_argument("--compare-steps", type=int, default=50, help="steps of the training-step comparison")
+    parser.add_argument("--compare-rounds", type=int, default=3, help="interleaved rounds of the comparison")
     parser.add_argument("--only-compare", action="store_true", help="run only the training-step comparison")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="runs/bench_diffusion")
@@ -165,11 +174,20 @@ def main() -> None:
 
     images = torch.from_numpy(np.stack(train.select(range(4096)).with_format("numpy")["image"])).permute(0, 3, 1, 2)
     labels = torch.as_tensor(labels_all[:4096])
-    plain = timed_plain_diffusers_loop(images, labels, base, args.compare_steps)
-    ours = ours_img_per_s(train.select(range(4096)), base, args.compare_steps, workdir / "compare")
-    report["train_step_comparison"] = {"plain_diffusers_img_s": plain, "hf_ddb_img_s": ours, "ratio": ours / plain}
+    plain_runs, ours_runs = [], []
+    for _ in range(args.compare_rounds):  # interleaved, so drifts in machine speed hit both alike
+        plain_runs.append(timed_plain_diffusers_loop(images, labels, base, args.compare_steps))
+        ours_runs.append(ours_img_per_s(train.select(range(4096)), base, args.compare_steps, workdir / "compare"))
+    plain, ours = float(np.median(plain_runs)), float(np.median(ours_runs))
+    report["train_step_comparison"] = {
+        "plain_diffusers_img_s": plain,
+        "hf_ddb_img_s": ours,
+        "ratio": ours / plain,
+        "rounds": {"plain": plain_runs, "hf_ddb": ours_runs},
+    }
     print(report["train_step_comparison"], flush=True)
     if args.only_compare:
+        write_report(report, Path(args.output))
         return
 
     out = train_diffusion(train, base, workdir / "cpu")
@@ -208,9 +226,7 @@ def main() -> None:
     for r in rows:
         colour = 100 * r["bias_colour_fraction"]
         print(f"| {r['sampler']} | {r['w']:g} | {r['images']} | {r['img_s']:.1f} | {colour:.1f}% |")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {args.output}")
+    write_report(report, Path(args.output))
 
 
 if __name__ == "__main__":

