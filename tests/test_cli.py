@@ -93,5 +93,8 @@ def test_stage_subcommands_on_two_processes(tmp_path, small_cmnist):
         "checkpoint-1",
         "checkpoint-2",
     ]
+    run = tmp_path / "run"
+    assert json.loads((run / "diffusion" / "diffusion_config.json").read_text())["num_processes"] == 2
+    assert json.loads((run / "synthetic" / "dataset" / "generation.json").read_text())["num_processes"] == 2
     synthetic = Dataset.load_from_disk(str(tmp_path / "run" / "synthetic" / "dataset"))
     assert len(synthetic) == 30 and synthetic.features["label"].names == [str(d) for d in range(10)]

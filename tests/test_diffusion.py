@@ -156,6 +156,9 @@ def test_training_rejects_other_classes_on_resume_and_bad_settings(tiny_train, t
     fewer = tiny_train.filter(lambda row: row["label"] < 3).cast_column("label", ClassLabel(names=["0", "1", "2"]))
     with pytest.raises(ValueError, match="trained on 10 classes .* but this dataset has 3 classes"):
         train_diffusion(fewer, config, tmp_path)
+    train_diffusion(fewer, config, tmp_path / "three")  # labels beyond a 3-class model's classes:
+    with pytest.raises(ValueError, match="trained on 3 classes .* but this dataset has 10 classes"):
+        train_diffusion(tiny_train, config, tmp_path / "three")
     with pytest.raises(ValueError, match="block_out_channels was \\[16, 32\\], now \\[32, 64\\]"):
         train_diffusion(tiny_train, DiffusionConfig.from_preset("tiny", block_out_channels=[32, 64]), tmp_path)
     with pytest.raises(ValueError, match="norm_num_groups=5 must divide"):

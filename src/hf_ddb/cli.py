@@ -80,8 +80,11 @@ def train_diffusion_stage(config: RunConfig) -> Path:
 
     from .data import load_benchmark
     from .diffusion import train_diffusion
+    from .utils import force_cpu_processes
 
-    with PartialState().main_process_first():  # one process builds the benchmark cache, the others read it
+    with PartialState(
+        cpu=force_cpu_processes()
+    ).main_process_first():  # one process builds the benchmark cache, the others read it
         dataset = load_benchmark(config.benchmark_name, **config.benchmark_options)
     folder = Path(config.output_dir) / "diffusion"
     train_diffusion(dataset["train"], config.diffusion, folder)

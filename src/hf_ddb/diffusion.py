@@ -38,7 +38,7 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
-from .utils import atomic_directory
+from .utils import atomic_directory, force_cpu_processes
 
 __all__ = ["PRESETS", "DiffusionConfig", "DiffusionTrainingOutput", "build_unet", "train_diffusion"]
 
@@ -286,7 +286,9 @@ def train_diffusion(
         )
     output_dir = Path(output_dir)
     accelerator = accelerator or Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps, mixed_precision=config.mixed_precision
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        mixed_precision=config.mixed_precision,
+        cpu=force_cpu_processes(),
     )
     if accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
         raise ValueError("the Accelerator's gradient_accumulation_steps differs from the config's")
@@ -334,7 +336,7 @@ def train_diffusion(
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "diffusion_config.json").write_text(
-            json.dumps({**config.to_dict(), "class_names": names}, indent=2)
+            json.dumps({**config.to_dict(), "class_names": names, "num_processes": accelerator.num_processes}, indent=2)
         )
 
     rank, world = accelerator.process_index, accelerator.num_processes

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .data import origin_info
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
-from .utils import atomic_directory
+from .utils import atomic_directory, force_cpu_processes
 
 __all__ = ["SCHEDULERS", "GenerationConfig", "generate_synthetic_dataset", "set_scheduler"]
 
@@ -103,7 +103,7 @@ def generate_synthetic_dataset(
     final = output_dir / "dataset"
     if (final / "dataset_info.json").is_file():
         return Dataset.load_from_disk(str(final))
-    state = PartialState()
+    state = PartialState(cpu=force_cpu_processes())
     shard_dir = output_dir / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     per_shard = config.batch_size
@@ -150,7 +150,13 @@ def generate_synthetic_dataset(
         dataset = Dataset.from_dict(columns, features=features, info=origin_info("synthetic", features))
         with atomic_directory(final) as tmp_dir:
             dataset.save_to_disk(str(tmp_dir))
-            meta = {**asdict(config), "class_labels": labels, "synthetic": True, "num_images": len(dataset)}
+            meta = {
+                **asdict(config),
+                "class_labels": labels,
+                "synthetic": True,
+                "num_images": len(dataset),
+                "num_processes": state.num_processes,
+            }
             (tmp_dir / "generation.json").write_text(json.dumps(meta, indent=2))
     state.wait_for_everyone()
     return Dataset.load_from_disk(str(final))

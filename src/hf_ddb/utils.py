@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_directory"]
+__all__ = ["atomic_directory", "force_cpu_processes"]
 
 
 @contextmanager
@@ -33,3 +33,14 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def force_cpu_processes() -> bool:
+    """True when launched as several processes on a machine without CUDA.
+
+    Accelerate then needs ``cpu=True`` to form a gloo process group; without it, every process under
+    ``torchrun`` runs alone and they race on the same files.
+    """
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
