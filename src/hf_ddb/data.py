@@ -270,6 +270,12 @@ def dataset_origin(dataset: Dataset) -> str | None:
     return description[len(ORIGIN_PREFIX) :] if description.startswith(ORIGIN_PREFIX) else None
 
 
+def _benchmark_features(label_names: list[str], bias_names: list[str]) -> Features:
+    return Features(
+        {"image": Image(), "label": ClassLabel(names=label_names), "bias_label": ClassLabel(names=bias_names)}
+    )
+
+
 def _to_dataset(images: np.ndarray, labels: np.ndarray, bias: np.ndarray, features: Features) -> Dataset:
     return Dataset.from_dict(
         {"image": list(images), "label": labels.tolist(), "bias_label": bias.tolist()},
@@ -290,13 +296,7 @@ def _build_colored_mnist(
         raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {conflict_ratio}")
     digits = load_mnist_digits(source)
     rng = np.random.default_rng(seed)
-    features = Features(
-        {
-            "image": Image(),
-            "label": ClassLabel(names=[str(d) for d in range(10)]),
-            "bias_label": ClassLabel(names=COLOR_NAMES),
-        }
-    )
+    features = _benchmark_features([str(d) for d in range(10)], COLOR_NAMES)
     # valid is drawn with the training ratio so model selection never needs test; test is unbiased.
     aligned = {"train": 1.0 - conflict_ratio, "valid": 1.0 - conflict_ratio, "test": 0.1}
     splits = {}
@@ -362,13 +362,7 @@ def _build_background_mnist(
         raise ValueError(f"aligned_ratio must be one of {BACKGROUND_ALIGNED_RATIOS}, got {aligned_ratio}")
     digits = load_mnist_digits(source)
     rng = np.random.default_rng(seed)
-    features = Features(
-        {
-            "image": Image(),
-            "label": ClassLabel(names=["digit 0-4", "digit 5-9"]),
-            "bias_label": ClassLabel(names=list(BACKGROUND_TEXTURES)),
-        }
-    )
+    features = _benchmark_features(["digit 0-4", "digit 5-9"], list(BACKGROUND_TEXTURES))
     splits = {}
     for name in SPLITS:
         grey, digit_labels = digits[name]
