@@ -23,7 +23,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from .data import dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
-from .training import ImageBatchCollator, ImageTensorDataset, predict_logits
+from .training import model_inputs, predict_logits
 
 __all__ = [
     "PSEUDO_LABEL_RULES",
@@ -75,16 +75,10 @@ class ClassifierLossTrainer(Trainer):
     ) -> None:
         if loss not in ("ce", "gce"):
             raise ValueError(f"loss must be 'ce' or 'gce', got {loss!r}")
-        size, mean, std = image_normalization(model.config)
         self.loss_name, self.gce_q, self.class_balanced = loss, gce_q, class_balanced
         self._labels = np.asarray(train_dataset["label"])
-        super().__init__(
-            model=model,
-            args=args,
-            train_dataset=ImageTensorDataset(train_dataset, size, len(mean)),
-            data_collator=ImageBatchCollator(mean, std),
-            **kwargs,
-        )
+        tensors, collate = model_inputs(model, train_dataset)
+        super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
 
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
         if not self.class_balanced:
@@ -250,7 +244,7 @@ def memorisation_analysis(
     }
     results = {}
     for name, (trainer_cls, data, loss) in runs.items():
-        tracker = _DetectionEachEpoch(real_train)
+        tracker = _DetectionEachEpoch(real_at_size)
         trainer_cls(make_model(), args, data, loss=loss, gce_q=gce_q, callbacks=[tracker]).train()
         results[name] = tracker.history
     return results

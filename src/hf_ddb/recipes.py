@@ -36,8 +36,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 
 from .amplifier import bias_signals, gce_loss, pseudo_bias_labels
 from .metrics import group_metrics
-from .models import image_normalization
-from .training import ImageBatchCollator, ImageTensorDataset, TrainingConfig, predict_logits, train_erm
+from .training import ImageTensorDataset, TrainingConfig, model_inputs, predict_logits, train_erm
 
 __all__ = [
     "RECIPES",
@@ -120,11 +119,8 @@ class DebiasTrainer(Trainer):
         gce_q: float = 0.7,
         **kwargs: Any,
     ) -> None:
-        size, mean, std = image_normalization(model.config)
-        tensors = ImageTensorDataset(train_dataset, size, len(mean), with_index=True)
-        super().__init__(
-            model=model, args=args, train_dataset=tensors, data_collator=ImageBatchCollator(mean, std), **kwargs
-        )
+        tensors, collate = model_inputs(model, train_dataset, with_index=True)
+        super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
         self.inference, self.gce_q = inference, gce_q
         self.dro_step_size, self.dro_adjustment = dro_step_size, dro_adjustment
         labels = tensors.columns["labels"]
@@ -346,16 +342,23 @@ class _SelectBest(TrainerCallback):
 
 def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -> Callable[[PreTrainedModel], float]:
     labels = np.asarray(valid["label"])
+    decoded: list[ImageTensorDataset] = []  # valid is decoded once, at the first evaluation
+
+    def logits(model: PreTrainedModel) -> np.ndarray:
+        if not decoded:
+            decoded.append(model_inputs(model, valid)[0])
+        return predict_logits(model, decoded[0])
+
     if selection == "valid_accuracy":
-        return lambda model: float((predict_logits(model, valid).argmax(1) == labels).mean())
+        return lambda model: float((logits(model).argmax(1) == labels).mean())
     if selection == "valid_worst_pseudo_group":
         if inference.valid_group_ids is None:
             raise ValueError("valid_worst_pseudo_group selection needs a DDB recipe (the amplifier's pseudo groups)")
         flags = inference.valid_group_ids % 2  # groups are label * 2 + flag
-        return lambda model: group_metrics(predict_logits(model, valid), labels, flags)["worst_group_accuracy"]
+        return lambda model: group_metrics(logits(model), labels, flags)["worst_group_accuracy"]
     if selection == "oracle_valid_worst_group":
         bias = np.asarray(valid["bias_label"])
-        return lambda model: group_metrics(predict_logits(model, valid), labels, bias)["worst_group_accuracy"]
+        return lambda model: group_metrics(logits(model), labels, bias)["worst_group_accuracy"]
     raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
 
 

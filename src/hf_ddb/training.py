@@ -25,6 +25,7 @@ __all__ = [
     "ImageTensorDataset",
     "TrainingConfig",
     "evaluate_groups",
+    "model_inputs",
     "predict_logits",
     "train_erm",
 ]
@@ -86,6 +87,14 @@ class ImageBatchCollator:
         return batch
 
 
+def model_inputs(
+    model: PreTrainedModel, dataset: Dataset, with_index: bool = False
+) -> tuple[ImageTensorDataset, ImageBatchCollator]:
+    """The decoded split at the model's size and the collator with the model's normalisation."""
+    size, mean, std = image_normalization(model.config)
+    return ImageTensorDataset(dataset, size, len(mean), with_index=with_index), ImageBatchCollator(mean, std)
+
+
 @dataclass
 class TrainingConfig:
     """The few settings the recipes share; defaults are LfF's Colored-MNIST ones.
@@ -134,25 +143,22 @@ def train_erm(
     model: PreTrainedModel, train: Dataset, args: TrainingArguments, *, callbacks: Sequence[Any] = ()
 ) -> Trainer:
     """Empirical risk minimisation: plain cross-entropy on ``train`` with `transformers.Trainer`."""
-    size, mean, std = image_normalization(model.config)
-    channels = len(mean)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=ImageTensorDataset(train, size, channels),
-        data_collator=ImageBatchCollator(mean, std),
-        callbacks=list(callbacks),
-    )
+    tensors, collate = model_inputs(model, train)
+    trainer = Trainer(model=model, args=args, train_dataset=tensors, data_collator=collate, callbacks=list(callbacks))
     trainer.train()
     return trainer
 
 
 @torch.no_grad()
-def predict_logits(model: PreTrainedModel, dataset: Dataset, batch_size: int = 1024) -> np.ndarray:
-    """Logits of ``model`` on every row of ``dataset`` (in order), on the model's device."""
-    size, mean, std = image_normalization(model.config)
-    tensors = ImageTensorDataset(dataset, size, len(mean))
-    collate = ImageBatchCollator(mean, std)
+def predict_logits(model: PreTrainedModel, dataset: Dataset | ImageTensorDataset, batch_size: int = 1024) -> np.ndarray:
+    """Logits of ``model`` on every row of ``dataset`` (in order), on the model's device.
+
+    Pass an `ImageTensorDataset` (from `model_inputs`) to skip decoding when predicting repeatedly.
+    """
+    if isinstance(dataset, ImageTensorDataset):
+        tensors, collate = dataset, ImageBatchCollator(*image_normalization(model.config)[1:])
+    else:
+        tensors, collate = model_inputs(model, dataset)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
