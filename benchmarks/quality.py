@@ -23,12 +23,56 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
 from hf_ddb.amplifier import BiasAmplifierTrainer, bias_signals, detection_report, pseudo_bias_labels
 from hf_ddb.diffusion import DiffusionConfig, train_diffusion
 from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
+from hf_ddb.metrics import group_metrics
 from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, train_with_recipe
+from hf_ddb.training import model_inputs, predict_logits
+
+SELECTION_RULES = ("valid_accuracy", "valid_worst_pseudo_group", "last")
+
+
+class EpochProbe(TrainerCallback):
+    """Analysis only: after every epoch, the validation scores of each selection rule and the test metrics.
+
+    Lets the table compare selection rules on the same runs; no rule ever reads the test numbers.
+    """
+
+    def __init__(self, valid, valid_flags, test) -> None:
+        self.valid, self.valid_flags, self.test = valid, valid_flags, test
+        self.valid_labels, self.epochs = np.asarray(valid["label"]), []
+        self.tensors: dict = {}
+
+    def _logits(self, model, split: str, dataset) -> np.ndarray:
+        if split not in self.tensors:
+            self.tensors[split] = model_inputs(model, dataset)[0]
+        return predict_logits(model, self.tensors[split])
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs) -> None:
+        valid_logits = self._logits(model, "valid", self.valid)
+        pseudo = group_metrics(valid_logits, self.valid_labels, self.valid_flags)
+        test = self._logits(model, "test", self.test)
+        metrics = group_metrics(test, self.test["label"], self.test["bias_label"])
+        keep = ("unbiased_accuracy", "worst_group_accuracy", "conflicting_accuracy", "accuracy")
+        self.epochs.append(
+            {
+                "valid_accuracy": pseudo["accuracy"],
+                "valid_worst_pseudo_group": pseudo["worst_group_accuracy"],
+                "test": {k: metrics[k] for k in keep},
+            }
+        )
+
+    def by_selection(self) -> dict:
+        """Test metrics at the epoch each rule selects (first best on ties, as `train_with_recipe` does)."""
+        chosen = {"last": len(self.epochs) - 1}
+        for rule in SELECTION_RULES[:2]:
+            chosen[rule] = int(np.argmax([e[rule] for e in self.epochs]))
+        return {rule: {"epoch": i + 1, **self.epochs[i]["test"]} for rule, i in chosen.items()}
+
 
 RATIO_OPTION = {"colored_mnist": "conflict_ratio", "background_mnist": "aligned_ratio"}
 
@@ -87,12 +131,13 @@ def main() -> None:
         per_method: dict[str, list[dict]] = {m: [] for m in args.methods}
         detection: list[dict] = []
         for seed in args.seeds:
-            amplifier = None
+            amplifier = valid_flags = None
             if needs_ba:
                 amplifier = bias_amplifier(synthetic, names, args, seed, cell / f"seed{seed}")
                 signals = bias_signals(amplifier, data["train"])
                 report = detection_report(signals, pseudo_bias_labels(signals, args.rule), data["train"])
                 detection.append(report)
+                valid_flags = pseudo_bias_labels(bias_signals(amplifier, data["valid"]), args.rule)
                 print(f"ratio {ratio:g} seed {seed} BA detection: {json.dumps(report)}", flush=True)
             for method in args.methods:
                 cache = cell / f"seed{seed}" / f"{method}.json"
@@ -106,9 +151,14 @@ def main() -> None:
                 training = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3, seed=seed)
                 make = lambda: build_classifier(args.arch, names, image_size=28, seed=seed)[0]  # noqa: B023, E731
                 t0 = time.time()
-                model, info = train_with_recipe(recipe, data, make, training, str(cell / f"seed{seed}" / method))
+                probes = [EpochProbe(data["valid"], valid_flags, data["test"])] if valid_flags is not None else []
+                model, info = train_with_recipe(
+                    recipe, data, make, training, str(cell / f"seed{seed}" / method), callbacks=probes
+                )
                 metrics = evaluate_groups(model, data["test"])
                 result = {"seed": seed, "seconds": round(time.time() - t0, 1), "info": info, "test": metrics}
+                if probes:
+                    result["by_selection"] = probes[0].by_selection()
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(result))
                 per_method[method].append(result)
@@ -135,6 +185,14 @@ def main() -> None:
             ]
             shown = auroc if method.startswith("ddb") else "–"
             print(f"| {ratio} | {method} | " + " | ".join(cells) + f" | {shown} |")
+    print("\nUnbiased test accuracy by selection rule (same runs; the test numbers are read after selection)")
+    print("\n| ratio | method | " + " | ".join(SELECTION_RULES) + " |\n|---|---|" + "---|" * len(SELECTION_RULES))
+    for ratio, block in raw.items():
+        for method, runs in block["methods"].items():
+            if runs and all("by_selection" in r for r in runs):
+                chosen = [[r["by_selection"][rule]["unbiased_accuracy"] for r in runs] for rule in SELECTION_RULES]
+                cells = [cell_text(values) for values in chosen]
+                print(f"| {ratio} | {method} | " + " | ".join(cells) + " |")
     info = {
         "command": "python benchmarks/quality.py "
         + " ".join(

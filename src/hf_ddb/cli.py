@@ -1,6 +1,11 @@
-"""The ``hf-ddb`` command line: ``hf-ddb run CONFIG`` runs a benchmark from a YAML config.
+"""The ``hf-ddb`` command line: the whole of DDB, or one stage of it, from a YAML config in ``pipelines/``.
 
-Stage subcommands (``train-diffusion``, ``generate``) run one stage and also work on several processes:
+    hf-ddb run pipelines/colored_mnist.yaml          # data -> diffusion -> generation -> amplifier -> methods -> report
+    hf-ddb train-diffusion | generate | train-amplifier | debias | evaluate  CONFIG
+    hf-ddb push CONFIG --repo-prefix you/colored-mnist-ddb
+
+Every stage is cached in the run folder, keyed by its settings: a re-run skips finished stages and resumes
+an interrupted one. ``train-diffusion`` and ``generate`` also run on several processes:
 ``accelerate launch -m hf_ddb.cli train-diffusion CONFIG`` (or ``torchrun --nproc-per-node N -m hf_ddb.cli``).
 """
 
@@ -11,130 +16,82 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from .config import ConfigError, RunConfig, load_config
+from .config import ConfigError, RunConfig, load_config, load_run_dataset
+from .report import format_results_table
 
-__all__ = ["format_table", "generate_stage", "main", "run", "train_diffusion_stage"]
+__all__ = ["main"]
 
-TABLE_COLUMNS = [
-    ("accuracy", "avg acc"),
-    ("unbiased_accuracy", "unbiased acc"),
-    ("worst_group_accuracy", "worst-group acc"),
-    ("aligned_accuracy", "aligned acc"),
-    ("conflicting_accuracy", "conflicting acc"),
-]
-
-
-def format_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """Markdown table, one row per (method, split), accuracies in percent."""
-    header = "| method | split | " + " | ".join(title for _, title in TABLE_COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 2)]
-    for method, splits in results.items():
-        for split, metrics in splits.items():
-            cells = ["–" if metrics.get(key) is None else f"{100 * metrics[key]:.1f}" for key, _ in TABLE_COLUMNS]
-            lines.append(f"| {method} | {split} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def run(config: RunConfig) -> dict[str, Any]:
-    """Train every configured method on the benchmark and evaluate it on ``valid`` and ``test``.
-
-    Writes ``results.json`` and each trained model (loadable with ``pipeline("image-classification")``)
-    into ``config.output_dir``.
-    """
-    from .data import load_benchmark
-    from .models import build_classifier, save_classifier
-    from .training import evaluate_groups, train_erm
-
-    start = time.time()
-    output_dir = Path(config.output_dir)
-    dataset = load_benchmark(config.benchmark_name, **config.benchmark_options)
-    names = dataset["train"].features["label"].names
-    image_size = dataset["train"][0]["image"].width
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    for method in config.methods:
-        model, processor = build_classifier(
-            config.classifier.architecture,
-            dict(enumerate(names)),
-            image_size=image_size,
-            image_mean=config.classifier.image_mean,
-            image_std=config.classifier.image_std,
-            model_args=config.classifier.model_args,
-            seed=config.training.seed,
-        )
-        args = config.training.to_training_arguments(output_dir / method / "trainer")
-        train_erm(model, dataset["train"], args)
-        save_classifier(model, processor, output_dir / method / "model")
-        results[method] = {split: evaluate_groups(model, dataset[split]) for split in ("valid", "test")}
-    report = {"config": config.to_dict(), "results": results, "wall_time_s": round(time.time() - start, 1)}
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "results.json").write_text(json.dumps(report, indent=2))
-    return report
-
-
-def train_diffusion_stage(config: RunConfig) -> Path:
-    """Train (or resume) the class-conditional diffusion model on the benchmark's training split."""
-    from accelerate import PartialState
-
-    from .data import load_benchmark
-    from .diffusion import train_diffusion
-    from .utils import force_cpu_processes
-
-    with PartialState(
-        cpu=force_cpu_processes()
-    ).main_process_first():  # one process builds the benchmark cache, the others read it
-        dataset = load_benchmark(config.benchmark_name, **config.benchmark_options)
-    folder = Path(config.output_dir) / "diffusion"
-    train_diffusion(dataset["train"], config.diffusion, folder)
-    return folder / "pipeline"
-
-
-def generate_stage(config: RunConfig) -> Path:
-    """Generate the synthetic bias-aligned dataset from the trained diffusion pipeline."""
-    from .generation import generate_synthetic_dataset
-    from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
-
-    source = Path(config.output_dir) / "diffusion" / "pipeline"
-    if not (source / "model_index.json").is_file():
-        raise FileNotFoundError(f"no trained diffusion pipeline in {source}; run `hf-ddb train-diffusion` first")
-    pipeline = BiasAlignedGenerationPipeline.from_pretrained(source)
-    folder = Path(config.output_dir) / "synthetic"
-    generate_synthetic_dataset(pipeline, folder, config.generation)
-    return folder / "dataset"
-
-
-STAGES = {
-    "train-diffusion": (train_diffusion_stage, "train the class-conditional diffusion model (resumable)"),
-    "generate": (generate_stage, "generate the synthetic bias-aligned dataset (resumable, shardable)"),
+COMMANDS = {
+    "run": "run the whole pipeline and print the results table",
+    "train-diffusion": "train the class-conditional diffusion model (resumable, multi-process)",
+    "generate": "generate the synthetic bias-aligned dataset (resumable, multi-process)",
+    "train-amplifier": "train the bias amplifier on the synthetic images and score the real data",
+    "debias": "train every configured method (ERM, JTT, LfF, DDB-I, DDB-II, GroupDRO oracle)",
+    "evaluate": "write results.json/results.md, the plots and the model cards",
+    "push": "push the diffusion pipeline, the amplifier and the debiased classifier to the Hub",
 }
 
 
+def _stage(config: RunConfig, command: str, args: argparse.Namespace) -> int:
+    from .runner import Run
+
+    run = Run(config)
+    start = time.time()
+    if command == "train-diffusion":
+        print(f"train-diffusion: {run.diffusion()}")
+    elif command == "generate":
+        print(f"generate: {run.generation().num_rows} images in {run.root / 'synthetic' / 'dataset'}")
+    elif command == "train-amplifier":
+        print(f"train-amplifier: {run.amplifier()}")
+    elif command == "debias":
+        print(format_results_table(run.debias()))
+    elif command == "push":
+        from .hub import push_run
+
+        prefix = args.repo_prefix or config.hub.repo_prefix
+        if not prefix:
+            print("hf-ddb: push needs --repo-prefix or 'hub.repo_prefix' in the config", file=sys.stderr)
+            return 2
+        for repo, files in push_run(
+            run.root, prefix, classifier=config.hub.classifier, private=config.hub.private
+        ).items():
+            print(f"pushed {len(files)} files to {repo}")
+    else:  # run, evaluate
+        report = run.report()
+        seconds = round(time.time() - start, 1)
+        print(f"\n{config.benchmark_name} {config.benchmark_options}: test split, accuracies in % ({seconds} s)")
+        print(format_results_table(report["methods"]))
+        detection = (report.get("amplifier") or {}).get("detection")
+        if detection:
+            print(f"bias amplifier: bias-conflicting detection AUROC {detection['auroc']:.3f} (evaluation only)")
+        print(f"\nreport: {run.root / 'results.md'}  (results.json, plots, model cards)")
+        (run.root / "last_run.json").write_text(json.dumps({"command": command, "seconds": seconds}))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hf-ddb", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="hf-ddb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    helps = {"run": "run a benchmark from a YAML config in pipelines/", **{k: v[1] for k, v in STAGES.items()}}
-    for name, text in helps.items():
+    for name, text in COMMANDS.items():
         sub = commands.add_parser(name, help=text)
         sub.add_argument("config", help="path of the YAML config, e.g. pipelines/colored_mnist.yaml")
         sub.add_argument("--output-dir", help="override the config's output_dir")
+        if name == "push":
+            sub.add_argument("--repo-prefix", help="e.g. you/colored-mnist-ddb (default: the config's hub.repo_prefix)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        if args.output_dir:
+            config.output_dir = args.output_dir
+        if args.command != "push":
+            load_run_dataset(config)  # a missing column or split fails here, before any training
     except ConfigError as err:
         print(f"hf-ddb: invalid config {args.config}: {err}", file=sys.stderr)
         return 2
-    if args.output_dir:
-        config.output_dir = args.output_dir
-    if args.command in STAGES:
-        print(f"{args.command}: {STAGES[args.command][0](config)}")
-        return 0
-    report = run(config)
-    print(f"\n{config.benchmark_name} {config.benchmark_options} — {report['wall_time_s']} s")
-    print(format_table(report["results"]))
-    print(f"\nresults: {Path(config.output_dir) / 'results.json'}")
-    return 0
+    return _stage(config, args.command, args)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,38 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from datasets import DatasetDict
 
 from .data import BENCHMARKS
 from .diffusion import DiffusionConfig
 from .generation import GenerationConfig
 from .training import TrainingConfig
 
-__all__ = ["ConfigError", "RunConfig", "load_config"]
+__all__ = [
+    "AmplifierConfig",
+    "ConfigError",
+    "HubConfig",
+    "RunConfig",
+    "load_config",
+    "load_run_dataset",
+    "parse_config",
+]
 
-METHODS = ("erm",)
+METHODS = ("erm", "jtt", "lff", "groupdro_oracle", "ddb_i", "ddb_ii")
+SELECTIONS = ("valid_accuracy", "valid_worst_pseudo_group", "last", "oracle_valid_worst_group")
+AMPLIFIER_LOSSES = ("ce", "gce")
+HUB_BENCHMARK_KEYS = {
+    "name": str,
+    "path": str,  # a Hub dataset id or a local folder
+    "image_column": str,
+    "label_column": str,
+    "bias_column": str,
+    "revision": str,
+    "bias_ratio": float,  # documentation only: the share of bias-aligned training samples
+}
+
+
+_OPTIONAL_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 class ConfigError(ValueError):
@@ -29,7 +52,31 @@ class ClassifierConfig:
     architecture: str = "mlp"
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    image_size: int | None = None  # default: the benchmark's image width
     model_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AmplifierConfig:
+    """The bias amplifier: trained only on the synthetic images, at the diffusion resolution."""
+
+    architecture: str = "mlp"
+    loss: str = "ce"  # or "gce" (q = 0.7)
+    epochs: float = 10.0
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    class_balanced: bool = True
+    rule: str = "misclassified"  # pseudo-label rule, see hf_ddb.amplifier.PSEUDO_LABEL_RULES
+    seed: int = 0
+
+
+@dataclass
+class HubConfig:
+    """Where `hf-ddb push` sends the three artefacts: ``<repo_prefix>-diffusion|-amplifier|-classifier``."""
+
+    repo_prefix: str | None = None
+    classifier: str = "ddb_ii"  # which trained method is pushed as the debiased classifier
+    private: bool = False
 
 
 @dataclass
@@ -40,6 +87,10 @@ class RunConfig:
     methods: list[str] = field(default_factory=lambda: ["erm"])
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    amplifier: AmplifierConfig = field(default_factory=AmplifierConfig)
+    selection: str = "valid_accuracy"
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    hub: HubConfig = field(default_factory=HubConfig)
     output_dir: str = "runs/default"
 
     @property
@@ -49,6 +100,21 @@ class RunConfig:
     @property
     def benchmark_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.benchmark.items() if k != "name"}
+
+    @property
+    def bias_ratio(self) -> float | None:
+        """Share of bias-aligned training samples, when the benchmark states it."""
+        b = self.benchmark
+        if "conflict_ratio" in b:
+            return 1.0 - b["conflict_ratio"]
+        if "aligned_ratio" in b:
+            return b["aligned_ratio"]
+        if b["name"] in BENCHMARKS:
+            defaults = BENCHMARKS[b["name"]].__kwdefaults__ or {}
+            if "conflict_ratio" in defaults:
+                return 1.0 - defaults["conflict_ratio"]
+            return defaults.get("aligned_ratio")
+        return b.get("bias_ratio")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -64,11 +130,13 @@ def _section(cls: type, values: Any, where: str) -> Any:
     if unknown:
         raise ConfigError(f"unknown key '{where}.{unknown[0]}'; known keys in '{where}': {sorted(known)}")
     defaults = cls()
-    optional = {f.name for f in dataclasses.fields(cls) if "None" in str(f.type)}
+    field_types = {f.name: f.type for f in dataclasses.fields(cls)}
+    optional = {name for name, kind in field_types.items() if "None" in str(kind)}
     for key, value in values.items():
         if value is None and key in optional:
             continue
-        expected = type(getattr(defaults, key))
+        default = getattr(defaults, key)
+        expected = _OPTIONAL_TYPES[str(field_types[key]).split(" |")[0]] if default is None else type(default)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             continue
         if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
@@ -87,19 +155,37 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     benchmark = raw.get("benchmark")
     if not isinstance(benchmark, dict) or "name" not in benchmark:
         raise ConfigError("'benchmark' must be a mapping with a 'name'")
-    name = benchmark["name"]
-    if name not in BENCHMARKS:
-        raise ConfigError(f"'benchmark.name' is {name!r}; choose one of {sorted(BENCHMARKS)}")
-    options = set(BENCHMARKS[name].__kwdefaults__ or {})
-    for key in benchmark:
-        if key != "name" and key not in options:
-            raise ConfigError(f"unknown key 'benchmark.{key}' for {name!r}; known: {sorted(options)}")
+    _check_benchmark(benchmark)
     methods = raw.get("methods", ["erm"])
     if not isinstance(methods, list) or not methods:
         raise ConfigError("'methods' must be a non-empty list")
     for method in methods:
         if method not in METHODS:
             raise ConfigError(f"'methods' has unknown method {method!r}; available: {list(METHODS)}")
+    selection = raw.get("selection", "valid_accuracy")
+    if selection not in SELECTIONS:
+        raise ConfigError(f"'selection' is {selection!r}; choose one of {list(SELECTIONS)}")
+    method_options = raw.get("method_options") or {}
+    if not isinstance(method_options, dict):
+        raise ConfigError("'method_options' must be a mapping of method name to keyword arguments")
+    for method, options in method_options.items():
+        if method not in METHODS:
+            raise ConfigError(f"'method_options.{method}': unknown method; available: {list(METHODS)}")
+        if not isinstance(options, dict):
+            raise ConfigError(f"'method_options.{method}' must be a mapping")
+        _check_recipe_options(method, options)
+    amplifier = _section(AmplifierConfig, raw.get("amplifier"), "amplifier")
+    if amplifier.loss not in AMPLIFIER_LOSSES:
+        raise ConfigError(f"'amplifier.loss' is {amplifier.loss!r}; choose one of {list(AMPLIFIER_LOSSES)}")
+    from .amplifier import PSEUDO_LABEL_RULES
+
+    if amplifier.rule not in PSEUDO_LABEL_RULES:
+        raise ConfigError(f"'amplifier.rule' is {amplifier.rule!r}; choose one of {sorted(PSEUDO_LABEL_RULES)}")
+    if amplifier.epochs <= 0 or amplifier.batch_size <= 0 or amplifier.learning_rate <= 0:
+        raise ConfigError("'amplifier.epochs', 'amplifier.batch_size' and 'amplifier.learning_rate' must be > 0")
+    hub = _section(HubConfig, raw.get("hub"), "hub")
+    if hub.classifier not in methods:
+        raise ConfigError(f"'hub.classifier' is {hub.classifier!r}, which is not in 'methods' {methods}")
     training = _section(TrainingConfig, raw.get("training"), "training")
     if training.epochs <= 0 or training.batch_size <= 0 or training.learning_rate <= 0:
         raise ConfigError("'training.epochs', 'training.batch_size' and 'training.learning_rate' must be > 0")
@@ -128,8 +214,80 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         methods=list(methods),
         diffusion=diffusion,
         generation=generation,
+        amplifier=amplifier,
+        selection=selection,
+        method_options={k: dict(v) for k, v in method_options.items()},
+        hub=hub,
         output_dir=output_dir,
     )
+
+
+def _check_benchmark(benchmark: dict[str, Any]) -> None:
+    name = benchmark["name"]
+    if name == "hub":
+        for key, value in benchmark.items():
+            if key not in HUB_BENCHMARK_KEYS:
+                raise ConfigError(
+                    f"unknown key 'benchmark.{key}' for a Hub dataset; known: {sorted(HUB_BENCHMARK_KEYS)}"
+                )
+            expected = HUB_BENCHMARK_KEYS[key]
+            if not isinstance(value, expected) and not (expected is float and isinstance(value, int)):
+                raise ConfigError(f"'benchmark.{key}' must be {expected.__name__}, got {value!r}")
+        if "path" not in benchmark:
+            raise ConfigError("'benchmark.path' (a Hub dataset id or local folder) is required when name is 'hub'")
+        return
+    if name not in BENCHMARKS:
+        raise ConfigError(f"'benchmark.name' is {name!r}; choose one of {sorted(BENCHMARKS) + ['hub']}")
+    options = BENCHMARKS[name].__kwdefaults__ or {}
+    for key, value in benchmark.items():
+        if key == "name":
+            continue
+        if key not in options:
+            raise ConfigError(f"unknown key 'benchmark.{key}' for {name!r}; known: {sorted(options)}")
+        expected = type(options[key])
+        if (
+            options[key] is not None
+            and not isinstance(value, expected)
+            and not (expected is float and isinstance(value, int))
+        ):
+            raise ConfigError(f"'benchmark.{key}' must be {expected.__name__}, got {value!r}")
+
+
+def _check_recipe_options(method: str, options: dict[str, Any]) -> None:
+    from .recipes import RECIPES
+
+    known = (
+        {f.name for f in dataclasses.fields(RECIPES[method])} if dataclasses.is_dataclass(RECIPES[method]) else set()
+    )
+    known -= {"amplifier"}  # set by the run from its own amplifier stage
+    for key in options:
+        if key not in known:
+            raise ConfigError(f"unknown key 'method_options.{method}.{key}'; known: {sorted(known)}")
+
+
+def load_run_dataset(config: RunConfig) -> DatasetDict:
+    """The config's dataset with ``train``/``valid``/``test``; a missing column fails naming the config key."""
+    from .data import DatasetValidationError, load_benchmark, load_image_dataset
+
+    if config.benchmark_name != "hub":
+        return load_benchmark(config.benchmark_name, **config.benchmark_options)
+    b = config.benchmark
+    columns = {"image_column": "image", "label_column": "label", "bias_column": None}
+    kwargs = {key: b.get(key, default) for key, default in columns.items()}
+    if b.get("revision"):
+        kwargs["revision"] = b["revision"]
+    try:
+        dataset = load_image_dataset(b["path"], **kwargs)
+    except DatasetValidationError as err:
+        message = str(err)
+        for key in columns:
+            if kwargs.get(key) and repr(kwargs[key]) in message:
+                raise ConfigError(f"'benchmark.{key}': {message}") from err
+        raise ConfigError(f"'benchmark.path' {b['path']!r}: {message}") from err
+    missing = [split for split in ("train", "valid", "test") if split not in dataset]
+    if missing:
+        raise ConfigError(f"'benchmark.path' {b['path']!r} has no split(s) {missing}; found {sorted(dataset)}")
+    return dataset
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:

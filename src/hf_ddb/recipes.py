@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,7 +194,8 @@ class DebiasTrainer(Trainer):
         if getattr(self, "bias_model", None) is not None:
             logits_b = self.bias_model(**inputs).logits
             self.ema_b.update(index, F.cross_entropy(logits_b.float(), labels, reduction="none"))
-            bias_loss_term = gce_loss(logits_b, labels, self.gce_q).mean()
+            # LfF's code trains the bias model on CE * q * p^q (p detached): q times the GCE gradient
+            bias_loss_term = self.gce_q * gce_loss(logits_b, labels, self.gce_q).mean()
         self.ema_d.update(index, ce)
         loss_b = self.ema_b.normalised(index)
         loss_d = self.ema_d.normalised(index)
@@ -371,18 +372,25 @@ def train_with_recipe(
     *,
     selection: str = "valid_accuracy",
     trainer_options: Mapping[str, Any] | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    valid_pseudo_flags: np.ndarray | None = None,
 ) -> tuple[PreTrainedModel, dict[str, Any]]:
     """Infer the bias with ``recipe`` on ``data["train"]``, train a fresh model robustly, select on ``valid``.
 
     Only ``data["train"]`` and ``data["valid"]`` are read; the test split is never touched here.
     Returns the selected model and a dict of what happened (inference info, selection history).
+    ``callbacks`` are extra `TrainerCallback`s (e.g. a per-epoch probe in a benchmark).
+    ``valid_pseudo_flags`` (an amplifier's bias-conflicting flags on ``valid``) lets recipes that infer no
+    pseudo groups of their own be selected by ``valid_worst_pseudo_group``.
     """
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
     train, valid = data["train"], data["valid"]
     inference = recipe.infer(train, valid, make_model, training)
+    if inference.valid_group_ids is None and valid_pseudo_flags is not None:
+        inference.valid_group_ids = np.asarray(valid["label"]) * 2 + np.asarray(valid_pseudo_flags, dtype=int)
     model = make_model()
-    callbacks = []
+    callbacks = list(callbacks)
     if selection != "last":
         selector = _SelectBest(_selection_score(selection, valid, inference))
         callbacks.append(selector)

@@ -1,0 +1,153 @@
+"""Model cards and the Hub: render the three artefacts' cards, push their folders, load them back.
+
+Cards come from the Jinja templates in ``model_cards/`` (shipped as ``hf_ddb/model_cards``) through
+huggingface_hub's `ModelCard.from_template`; the YAML header (tags, library, datasets, ``model-index``) is
+a `ModelCardData`. `push_folder` uploads one artefact folder in a single commit and returns exactly the
+paths it sent; `push_run` sends the diffusion pipeline, the amplifier and the debiased classifier.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+
+__all__ = ["CARD_KINDS", "load_artifact", "push_folder", "push_run", "render_model_card", "template_path"]
+
+CARD_KINDS = {"diffusion": "diffusers", "amplifier": "transformers", "classifier": "transformers"}
+ARTIFACT_SUFFIXES = {"diffusion": "diffusion", "amplifier": "amplifier", "classifier": "classifier"}
+
+
+def template_path(kind: str) -> Path:
+    """The Jinja template of ``kind``: the packaged copy, or ``model_cards/`` of a source checkout."""
+    if kind not in CARD_KINDS:
+        raise ValueError(f"unknown card kind {kind!r}; choose one of {sorted(CARD_KINDS)}")
+    here = Path(__file__).resolve().parent
+    for folder in (here / "model_cards", here.parents[1] / "model_cards"):
+        if (folder / f"{kind}.md").is_file():
+            return folder / f"{kind}.md"
+    raise FileNotFoundError(f"model card template {kind}.md not found next to hf_ddb or in model_cards/")
+
+
+def render_model_card(
+    kind: str,
+    *,
+    model_name: str,
+    benchmark: str,
+    metrics: Mapping[str, float] | None = None,
+    metric_names: Mapping[str, str] | None = None,
+    dataset_id: str | None = None,
+    split: str = "test",
+    tags: Sequence[str] = (),
+    **context: Any,
+) -> ModelCard:
+    """A `ModelCard` for one artefact; ``metrics`` (fractions) become ``model-index`` results.
+
+    ``context`` fills the template (tables, image paths, how-to-load snippets). ``dataset_id`` is the Hub
+    dataset the model was trained on, when there is one (embedded benchmarks have none).
+    """
+    eval_results = [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=dataset_id or f"hf-ddb/{benchmark}",
+            dataset_name=context.get("dataset_title", benchmark),
+            dataset_split=split,
+            metric_type=key,
+            metric_name=(metric_names or {}).get(key, key),
+            metric_value=round(float(value), 4),
+        )
+        for key, value in (metrics or {}).items()
+    ]
+    data = ModelCardData(
+        model_name=model_name,
+        library_name=CARD_KINDS[kind],
+        license="apache-2.0",
+        tags=["hf-ddb", "diffusing-debias", "debiasing", f"ddb-{kind}", *tags],
+        datasets=[dataset_id] if dataset_id else None,
+        pipeline_tag=None if kind == "diffusion" else "image-classification",
+        eval_results=eval_results or None,
+    )
+    return ModelCard.from_template(
+        data, template_path=str(template_path(kind)), model_name=model_name, benchmark_name=benchmark, **context
+    )
+
+
+def _artifact_files(folder: Path) -> list[Path]:
+    """Every file of an artefact folder, without hidden files or training leftovers."""
+    skip = {"checkpoints", "trainer"}
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") or part in skip for part in p.relative_to(folder).parts)
+    )
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    api: HfApi | None = None,
+    private: bool = False,
+    commit_message: str = "Upload with hf-ddb",
+) -> list[str]:
+    """Create ``repo_id`` (if needed) and upload every file of ``folder`` in one commit.
+
+    Returns the uploaded paths (relative, sorted). A folder without ``README.md`` is refused: every hf-ddb
+    artefact carries its model card.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"nothing to push: {folder} is not a folder (run the pipeline first)")
+    files = _artifact_files(folder)
+    paths = [p.relative_to(folder).as_posix() for p in files]
+    if "README.md" not in paths:
+        raise FileNotFoundError(f"{folder} has no README.md model card; run `hf-ddb evaluate` to write it")
+    api = api or HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    operations = [
+        CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in zip(paths, files, strict=True)
+    ]
+    api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type="model")
+    return paths
+
+
+def push_run(
+    run_dir: str | os.PathLike,
+    repo_prefix: str,
+    *,
+    classifier: str = "ddb_ii",
+    api: HfApi | None = None,
+    private: bool = False,
+) -> dict[str, list[str]]:
+    """Push a finished run's three artefacts to ``<repo_prefix>-diffusion|-amplifier|-classifier``."""
+    run_dir = Path(run_dir)
+    folders = {
+        "diffusion": run_dir / "diffusion" / "pipeline",
+        "amplifier": run_dir / "amplifier" / "model",
+        "classifier": run_dir / "methods" / classifier / "model",
+    }
+    for kind, folder in folders.items():
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no {kind} artefact at {folder}; run `hf-ddb run` first")
+    return {
+        f"{repo_prefix}-{ARTIFACT_SUFFIXES[kind]}": push_folder(
+            folder, f"{repo_prefix}-{ARTIFACT_SUFFIXES[kind]}", api=api, private=private
+        )
+        for kind, folder in folders.items()
+    }
+
+
+def load_artifact(kind: str, repo_id_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+    """``from_pretrained`` for a hf-ddb artefact: the diffusion pipeline, the amplifier or a classifier."""
+    if kind == "diffusion":
+        from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+
+        return BiasAlignedGenerationPipeline.from_pretrained(repo_id_or_path, **kwargs)
+    if kind in ("amplifier", "classifier"):
+        from transformers import AutoModelForImageClassification
+
+        return AutoModelForImageClassification.from_pretrained(repo_id_or_path, **kwargs)
+    raise ValueError(f"unknown artefact kind {kind!r}; choose one of {sorted(CARD_KINDS)}")
