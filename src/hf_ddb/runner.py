@@ -255,11 +255,14 @@ class Run:
         folder, key = self.root / "methods" / method, self.key("debias", method)
         if self._cached(method, folder, key):
             return json.loads((folder / "metrics.json").read_text())
-        started = time.time()
         options = dict(self.config.method_options.get(method, {}))
-        if method in DDB_METHODS:
+        if method in DDB_METHODS:  # the upstream stages first, so the timing below is the method's own
             options["amplifier"] = AutoModelForImageClassification.from_pretrained(self.amplifier()).eval()
             options.setdefault("rule", self.config.amplifier.rule)
+        valid_flags = None
+        if self.config.selection == "valid_worst_pseudo_group" and method not in DDB_METHODS:
+            valid_flags = self.amplifier_signals()["valid_pseudo_conflicting"]
+        started = time.time()
         recipe = RECIPES[method](**options)
         classifier, training = self.config.classifier, self.config.training
         image_size = classifier.image_size or self.data["train"][0]["image"].width
@@ -278,9 +281,6 @@ class Run:
             processors.append(processor)
             return model
 
-        valid_flags = None
-        if self.config.selection == "valid_worst_pseudo_group" and method not in DDB_METHODS:
-            valid_flags = self.amplifier_signals()["valid_pseudo_conflicting"]
         self.log(f"{method}: training ({training.epochs:g} epochs, selection {self.config.selection})")
         model, info = train_with_recipe(
             recipe,
