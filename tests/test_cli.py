@@ -18,6 +18,7 @@ def test_shipped_configs_are_valid():
     for name in ("colored_mnist", "background_mnist"):
         config = load_config(f"pipelines/{name}.yaml")
         assert config.benchmark_name == name
+        assert {"erm", "ddb_i", "ddb_ii"} <= set(config.methods)
 
 
 @pytest.mark.parametrize(
@@ -50,10 +51,11 @@ def test_cli_run_prints_table_and_writes_results(tmp_path, capsys):
     path.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "run")}))
     assert main(["run", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "| erm | test |" in out and "unbiased acc" in out
+    assert "| erm | no |" in out and "unbiased acc" in out
     report = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(report["results"]["erm"]) == {"valid", "test"}
-    assert (tmp_path / "run" / "erm" / "model" / "config.json").is_file()
+    assert {"valid", "test"} <= set(report["methods"]["erm"])
+    assert (tmp_path / "run" / "methods" / "erm" / "model" / "config.json").is_file()
+    assert not (tmp_path / "run" / "diffusion").exists()  # no DDB method configured: no generator trained
 
 
 def test_diffusion_and_generation_sections_are_validated():

@@ -36,7 +36,10 @@ HUB_BENCHMARK_KEYS = {
     "label_column": str,
     "bias_column": str,
     "revision": str,
+    "config_name": str,  # the dataset's configuration, e.g. flwrlabs/celeba's "img_align+identity+attr"
+    "image_size": int,  # resize every image to image_size x image_size (square) before anything else
     "bias_ratio": float,  # documentation only: the share of bias-aligned training samples
+    "aligned_bias": list,  # aligned_bias[c]: the bias value class c is aligned with (default: c itself)
 }
 
 
@@ -53,6 +56,7 @@ class ClassifierConfig:
     image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     image_size: int | None = None  # default: the benchmark's image width
+    pretrained: str | None = None  # Hub id or folder of timm-wrapper weights, e.g. timm/resnet50.a1_in1k
     model_args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,7 +79,7 @@ class HubConfig:
     """Where `hf-ddb push` sends the three artefacts: ``<repo_prefix>-diffusion|-amplifier|-classifier``."""
 
     repo_prefix: str | None = None
-    classifier: str = "ddb_ii"  # which trained method is pushed as the debiased classifier
+    classifier: str | None = None  # the method pushed as the debiased classifier; default ddb_ii, ddb_i, first
     private: bool = False
 
 
@@ -100,6 +104,11 @@ class RunConfig:
     @property
     def benchmark_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.benchmark.items() if k != "name"}
+
+    @property
+    def aligned_bias(self) -> list[int] | None:
+        """Which bias value each class is aligned with; None means ``bias_label == label`` is aligned."""
+        return self.benchmark.get("aligned_bias")
 
     @property
     def bias_ratio(self) -> float | None:
@@ -184,7 +193,9 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     if amplifier.epochs <= 0 or amplifier.batch_size <= 0 or amplifier.learning_rate <= 0:
         raise ConfigError("'amplifier.epochs', 'amplifier.batch_size' and 'amplifier.learning_rate' must be > 0")
     hub = _section(HubConfig, raw.get("hub"), "hub")
-    if hub.classifier not in methods:
+    if hub.classifier is None:
+        hub.classifier = next((m for m in ("ddb_ii", "ddb_i") if m in methods), methods[0])
+    elif hub.classifier not in methods:
         raise ConfigError(f"'hub.classifier' is {hub.classifier!r}, which is not in 'methods' {methods}")
     training = _section(TrainingConfig, raw.get("training"), "training")
     if training.epochs <= 0 or training.batch_size <= 0 or training.learning_rate <= 0:
@@ -276,18 +287,32 @@ def load_run_dataset(config: RunConfig) -> DatasetDict:
     kwargs = {key: b.get(key, default) for key, default in columns.items()}
     if b.get("revision"):
         kwargs["revision"] = b["revision"]
+    if b.get("config_name"):
+        kwargs["name"] = b["config_name"]
     try:
         dataset = load_image_dataset(b["path"], **kwargs)
     except DatasetValidationError as err:
         message = str(err)
         for key in columns:
-            if kwargs.get(key) and repr(kwargs[key]) in message:
+            if kwargs.get(key) and message.startswith(f"column {kwargs[key]!r}"):
                 raise ConfigError(f"'benchmark.{key}': {message}") from err
         raise ConfigError(f"'benchmark.path' {b['path']!r}: {message}") from err
     missing = [split for split in ("train", "valid", "test") if split not in dataset]
     if missing:
         raise ConfigError(f"'benchmark.path' {b['path']!r} has no split(s) {missing}; found {sorted(dataset)}")
+    if b.get("image_size"):
+        dataset = _resized(dataset, b["image_size"])
     return dataset
+
+
+def _resized(dataset: DatasetDict, size: int) -> DatasetDict:
+    """Every image as an RGB ``size`` x ``size`` square (bicubic), cached by `datasets` between runs."""
+    from PIL import Image as PILImage
+
+    def resize(batch: dict[str, list]) -> dict[str, list]:
+        return {"image": [im.convert("RGB").resize((size, size), PILImage.Resampling.BICUBIC) for im in batch["image"]]}
+
+    return dataset.map(resize, batched=True, batch_size=256, desc=f"resizing to {size} px")
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:

@@ -495,6 +495,8 @@ def load_image_dataset(
                 )
         for column in [label_column] + ([bias_column] if bias_column else []):
             feature = split.features[column]
+            if isinstance(feature, Value) and feature.dtype == "bool":  # e.g. CelebA's attributes
+                continue
             is_int = isinstance(feature, ClassLabel) or (
                 isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))
             )
@@ -519,7 +521,24 @@ def load_image_dataset(
             f"label column {label_column!r} has {num_classes} class(es); classification needs at least 2"
         )
     renames = {old: new for old, new in wanted.items() if old != new}
-    return DatasetDict({k: v.rename_columns(renames) if renames else v for k, v in dataset.items()})
+    dataset = DatasetDict({k: v.rename_columns(renames) if renames else v for k, v in dataset.items()})
+    for column in ("label", "bias_label") if bias_column else ("label",):
+        dataset = _as_class_label(dataset, column)
+    return dataset
+
+
+def _as_class_label(dataset: DatasetDict, column: str) -> DatasetDict:
+    """Bool or integer columns become a `ClassLabel` (names "0".."K-1"; bool: "False"/"True")."""
+    feature = dataset["train"].features[column]
+    if isinstance(feature, ClassLabel):
+        return dataset
+    if feature.dtype == "bool":
+        names = ["False", "True"]
+        dataset = dataset.cast_column(column, Value("int64"))
+    else:
+        top = max(int(max(split[column])) for split in dataset.values() if len(split))
+        names = [str(i) for i in range(top + 1)]
+    return dataset.cast_column(column, ClassLabel(names=names))
 
 
 def sample_grid(dataset: Dataset, per_class: int = 8, *, scale: int = 2, seed: int = 0) -> PILImage.Image:

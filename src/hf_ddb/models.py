@@ -116,11 +116,14 @@ def build_classifier(
     image_std: Sequence[float] = (0.5, 0.5, 0.5),
     model_args: dict[str, Any] | None = None,
     seed: int | None = None,
+    pretrained: str | None = None,
 ) -> tuple[PreTrainedModel, ViTImageProcessor]:
-    """A randomly initialised classifier and its image processor.
+    """A classifier and its image processor: randomly initialised, or from ``pretrained`` weights.
 
     ``architecture`` is ``"mlp"`` (LfF's MLP; it takes raw [0, 1] pixels, so mean/std are ignored)
-    or any timm model name. ``seed`` fixes the initial weights.
+    or any timm model name. ``seed`` fixes the initial weights (and the new head of a pretrained model).
+    ``pretrained`` is a Hub id or folder of a timm-wrapper model (e.g. ``timm/resnet50.a1_in1k``, which
+    needs network): its body is kept, the head is replaced for ``id2label``, inputs are ``image_size`` px.
     """
     if len(id2label) < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {len(id2label)}")
@@ -158,7 +161,20 @@ def build_classifier(
         )
     if seed is not None:
         torch.manual_seed(seed)
-    model = AutoModelForImageClassification.from_config(config)
+    if pretrained is not None:
+        if architecture == "mlp":
+            raise ValueError("'pretrained' needs a timm architecture, not 'mlp'")
+        model = AutoModelForImageClassification.from_pretrained(
+            pretrained, num_labels=len(id2label), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
+        )
+        if model.config.architecture != architecture:
+            raise ValueError(f"pretrained model {pretrained!r} is a {model.config.architecture}, not {architecture!r}")
+        cfg = dict(model.config.pretrained_cfg or {})
+        cfg.update(input_size=[num_channels, image_size, image_size], num_classes=len(id2label), crop_pct=1.0)
+        image_mean, image_std = cfg.get("mean", image_mean), cfg.get("std", image_std)
+        model.config.pretrained_cfg = cfg
+    else:
+        model = AutoModelForImageClassification.from_config(config)
     processor = ViTImageProcessor(
         do_resize=True,
         size={"height": image_size, "width": image_size},

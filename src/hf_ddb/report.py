@@ -165,7 +165,7 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
         signals = run.amplifier_signals()
         train = run.data["train"]
         if "bias_label" in train.column_names:
-            conflicting = is_conflicting(train["label"], train["bias_label"])
+            conflicting = is_conflicting(train["label"], train["bias_label"], config.aligned_bias)
             figures["losses"] = root / "amplifier_losses.png"
             _loss_histogram(signals["train_loss"], conflicting, figures["losses"])
         figures["samples"] = root / "synthetic_samples.png"

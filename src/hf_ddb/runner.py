@@ -225,7 +225,7 @@ class Run:
             np.savez(tmp, **arrays)
             os.replace(tmp, folder / "signals.npz")
             detection = (
-                detection_report(signals["train"], flags["train"], self.data["train"])
+                detection_report(signals["train"], flags["train"], self.data["train"], self.config.aligned_bias)
                 if "bias_label" in self.data["train"].column_names
                 else None
             )
@@ -277,6 +277,7 @@ class Run:
                 image_std=classifier.image_std,
                 model_args=classifier.model_args,
                 seed=training.seed,
+                pretrained=classifier.pretrained,
             )
             processors.append(processor)
             return model
@@ -295,7 +296,7 @@ class Run:
         metrics: dict[str, Any] = {"method": method, "info": info}
         for split in ("valid", "test"):
             if "bias_label" in self.data[split].column_names:
-                metrics[split] = evaluate_groups(model, self.data[split])
+                metrics[split] = evaluate_groups(model, self.data[split], self.config.aligned_bias)
             else:
                 logits = predict_logits(model, self.data[split])
                 metrics[split] = {"accuracy": float((logits.argmax(1) == np.asarray(self.data[split]["label"])).mean())}

@@ -1,0 +1,77 @@
+"""A loopback stand-in for the Hub's upload API: records which files each commit sends to which repo.
+
+Answers the four routes `HfApi.create_repo` / `create_commit` use (create, preupload, validate-yaml,
+commit) and 404 for anything else, so an unexpected call fails the test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeHub:
+    def __init__(self) -> None:
+        self.repos: dict[str, dict] = {}  # repo id -> {"private": bool}
+        self.commits: list[dict] = []  # {"repo", "message", "files": {path: bytes}}
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _reply(self, status: int, payload: object, content_type: str = "application/json") -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == "/api/repos/create":
+                    request = json.loads(body)
+                    repo = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+                    hub.repos[repo] = {"private": bool(request.get("private"))}
+                    return self._reply(200, {"url": f"{hub.endpoint}/{repo}", "name": repo})
+                if self.path == "/api/validate-yaml":
+                    return self._reply(200, {})
+                match = re.fullmatch(r"/api/models/(.+)/preupload/([^/]+)", self.path)
+                if match:
+                    files = json.loads(body)["files"]
+                    return self._reply(
+                        200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                    )
+                match = re.fullmatch(r"/api/models/(.+)/commit/([^/]+)", self.path)
+                if match:
+                    repo, files, message = match.group(1), {}, None
+                    for line in body.decode().splitlines():
+                        item = json.loads(line)
+                        if item["key"] == "header":
+                            message = item["value"]["summary"]
+                        elif item["key"] == "file":
+                            files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
+                    hub.commits.append({"repo": repo, "message": message, "files": files})
+                    return self._reply(
+                        200, {"commitUrl": f"{hub.endpoint}/{repo}/commit/{'1' * 40}", "commitOid": "1" * 40, "pullRequestUrl": None}
+                    )
+                return self._reply(404, {"error": f"fake hub: no route POST {self.path}"})
+
+            def do_GET(self) -> None:  # noqa: N802
+                return self._reply(404, {"error": f"fake hub: no route GET {self.path}"})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeHub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

