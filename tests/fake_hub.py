@@ -35,17 +35,19 @@ class FakeHub:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.path == "/api/repos/create":
                     request = json.loads(body)
-                    repo = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+                    owner = request.get("organization")
+                    repo = f"{owner}/{request['name']}" if owner else request["name"]
                     hub.repos[repo] = {"private": bool(request.get("private"))}
                     return self._reply(200, {"url": f"{hub.endpoint}/{repo}", "name": repo})
                 if self.path == "/api/validate-yaml":
                     return self._reply(200, {})
                 match = re.fullmatch(r"/api/models/(.+)/preupload/([^/]+)", self.path)
                 if match:
-                    files = json.loads(body)["files"]
-                    return self._reply(
-                        200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
-                    )
+                    files = [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                        for f in json.loads(body)["files"]
+                    ]
+                    return self._reply(200, {"files": files})
                 match = re.fullmatch(r"/api/models/(.+)/commit/([^/]+)", self.path)
                 if match:
                     repo, files, message = match.group(1), {}, None
@@ -56,9 +58,9 @@ class FakeHub:
                         elif item["key"] == "file":
                             files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
                     hub.commits.append({"repo": repo, "message": message, "files": files})
-                    return self._reply(
-                        200, {"commitUrl": f"{hub.endpoint}/{repo}/commit/{'1' * 40}", "commitOid": "1" * 40, "pullRequestUrl": None}
-                    )
+                    oid = "1" * 40
+                    url = f"{hub.endpoint}/{repo}/commit/{oid}"
+                    return self._reply(200, {"commitUrl": url, "commitOid": oid, "pullRequestUrl": None})
                 return self._reply(404, {"error": f"fake hub: no route POST {self.path}"})
 
             def do_GET(self) -> None:  # noqa: N802

@@ -273,7 +273,8 @@ def test_pretrained_timm_classifier_gets_a_new_head(tmp_path):
 
     source, processor = build_classifier("test_resnet", {i: str(i) for i in range(5)}, image_size=16, seed=0)
     save_classifier(source, processor, tmp_path / "base")
-    model, processor = build_classifier("test_resnet", {0: "a", 1: "b"}, image_size=24, pretrained=str(tmp_path / "base"))
+    base = str(tmp_path / "base")
+    model, processor = build_classifier("test_resnet", {0: "a", 1: "b"}, image_size=24, pretrained=base)
     assert model.config.num_labels == 2 and model.config.pretrained_cfg["input_size"] == [3, 24, 24]
     body = {k: v for k, v in source.state_dict().items() if "fc" not in k and "head" not in k}
     loaded = model.state_dict()
