@@ -270,7 +270,7 @@ def _check_recipe_options(method: str, options: dict[str, Any]) -> None:
     known = (
         {f.name for f in dataclasses.fields(RECIPES[method])} if dataclasses.is_dataclass(RECIPES[method]) else set()
     )
-    known -= {"amplifier"}  # set by the run from its own amplifier stage
+    known -= {"amplifier", "signals"}  # set by the run from its own amplifier stage
     for key in options:
         if key not in known:
             raise ConfigError(f"unknown key 'method_options.{method}.{key}'; known: {sorted(known)}")

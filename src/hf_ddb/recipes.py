@@ -76,6 +76,7 @@ class _LossEMA:
 
     def __init__(self, labels: torch.Tensor, alpha: float) -> None:
         self.labels, self.alpha = labels, alpha
+        self.num_classes = int(labels.max()) + 1 if len(labels) else 0
         self.values = torch.zeros(len(labels))
         self.updated = torch.zeros(len(labels))
 
@@ -87,12 +88,10 @@ class _LossEMA:
     def normalised(self, index: torch.Tensor) -> torch.Tensor:
         """EMA of ``index`` divided by the largest EMA of its class (LfF's class-wise max normalisation)."""
         index = index.cpu()
-        values = self.values[index].clone()
-        labels = self.labels[index]
-        for cls in labels.unique():
-            class_max = self.values[self.labels == cls].max().clamp_min(1e-8)
-            values[labels == cls] /= class_max
-        return values
+        class_max = torch.zeros(self.num_classes).scatter_reduce(
+            0, self.labels, self.values, "amax", include_self=False
+        )
+        return self.values[index] / class_max[self.labels[index]].clamp_min(1e-8)
 
 
 class DebiasTrainer(Trainer):
@@ -273,19 +272,28 @@ class GroupDROOracle(Recipe):
 
 @dataclass
 class _DDB(Recipe):
+    """``signals`` may hold the amplifier's `bias_signals` on ``"train"`` and ``"valid"`` already computed
+    (a run's amplifier stage stores them); otherwise they are computed from ``amplifier``."""
+
     amplifier: PreTrainedModel | None = None
     rule: str = "misclassified"
     rule_options: Mapping[str, Any] = field(default_factory=dict)
+    signals: Mapping[str, Mapping[str, np.ndarray]] | None = None
 
-    def _flags(self, dataset: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        if self.amplifier is None:
+    def _flags(self, dataset: Dataset, split: str) -> tuple[Mapping[str, np.ndarray], np.ndarray]:
+        if self.signals is not None and split in self.signals:
+            signals = self.signals[split]
+            if len(signals["loss"]) != len(dataset):
+                raise ValueError(f"signals[{split!r}] has {len(signals['loss'])} rows, the split {len(dataset)}")
+        elif self.amplifier is None:
             raise ValueError(f"{self.name} needs a trained bias amplifier (amplifier=...)")
-        signals = bias_signals(self.amplifier, dataset)
-        return signals, pseudo_bias_labels(signals, self.rule, **self.rule_options)
+        else:
+            signals = bias_signals(self.amplifier, dataset)
+        return signals, pseudo_bias_labels(dict(signals), self.rule, **self.rule_options)
 
-    def _pseudo_groups(self, train: Dataset, valid: Dataset) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        signals, flags = self._flags(train)
-        _, valid_flags = self._flags(valid)
+    def _pseudo_groups(self, train: Dataset, valid: Dataset) -> tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]:
+        signals, flags = self._flags(train, "train")
+        _, valid_flags = self._flags(valid, "valid")
         groups = np.asarray(train["label"]) * 2 + flags
         valid_groups = np.asarray(valid["label"]) * 2 + valid_flags
         return signals, groups, valid_groups

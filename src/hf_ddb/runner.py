@@ -259,6 +259,9 @@ class Run:
         if method in DDB_METHODS:  # the upstream stages first, so the timing below is the method's own
             options["amplifier"] = AutoModelForImageClassification.from_pretrained(self.amplifier()).eval()
             options.setdefault("rule", self.config.amplifier.rule)
+            arrays = self.amplifier_signals()  # scored once by the amplifier stage
+            names = ("loss", "prob_true", "correct", "prediction")
+            options["signals"] = {split: {n: arrays[f"{split}_{n}"] for n in names} for split in ("train", "valid")}
         valid_flags = None
         if self.config.selection == "valid_worst_pseudo_group" and method not in DDB_METHODS:
             valid_flags = self.amplifier_signals()["valid_pseudo_conflicting"]

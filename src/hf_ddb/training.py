@@ -33,14 +33,15 @@ __all__ = [
 
 
 _DECODED: OrderedDict[str, np.ndarray] = OrderedDict()  # fingerprint -> pixels; a pure cache of decoded PNGs
-_DECODED_LIMIT = 4
+_DECODED_LIMIT_BYTES = 1 << 30
 
 
 def _decoded_images(dataset: Dataset) -> np.ndarray:
     """The split's images as one uint8 N x H x W x C array, decoded once per dataset fingerprint.
 
     Every recipe, selection pass and evaluation reads the same splits; decoding 50,000 PNGs takes about
-    10 s on 2 cores, so the last few decoded splits are kept (read-only arrays, keyed by content).
+    10 s on 2 cores, so recently decoded splits are kept (read-only arrays keyed by the dataset's
+    fingerprint, at most 1 GiB in all; the least recently used go first).
     """
     key = dataset._fingerprint
     if key in _DECODED:
@@ -51,7 +52,7 @@ def _decoded_images(dataset: Dataset) -> np.ndarray:
         images = images[..., None]
     images.setflags(write=False)
     _DECODED[key] = images
-    while len(_DECODED) > _DECODED_LIMIT:
+    while len(_DECODED) > 1 and sum(a.nbytes for a in _DECODED.values()) > _DECODED_LIMIT_BYTES:
         _DECODED.popitem(last=False)
     return images
 
