@@ -382,6 +382,7 @@ def train_with_recipe(
     trainer_options: Mapping[str, Any] | None = None,
     callbacks: Sequence[TrainerCallback] = (),
     valid_pseudo_flags: np.ndarray | None = None,
+    progress_bar: bool = False,
 ) -> tuple[PreTrainedModel, dict[str, Any]]:
     """Infer the bias with ``recipe`` on ``data["train"]``, train a fresh model robustly, select on ``valid``.
 
@@ -402,7 +403,7 @@ def train_with_recipe(
     if selection != "last":
         selector = _SelectBest(_selection_score(selection, valid, inference))
         callbacks.append(selector)
-    args = training.to_training_arguments(output_dir, disable_tqdm=True, logging_strategy="no")
+    args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
     trainer = DebiasTrainer(model, args, train, inference, callbacks=callbacks, **(trainer_options or {}))
     trainer.train()
     info: dict[str, Any] = {"recipe": recipe.name, "uses_bias_labels": recipe.uses_bias_labels, **inference.info}

@@ -294,6 +294,7 @@ class Run:
             str(folder / "trainer"),
             selection=self.config.selection,
             valid_pseudo_flags=valid_flags,
+            progress_bar=True,
         )
         save_classifier(model, processors[-1], folder / "model")
         metrics: dict[str, Any] = {"method": method, "info": info}
