@@ -281,3 +281,9 @@ def test_pretrained_timm_classifier_gets_a_new_head(tmp_path):
     assert all(torch.equal(value, loaded[key]) for key, value in body.items())  # the body was kept
     with pytest.raises(ValueError, match="is a test_resnet, not 'resnet18'"):
         build_classifier("resnet18", {0: "a", 1: "b"}, pretrained=str(tmp_path / "base"))
+
+
+def test_push_before_the_run_fails_cleanly(tmp_path, capsys):
+    path = _write(tmp_path, {**TINY_RUN, "output_dir": str(tmp_path / "nothing")})
+    assert main(["push", str(path)]) == 1
+    assert "no diffusion artefact" in capsys.readouterr().err

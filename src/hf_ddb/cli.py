@@ -91,7 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"hf-ddb: invalid config {args.config}: {err}", file=sys.stderr)
         return 2
-    return _stage(config, args.command, args)
+    try:
+        return _stage(config, args.command, args)
+    except FileNotFoundError as err:  # e.g. push before the run finished
+        print(f"hf-ddb: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -149,16 +149,25 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
     dataset_id = config.benchmark.get("path") if benchmark == "hub" else None
     display = dataset_id or benchmark
     root.mkdir(parents=True, exist_ok=True)
+    with_amplifier = run.needs_amplifier
+    if with_amplifier:
+        run.amplifier()  # resolved (and cached) before reading its folder
+    stage_folders = {"diffusion": root / "diffusion", "generation": root / "synthetic", "amplifier": root / "amplifier"}
+    stage_folders.update({m: root / "methods" / m for m in results})
+    stage_seconds = {
+        name: json.loads((folder / "stage.json").read_text())["seconds"]
+        for name, folder in stage_folders.items()
+        if (folder / "stage.json").is_file() and (name in results or with_amplifier)
+    }
     report: dict[str, Any] = {
         "benchmark": config.benchmark,
         "methods": results,
-        "stage_seconds": run.timings,
+        "stage_seconds": stage_seconds,
         "config": config.to_dict(),
     }
     figures = {"groups": root / "group_accuracy.png"}
     _group_accuracy_plot(results, figures["groups"])
     amplifier_dir = root / "amplifier"
-    with_amplifier = (amplifier_dir / "stage.json").is_file()
     if with_amplifier:
         stage = json.loads((amplifier_dir / "stage.json").read_text())
         report["amplifier"] = {"detection": stage.get("detection"), "num_synthetic": stage.get("num_synthetic")}

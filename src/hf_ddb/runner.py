@@ -150,6 +150,12 @@ class Run:
         return self._data
 
     @property
+    def needs_amplifier(self) -> bool:
+        """Whether the config needs steps A and B (a DDB method, or selection by BA pseudo groups)."""
+        c = self.config
+        return any(m in DDB_METHODS for m in c.methods) or c.selection == "valid_worst_pseudo_group"
+
+    @property
     def class_names(self) -> list[str]:
         return list(self.data["train"].features["label"].names)
 
