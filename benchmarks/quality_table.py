@@ -1,0 +1,66 @@
+"""One markdown table from the per-ratio JSON files of ``benchmarks/quality.py`` (the README's quality table).
+
+    python benchmarks/quality_table.py benchmarks/results/quality_colored_mnist_0.01.json ...
+
+Mean ± std over seeds, test split, %. The second table compares selection rules on the same runs
+(each rule picks an epoch from validation numbers; the test numbers are read afterwards).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+METHOD_NAMES = {
+    "erm": "ERM",
+    "jtt": "JTT",
+    "lff": "LfF",
+    "ddb_i": "**DDB-I**",
+    "ddb_ii": "**DDB-II**",
+    "groupdro_oracle": "GroupDRO oracle (bias labels)",
+}
+RULES = ("valid_accuracy", "valid_worst_pseudo_group", "last")
+
+
+def cell(values: list[float]) -> str:
+    array = 100 * np.asarray(values, dtype=float)
+    return f"{array.mean():.1f} ± {array.std():.1f}" if len(array) > 1 else f"{array.mean():.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+")
+    args = parser.parse_args()
+    blocks = []
+    for path in args.files:
+        info = json.loads(open(path).read())
+        for ratio, block in info["results"].items():
+            blocks.append((ratio, block, info))
+    print("| ratio | method | unbiased acc | worst-group acc | conflicting acc | BA AUROC | seeds |")
+    print("|---|---|---|---|---|---|---|")
+    for ratio, block, _ in blocks:
+        auroc = cell([d["auroc"] for d in block["ba_detection"]]) if block["ba_detection"] else "–"
+        for method, runs in block["methods"].items():
+            metrics = [
+                cell([r["test"][k] for r in runs])
+                for k in ("unbiased_accuracy", "worst_group_accuracy", "conflicting_accuracy")
+            ]
+            shown = auroc if method.startswith("ddb") else "–"
+            name = METHOD_NAMES.get(method, method)
+            print(f"| {ratio} | {name} | " + " | ".join(metrics) + f" | {shown} | {len(runs)} |")
+    print("\nUnbiased test accuracy by selection rule (same runs):\n")
+    print("| ratio | method | " + " | ".join(RULES) + " |\n|---|---|" + "---|" * len(RULES))
+    for ratio, block, _ in blocks:
+        for method, runs in block["methods"].items():
+            if runs and all("by_selection" in r for r in runs):
+                cells = [cell([r["by_selection"][rule]["unbiased_accuracy"] for r in runs]) for rule in RULES]
+                print(f"| {ratio} | {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+    print()
+    for _, _, info in blocks:
+        print(f"- `{info['command']}`: {info['wall_seconds']} s, {info['machine']}")
+
+
+if __name__ == "__main__":
+    main()
