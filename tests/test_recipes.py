@@ -14,6 +14,7 @@ from hf_ddb.recipes import (
     DDBTwoStep,
     DebiasTrainer,
     GroupDROOracle,
+    LfF,
     _LossEMA,
     train_with_recipe,
 )
@@ -176,3 +177,17 @@ def test_memorisation_analysis_reports_every_epoch(small_cmnist, tmp_path):
     for history in results.values():
         assert [row["epoch"] for row in history] == [1, 2]
         assert 0.0 <= history[-1]["auroc"] <= 1.0 and history[-1]["num_conflicting"] == 30
+
+
+def test_lff_bias_model_is_initialised_independently(small_cmnist):
+    names = dict(enumerate(small_cmnist["train"].features["label"].names))
+
+    def make():
+        return build_classifier("mlp", names, image_size=16, seed=0)[0]
+
+    inference = LfF(gce_q=0.5).infer(small_cmnist["train"], small_cmnist["valid"], make, TrainingConfig(seed=0))
+    target, again = make().state_dict(), LfF().infer(None, None, make, TrainingConfig(seed=0)).bias_model.state_dict()
+    bias = inference.bias_model.state_dict()
+    assert inference.gce_q == 0.5
+    assert not any(torch.equal(bias[k], target[k]) for k in target if k.endswith("weight"))  # not the target's init
+    assert all(torch.equal(bias[k], again[k]) for k in bias)  # but seeded: the same every time

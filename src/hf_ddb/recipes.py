@@ -67,6 +67,7 @@ class BiasInference:
     num_groups: int | None = None
     bias_losses: np.ndarray | None = None  # fixed L_B per sample (DDB-II)
     bias_model: PreTrainedModel | None = None  # trainable GCE bias model (LfF)
+    gce_q: float = 0.7  # the bias model's GCE parameter
     valid_group_ids: np.ndarray | None = None  # pseudo groups on valid, for model selection
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -100,7 +101,8 @@ class DebiasTrainer(Trainer):
     GroupDRO keeps online exponentiated-gradient group weights q (step size ``dro_step_size``) and the
     optional group adjustment ``C / sqrt(n_g)`` (``dro_adjustment``). LfF-style weighting keeps a
     per-sample loss EMA (``ema_alpha``) of the target model and, with a trainable bias model, of the bias
-    model, which it trains with GCE (``gce_q``) in the same optimizer. LfF co-training is single-process.
+    model, which it trains with GCE (the inference's ``gce_q``) in the same optimizer. LfF co-training is
+    single-process.
     """
 
     loss_is_scaled_for_ga = False
@@ -115,12 +117,11 @@ class DebiasTrainer(Trainer):
         dro_step_size: float = 0.01,
         dro_adjustment: float = 0.0,
         ema_alpha: float = 0.7,
-        gce_q: float = 0.7,
         **kwargs: Any,
     ) -> None:
         tensors, collate = model_inputs(model, train_dataset, with_index=True)
         super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
-        self.inference, self.gce_q = inference, gce_q
+        self.inference, self.gce_q = inference, inference.gce_q
         self.dro_step_size, self.dro_adjustment = dro_step_size, dro_adjustment
         labels = tensors.columns["labels"]
         n = len(labels)
@@ -252,7 +253,14 @@ class LfF(Recipe):
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
     ) -> BiasInference:
-        return BiasInference(objective="lff", bias_model=make_model())
+        bias_model = make_model()
+        # LfF initialises the two models independently; make_model() repeats the target's initial weights
+        with torch.random.fork_rng():
+            torch.manual_seed(training.seed + 1)
+            for module in bias_model.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        return BiasInference(objective="lff", bias_model=bias_model, gce_q=self.gce_q)
 
 
 class GroupDROOracle(Recipe):
