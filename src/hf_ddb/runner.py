@@ -40,8 +40,10 @@ DDB_METHODS = ("ddb_i", "ddb_ii")
 
 
 def stage_key(payload: Any) -> str:
-    """A short, stable hash of a JSON-able payload: the cache key of a stage."""
-    text = json.dumps(payload, sort_keys=True, default=str)
+    """A short, stable hash of a JSON-able payload and the hf-ddb version: the cache key of a stage."""
+    from . import __version__
+
+    text = json.dumps({"hf_ddb": __version__, **payload}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -58,7 +60,6 @@ class Run:
         self.log = log
         self._data: DatasetDict | None = None
         self._resolved: dict[str, Any] = {}
-        self.timings: dict[str, float] = {}
 
     # ---------------------------------------------------------------- cache bookkeeping
     def _marker(self, folder: Path) -> dict[str, Any] | None:
@@ -106,7 +107,6 @@ class Run:
 
     def _finish(self, name: str, folder: Path, key: str, started: float, **extra: Any) -> None:
         seconds = round(time.time() - started, 1)
-        self.timings[name] = seconds
         if int(os.environ.get("RANK", "0")) != 0:
             return
         marker = {"stage": name, "key": key, "seconds": seconds, **extra}
