@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from quality_table import RULES as SELECTION_RULES  # benchmarks/ is on sys.path when this script runs
+from quality_table import print_tables
 from transformers import TrainerCallback
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
@@ -32,8 +34,6 @@ from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
 from hf_ddb.metrics import group_metrics
 from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, train_with_recipe
 from hf_ddb.training import model_inputs, predict_logits
-
-SELECTION_RULES = ("valid_accuracy", "valid_worst_pseudo_group", "last")
 
 
 class EpochProbe(TrainerCallback):
@@ -169,30 +169,8 @@ def main() -> None:
                 )
         raw[f"{ratio:g}"] = {"methods": per_method, "ba_detection": detection}
 
-    def cell_text(values: list[float]) -> str:
-        array = 100 * np.asarray(values, dtype=float)
-        return f"{array.mean():.1f} ± {array.std():.1f}" if len(array) > 1 else f"{array.mean():.1f}"
-
-    print(
-        "\n| ratio | method | unbiased acc | worst-group acc | conflicting acc | BA AUROC |\n|---|---|---|---|---|---|"
-    )
-    for ratio, block in raw.items():
-        auroc = cell_text([d["auroc"] for d in block["ba_detection"]]) if block["ba_detection"] else "–"
-        for method, runs in block["methods"].items():
-            cells = [
-                cell_text([r["test"][k] for r in runs])
-                for k in ("unbiased_accuracy", "worst_group_accuracy", "conflicting_accuracy")
-            ]
-            shown = auroc if method.startswith("ddb") else "–"
-            print(f"| {ratio} | {method} | " + " | ".join(cells) + f" | {shown} |")
-    print("\nUnbiased test accuracy by selection rule (same runs; the test numbers are read after selection)")
-    print("\n| ratio | method | " + " | ".join(SELECTION_RULES) + " |\n|---|---|" + "---|" * len(SELECTION_RULES))
-    for ratio, block in raw.items():
-        for method, runs in block["methods"].items():
-            if runs and all("by_selection" in r for r in runs):
-                chosen = [[r["by_selection"][rule]["unbiased_accuracy"] for r in runs] for rule in SELECTION_RULES]
-                cells = [cell_text(values) for values in chosen]
-                print(f"| {ratio} | {method} | " + " | ".join(cells) + " |")
+    print()
+    print_tables(list(raw.items()))
     info = {
         "command": "python benchmarks/quality.py "
         + " ".join(

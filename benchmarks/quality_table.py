@@ -29,18 +29,11 @@ def cell(values: list[float]) -> str:
     return f"{array.mean():.1f} ± {array.std():.1f}" if len(array) > 1 else f"{array.mean():.1f}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="+")
-    args = parser.parse_args()
-    blocks = []
-    for path in args.files:
-        info = json.loads(open(path).read())
-        for ratio, block in info["results"].items():
-            blocks.append((ratio, block, info))
+def print_tables(blocks: list[tuple[str, dict]]) -> None:
+    """The quality table and the selection-rule table for ``(ratio, results block)`` pairs."""
     print("| ratio | method | unbiased acc | worst-group acc | conflicting acc | BA AUROC | seeds |")
     print("|---|---|---|---|---|---|---|")
-    for ratio, block, _ in blocks:
+    for ratio, block in blocks:
         auroc = cell([d["auroc"] for d in block["ba_detection"]]) if block["ba_detection"] else "–"
         for method, runs in block["methods"].items():
             metrics = [
@@ -50,15 +43,23 @@ def main() -> None:
             shown = auroc if method.startswith("ddb") else "–"
             name = METHOD_NAMES.get(method, method)
             print(f"| {ratio} | {name} | " + " | ".join(metrics) + f" | {shown} | {len(runs)} |")
-    print("\nUnbiased test accuracy by selection rule (same runs):\n")
+    print("\nUnbiased test accuracy by selection rule (same runs; the test numbers are read after selection):\n")
     print("| ratio | method | " + " | ".join(RULES) + " |\n|---|---|" + "---|" * len(RULES))
-    for ratio, block, _ in blocks:
+    for ratio, block in blocks:
         for method, runs in block["methods"].items():
             if runs and all("by_selection" in r for r in runs):
                 cells = [cell([r["by_selection"][rule]["unbiased_accuracy"] for r in runs]) for rule in RULES]
                 print(f"| {ratio} | {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+")
+    args = parser.parse_args()
+    infos = [json.loads(open(path).read()) for path in args.files]
+    print_tables([(ratio, block) for info in infos for ratio, block in info["results"].items()])
     print()
-    for _, _, info in blocks:
+    for info in infos:
         print(f"- `{info['command']}`: {info['wall_seconds']} s, {info['machine']}")
 
 
