@@ -164,6 +164,9 @@ def main() -> None:
     info = {
         "command": "python benchmarks/amplifier_ablation.py "
         + " ".join(f"--synthetic {k}={v}" for k, v in sources.items())
+        + f" --counts {' '.join(map(str, args.counts))} --variants {' '.join(args.variants)}"
+        + f" --seeds {' '.join(map(str, args.seeds))} --threads {args.threads} --workdir {args.workdir}"
+        + f" --output {args.output}"
         + (" --debias" if args.debias else ""),
         "machine": f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}",
         "wall_seconds": round(time.time() - start, 1),
