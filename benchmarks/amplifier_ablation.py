@@ -68,7 +68,10 @@ def main() -> None:
     parser.add_argument("--counts", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--debias", action="store_true", help="also part 2 (about 10 min)")
+    parser.add_argument("--debias", action="store_true", help="also part 2 (about 10 min per seed)")
+    parser.add_argument("--debias-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--debias-variants", nargs="+", default=None, help="BA variants for DDB-II")
+    parser.add_argument("--rules", nargs="+", default=list(RULES), help="pseudo-label rules for DDB-I")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="runs/amplifier_ablation")
     parser.add_argument("--output", default="benchmarks/results/amplifier_ablation_0.01.json")
@@ -132,33 +135,36 @@ def main() -> None:
     if args.debias:
         source = next(iter(sources))
         synthetic = per_class_subset(Dataset.load_from_disk(sources[source]), 300)
-        training = TrainingConfig(epochs=10, batch_size=256, learning_rate=1e-3, seed=0)
-
-        def make():
-            return build_classifier("mlp", names, image_size=28, seed=0)[0]
-
-        runs = [(f"ddb_i/{rule}/mlp-ce", "ddb_i", rule, "mlp-ce") for rule in RULES]
-        runs += [(f"ddb_ii/misclassified/{v}", "ddb_ii", "misclassified", v) for v in args.variants]
+        runs = [(f"ddb_i/{rule}/mlp-ce", "ddb_i", rule, "mlp-ce") for rule in args.rules]
+        runs += [
+            (f"ddb_ii/misclassified/{v}", "ddb_ii", "misclassified", v) for v in args.debias_variants or args.variants
+        ]
         for key, method, rule, variant in runs:
+            debias[key] = []
+            for seed in args.debias_seeds:
 
-            def run(method=method, rule=rule, variant=variant, key=key) -> dict:
-                amplifier = train_amplifier(synthetic, names, variant, 0, workdir / "debias" / key)
-                recipe = (DDBTwoStep if method == "ddb_i" else DDBEndToEnd)(amplifier=amplifier, rule=rule)
-                model, info = train_with_recipe(recipe, data, make, training, str(workdir / "debias" / key))
-                metrics = evaluate_groups(model, data["test"])
-                return {"info": info, "test": {k: v for k, v in metrics.items() if k != "per_group"}}
+                def run(method=method, rule=rule, variant=variant, key=key, seed=seed) -> dict:
+                    folder = workdir / "debias" / key / f"seed{seed}"
+                    training = TrainingConfig(epochs=10, batch_size=256, learning_rate=1e-3, seed=seed)
+                    amplifier = train_amplifier(synthetic, names, variant, seed, folder)
+                    recipe = (DDBTwoStep if method == "ddb_i" else DDBEndToEnd)(amplifier=amplifier, rule=rule)
+                    make = lambda: build_classifier("mlp", names, image_size=28, seed=seed)[0]  # noqa: E731
+                    model, info = train_with_recipe(recipe, data, make, training, str(folder))
+                    metrics = evaluate_groups(model, data["test"])
+                    return {"seed": seed, "info": info, "test": {k: v for k, v in metrics.items() if k != "per_group"}}
 
-            debias[key] = cached(workdir / "debias" / key / "result.json", run)
-            print(f"{source} {key}: unbiased {100 * debias[key]['test']['unbiased_accuracy']:.1f}", flush=True)
-        print(f"\nDebiasing with the {source} set, 300 images/class, seed 0 (test split, %):\n")
+                result = cached(workdir / "debias" / key / f"seed{seed}" / "result.json", run)
+                debias[key].append(result)
+                print(
+                    f"{source} {key} seed {seed}: unbiased {100 * result['test']['unbiased_accuracy']:.1f}", flush=True
+                )
+        print(f"\nDebiasing with the {source} set, 300 images/class, seeds {args.debias_seeds} (test split, %):\n")
         print("| method | rule | BA | unbiased acc | worst-group acc |\n|---|---|---|---|---|")
-        for key, result in debias.items():
+        for key, results in debias.items():
             method, rule, variant = key.split("/")
-            test = result["test"]
-            print(
-                f"| {method} | {rule} | {variant} | {100 * test['unbiased_accuracy']:.1f} | "
-                f"{100 * test['worst_group_accuracy']:.1f} |"
-            )
+            unbiased = mean_std([r["test"]["unbiased_accuracy"] for r in results], 100, 1)
+            worst = mean_std([r["test"]["worst_group_accuracy"] for r in results], 100, 1)
+            print(f"| {method} | {rule} | {variant} | {unbiased} | {worst} |")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     info = {
@@ -167,7 +173,11 @@ def main() -> None:
         + f" --counts {' '.join(map(str, args.counts))} --variants {' '.join(args.variants)}"
         + f" --seeds {' '.join(map(str, args.seeds))} --threads {args.threads} --workdir {args.workdir}"
         + f" --output {args.output}"
-        + (" --debias" if args.debias else ""),
+        + (
+            f" --debias --debias-seeds {' '.join(map(str, args.debias_seeds))} --rules {' '.join(args.rules)}"
+            if args.debias
+            else ""
+        ),
         "machine": f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}",
         "wall_seconds": round(time.time() - start, 1),
         "detection": detection,
