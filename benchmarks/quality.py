@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--sampler-steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=1.0, help="the paper's w")
     parser.add_argument("--ba-arch", default="mlp")
-    parser.add_argument("--ba-loss", default="ce", choices=["ce", "gce"])
+    parser.add_argument("--ba-loss", default="gce", choices=["ce", "gce"])
     parser.add_argument("--ba-epochs", type=float, default=10.0)
     parser.add_argument("--rule", default="misclassified")
     parser.add_argument("--threads", type=int, default=2)
