@@ -118,6 +118,8 @@ def test_model_cards_render_and_parse_back(finished_run):
     assert results["unbiased_accuracy"] == pytest.approx(expected["unbiased_accuracy"], abs=1e-4)
     assert card.data.eval_results[0].dataset_split == "test"
     assert "99% bias-aligned" in card.text and "me/cmnist-ddb-classifier" in card.text
+    erm_card = ModelCard.load(run_dir / "methods" / "erm" / "model" / "README.md")
+    assert "me/cmnist-ddb-classifier" not in erm_card.text  # only hub.classifier is pushed under that name
     amplifier = ModelCard.load(run_dir / "amplifier" / "model" / "README.md")
     auroc = {r.metric_type: r.metric_value for r in amplifier.data.eval_results}["auroc"]
     assert auroc == pytest.approx(report["amplifier"]["detection"]["auroc"], abs=1e-4)

@@ -230,7 +230,11 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             metric_rows=[(t, _pct(result["test"].get(k))) for k, t in TABLE_COLUMNS],
             comparison_rows=comparison if len(results) > 1 else [],
             groups_image=figures["groups"].name,
-            repo_or_path=f"{config.hub.repo_prefix}-classifier" if config.hub.repo_prefix else str(folder),
+            repo_or_path=(
+                f"{config.hub.repo_prefix}-classifier"
+                if config.hub.repo_prefix and method == config.hub.classifier
+                else str(folder)
+            ),
             training_rows=_training_rows(training, train_keys)
             + [("architecture", config.classifier.architecture), ("selection", config.selection)],
         )
