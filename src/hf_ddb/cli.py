@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from datasets import DatasetDict
+
 from .config import ConfigError, RunConfig, load_config, load_run_dataset
 from .report import format_results_table
 
@@ -33,10 +35,10 @@ COMMANDS = {
 }
 
 
-def _stage(config: RunConfig, command: str, args: argparse.Namespace) -> int:
+def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: DatasetDict | None) -> int:
     from .runner import Run
 
-    run = Run(config)
+    run = Run(config, data=data)
     start = time.time()
     if command == "train-diffusion":
         print(f"train-diffusion: {run.diffusion()}")
@@ -82,17 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "push":
             sub.add_argument("--repo-prefix", help="e.g. you/colored-mnist-ddb (default: the config's hub.repo_prefix)")
     args = parser.parse_args(argv)
+    data = None
     try:
         config = load_config(args.config)
         if args.output_dir:
             config.output_dir = args.output_dir
         if args.command != "push":
-            load_run_dataset(config)  # a missing column or split fails here, before any training
+            data = load_run_dataset(config)  # a missing column or split fails here, before any training
     except ConfigError as err:
         print(f"hf-ddb: invalid config {args.config}: {err}", file=sys.stderr)
         return 2
     try:
-        return _stage(config, args.command, args)
+        return _stage(config, args.command, args, data)
     except FileNotFoundError as err:  # e.g. push before the run finished
         print(f"hf-ddb: {err}", file=sys.stderr)
         return 1

@@ -54,11 +54,13 @@ def _log(message: str) -> None:
 class Run:
     """One run of a `RunConfig`; each method runs one stage (and, through the cache, the stages before it)."""
 
-    def __init__(self, config: RunConfig, *, log: Callable[[str], None] = _log) -> None:
+    def __init__(
+        self, config: RunConfig, *, data: DatasetDict | None = None, log: Callable[[str], None] = _log
+    ) -> None:
         self.config = config
         self.root = Path(config.output_dir)
         self.log = log
-        self._data: DatasetDict | None = None
+        self._data = data  # the config's dataset when the caller loaded it already (the CLI validates it)
         self._resolved: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- cache bookkeeping
