@@ -242,6 +242,10 @@ class Run:
         return folder / "model"
 
     def amplifier_signals(self) -> dict[str, np.ndarray]:
+        """The amplifier stage's signals on train/valid, read from disk once per `Run`."""
+        return self._once("amplifier_signals", self._read_signals)
+
+    def _read_signals(self) -> dict[str, np.ndarray]:
         self.amplifier()
         with np.load(self.root / "amplifier" / "signals.npz") as arrays:
             return {name: arrays[name] for name in arrays.files}
