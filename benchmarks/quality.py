@@ -39,7 +39,8 @@ from hf_ddb.training import model_inputs, predict_logits
 class EpochProbe(TrainerCallback):
     """Analysis only: after every epoch, the validation scores of each selection rule and the test metrics.
 
-    Lets the table compare selection rules on the same runs; no rule ever reads the test numbers.
+    Lets the table compare selection rules on the same runs; no rule ever reads the test numbers. Without
+    BA pseudo-groups (``valid_flags`` None: no DDB method in the run) only validation accuracy is recorded.
     """
 
     def __init__(self, valid, valid_flags, test) -> None:
@@ -54,22 +55,19 @@ class EpochProbe(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs) -> None:
         valid_logits = self._logits(model, "valid", self.valid)
-        pseudo = group_metrics(valid_logits, self.valid_labels, self.valid_flags)
+        scores = {"valid_accuracy": float(np.mean(valid_logits.argmax(-1) == self.valid_labels))}
+        if self.valid_flags is not None:
+            pseudo = group_metrics(valid_logits, self.valid_labels, self.valid_flags)
+            scores["valid_worst_pseudo_group"] = pseudo["worst_group_accuracy"]
         test = self._logits(model, "test", self.test)
         metrics = group_metrics(test, self.test["label"], self.test["bias_label"])
         keep = ("unbiased_accuracy", "worst_group_accuracy", "conflicting_accuracy", "accuracy")
-        self.epochs.append(
-            {
-                "valid_accuracy": pseudo["accuracy"],
-                "valid_worst_pseudo_group": pseudo["worst_group_accuracy"],
-                "test": {k: metrics[k] for k in keep},
-            }
-        )
+        self.epochs.append({**scores, "test": {k: metrics[k] for k in keep}})
 
     def by_selection(self) -> dict:
         """Test metrics at the epoch each rule selects (first best on ties, as `train_with_recipe` does)."""
         chosen = {"last": len(self.epochs) - 1}
-        for rule in SELECTION_RULES[:2]:
+        for rule in (r for r in SELECTION_RULES[:2] if r in self.epochs[0]):
             chosen[rule] = int(np.argmax([e[rule] for e in self.epochs]))
         return {rule: {"epoch": i + 1, **self.epochs[i]["test"]} for rule, i in chosen.items()}
 
@@ -151,14 +149,13 @@ def main() -> None:
                 training = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3, seed=seed)
                 make = lambda: build_classifier(args.arch, names, image_size=28, seed=seed)[0]  # noqa: B023, E731
                 t0 = time.time()
-                probes = [EpochProbe(data["valid"], valid_flags, data["test"])] if valid_flags is not None else []
+                probes = [EpochProbe(data["valid"], valid_flags, data["test"])]
                 model, info = train_with_recipe(
                     recipe, data, make, training, str(cell / f"seed{seed}" / method), callbacks=probes
                 )
                 metrics = evaluate_groups(model, data["test"])
                 result = {"seed": seed, "seconds": round(time.time() - t0, 1), "info": info, "test": metrics}
-                if probes:
-                    result["by_selection"] = probes[0].by_selection()
+                result["by_selection"] = probes[0].by_selection()
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(result))
                 per_method[method].append(result)

@@ -48,7 +48,12 @@ def print_tables(blocks: list[tuple[str, dict]]) -> None:
     for ratio, block in blocks:
         for method, runs in block["methods"].items():
             if runs and all("by_selection" in r for r in runs):
-                cells = [cell([r["by_selection"][rule]["unbiased_accuracy"] for r in runs]) for rule in RULES]
+                cells = [
+                    cell([r["by_selection"][rule]["unbiased_accuracy"] for r in runs])
+                    if all(rule in r["by_selection"] for r in runs)
+                    else "–"
+                    for rule in RULES
+                ]
                 print(f"| {ratio} | {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
 
 
