@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from quality_table import RULES as SELECTION_RULES  # benchmarks/ is on sys.path when this script runs
-from quality_table import print_tables
+from quality_table import print_tables, ratio_label
 from transformers import TrainerCallback
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
@@ -167,7 +167,7 @@ def main() -> None:
         raw[f"{ratio:g}"] = {"methods": per_method, "ba_detection": detection}
 
     print()
-    print_tables(list(raw.items()))
+    print_tables([(ratio_label(args.benchmark, ratio), block) for ratio, block in raw.items()])
     info = {
         "command": "python benchmarks/quality.py "
         + " ".join(

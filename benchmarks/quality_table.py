@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import numpy as np
 
@@ -27,6 +28,12 @@ RULES = ("valid_accuracy", "valid_worst_pseudo_group", "last")
 def cell(values: list[float]) -> str:
     array = 100 * np.asarray(values, dtype=float)
     return f"{array.mean():.1f} ± {array.std():.1f}" if len(array) > 1 else f"{array.mean():.1f}"
+
+
+def ratio_label(benchmark: str, ratio: str) -> str:
+    """``0.01`` -> ``1%`` (colored_mnist: bias-conflicting share); background_mnist: ``99% aligned``."""
+    percent = f"{100 * float(ratio):g}%"
+    return f"{benchmark} {percent} aligned" if benchmark == "background_mnist" else percent
 
 
 def print_tables(blocks: list[tuple[str, dict]]) -> None:
@@ -62,7 +69,11 @@ def main() -> None:
     parser.add_argument("files", nargs="+")
     args = parser.parse_args()
     infos = [json.loads(open(path).read()) for path in args.files]
-    print_tables([(ratio, block) for info in infos for ratio, block in info["results"].items()])
+    blocks = []
+    for info in infos:
+        benchmark = re.search(r"--benchmark (\S+)", info["command"]).group(1)
+        blocks += [(ratio_label(benchmark, ratio), block) for ratio, block in info["results"].items()]
+    print_tables(blocks)
     print()
     for info in infos:
         print(f"- `{info['command']}`: {info['wall_seconds']} s, {info['machine']}")
