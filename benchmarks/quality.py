@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--ba-loss", default="gce", choices=["ce", "gce"])
     parser.add_argument("--ba-epochs", type=float, default=10.0)
     parser.add_argument("--rule", default="misclassified")
+    parser.add_argument("--weight-floor", type=float, default=0.0, help="DDB-II's lower bound on W (0: as LfF)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="runs/quality")
     parser.add_argument("--output", default=None, help="default benchmarks/results/quality_<benchmark>.json")
@@ -142,8 +143,10 @@ def main() -> None:
                 if cache.is_file():
                     per_method[method].append(json.loads(cache.read_text()))
                     continue
-                if method in ("ddb_i", "ddb_ii"):
-                    recipe = (DDBTwoStep if method == "ddb_i" else DDBEndToEnd)(amplifier=amplifier, rule=args.rule)
+                if method == "ddb_i":
+                    recipe = DDBTwoStep(amplifier=amplifier, rule=args.rule)
+                elif method == "ddb_ii":
+                    recipe = DDBEndToEnd(amplifier=amplifier, rule=args.rule, weight_floor=args.weight_floor)
                 else:
                     recipe = RECIPES[method]()
                 training = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3, seed=seed)

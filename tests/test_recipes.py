@@ -44,6 +44,22 @@ def test_lff_loss_ema_and_class_max_normalisation():
     torch.testing.assert_close(ema.normalised(torch.tensor([0, 1, 2])), torch.tensor([1.7 / 3.0, 1.0, 1.0]))
 
 
+def test_ddb_ii_weight_floor_bounds_the_lff_weights():
+    labels, index, ce = torch.tensor([0, 0, 1, 1]), torch.arange(4), torch.ones(4)
+    trainer = object.__new__(DebiasTrainer)  # only the LfF state is needed
+    losses = {}
+    for floor in (0.0, 0.1):
+        trainer.inference = BiasInference(objective="lff", weight_floor=floor)
+        trainer.ema_b, trainer.ema_d = _LossEMA(labels, 0.7), _LossEMA(labels, 0.7)
+        trainer.ema_b.update(index, torch.tensor([1e-6, 2.0, 1e-6, 3.0]))  # a confident frozen amplifier
+        losses[floor] = DebiasTrainer._lff(trainer, ce, {}, labels, index)
+    # normalised L_B = [~0, 1, ~0, 1], L_D = 1 everywhere: W = [~0, 0.5, ~0, 0.5], or [0.1, 0.5, 0.1, 0.5]
+    torch.testing.assert_close(losses[0.0], torch.tensor(0.25), atol=1e-5, rtol=0)
+    torch.testing.assert_close(losses[0.1], torch.tensor(0.3))
+    with pytest.raises(ValueError, match="weight_floor"):
+        DDBEndToEnd(weight_floor=1.5).infer(None, None, None, TrainingConfig())
+
+
 def test_group_dro_weight_update_hand_case():
     trainer = object.__new__(DebiasTrainer)  # only the GroupDRO state is needed
     trainer.group_weights = torch.tensor([0.5, 0.5])

@@ -68,6 +68,7 @@ class BiasInference:
     bias_losses: np.ndarray | None = None  # fixed L_B per sample (DDB-II)
     bias_model: PreTrainedModel | None = None  # trainable GCE bias model (LfF)
     gce_q: float = 0.7  # the bias model's GCE parameter
+    weight_floor: float = 0.0  # lower bound on LfF-style weights (0: as published)
     valid_group_ids: np.ndarray | None = None  # pseudo groups on valid, for model selection
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -199,7 +200,7 @@ class DebiasTrainer(Trainer):
         self.ema_d.update(index, ce)
         loss_b = self.ema_b.normalised(index)
         loss_d = self.ema_d.normalised(index)
-        weights = (loss_b / (loss_b + loss_d + 1e-8)).to(ce.device)
+        weights = (loss_b / (loss_b + loss_d + 1e-8)).clamp_min(self.inference.weight_floor).to(ce.device)
         loss = (ce * weights).mean()
         return loss if bias_loss_term is None else loss + bias_loss_term
 
@@ -326,16 +327,27 @@ class DDBTwoStep(_DDB):
         )
 
 
+@dataclass
 class DDBEndToEnd(_DDB):
-    """DDB Recipe II: LfF-style weights W = L_B / (L_B + L_D) with the frozen amplifier's loss as L_B."""
+    """DDB Recipe II: LfF-style weights W = L_B / (L_B + L_D) with the frozen amplifier's loss as L_B.
 
+    ``weight_floor`` (default 0, as in LfF) bounds W from below. A near-perfect amplifier gives aligned
+    samples W ~ 1e-6, so the target trains on the conflicting samples alone and learns the reversed
+    shortcut (background_mnist, README); a floor such as 0.01 keeps the aligned samples in play.
+    """
+
+    weight_floor: float = 0.0
     name = "ddb_ii"
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
     ) -> BiasInference:
+        if not 0.0 <= self.weight_floor <= 1.0:
+            raise ValueError(f"weight_floor must be in [0, 1], got {self.weight_floor}")
         signals, _, valid_groups = self._pseudo_groups(train, valid)
-        return BiasInference(objective="lff", bias_losses=signals["loss"], valid_group_ids=valid_groups)
+        return BiasInference(
+            objective="lff", bias_losses=signals["loss"], valid_group_ids=valid_groups, weight_floor=self.weight_floor
+        )
 
 
 RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (ERM, JTT, LfF, GroupDROOracle, DDBTwoStep, DDBEndToEnd)}
