@@ -57,7 +57,7 @@ def test_ddb_ii_weight_floor_bounds_the_lff_weights():
     torch.testing.assert_close(losses[0.0], torch.tensor(0.25), atol=1e-5, rtol=0)
     torch.testing.assert_close(losses[0.1], torch.tensor(0.3))
     with pytest.raises(ValueError, match="weight_floor"):
-        DDBEndToEnd(weight_floor=1.5).infer(None, None, None, TrainingConfig())
+        DDBEndToEnd(weight_floor=1.5)
 
 
 def test_group_dro_weight_update_hand_case():

@@ -274,6 +274,10 @@ def _check_recipe_options(method: str, options: dict[str, Any]) -> None:
     for key in options:
         if key not in known:
             raise ConfigError(f"unknown key 'method_options.{method}.{key}'; known: {sorted(known)}")
+    try:
+        RECIPES[method](**options)  # the recipe checks its own values (e.g. DDB-II's weight_floor range)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"'method_options.{method}': {err}") from err
 
 
 def load_run_dataset(config: RunConfig) -> DatasetDict:

@@ -339,11 +339,13 @@ class DDBEndToEnd(_DDB):
     weight_floor: float = 0.0
     name = "ddb_ii"
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight_floor <= 1.0:
+            raise ValueError(f"weight_floor must be in [0, 1], got {self.weight_floor}")
+
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
     ) -> BiasInference:
-        if not 0.0 <= self.weight_floor <= 1.0:
-            raise ValueError(f"weight_floor must be in [0, 1], got {self.weight_floor}")
         signals, _, valid_groups = self._pseudo_groups(train, valid)
         return BiasInference(
             objective="lff", bias_losses=signals["loss"], valid_group_ids=valid_groups, weight_floor=self.weight_floor
