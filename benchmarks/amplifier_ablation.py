@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Dataset
+from quality import bias_amplifier  # benchmarks/ is on sys.path when this script runs
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
-from hf_ddb.amplifier import BiasAmplifierTrainer, bias_signals, detection_report, pseudo_bias_labels
+from hf_ddb.amplifier import bias_signals, detection_report, pseudo_bias_labels
 from hf_ddb.recipes import DDBEndToEnd, DDBTwoStep, train_with_recipe
 
 RULES = ("misclassified", "loss_mixture", "top_fraction")
@@ -45,12 +46,7 @@ def per_class_subset(dataset: Dataset, count: int) -> Dataset:
 
 def train_amplifier(synthetic: Dataset, names: dict, variant: str, seed: int, workdir: Path):
     arch, loss = VARIANTS[variant]
-    size = synthetic[0]["image"].width
-    model, _ = build_classifier(arch, names, image_size=size, seed=seed)
-    training = TrainingConfig(epochs=10, batch_size=128, learning_rate=1e-3, seed=seed)
-    args = training.to_training_arguments(workdir / "ba", disable_tqdm=True, logging_strategy="no")
-    BiasAmplifierTrainer(model, args, synthetic, loss=loss, class_balanced=True).train()
-    return model.eval()
+    return bias_amplifier(synthetic, names, arch, loss, 10.0, seed, workdir)
 
 
 def cached(path: Path, compute):

@@ -75,11 +75,12 @@ class EpochProbe(TrainerCallback):
 RATIO_OPTION = {"colored_mnist": "conflict_ratio", "background_mnist": "aligned_ratio"}
 
 
-def bias_amplifier(synthetic, names, args, seed: int, workdir: Path):
-    model, _ = build_classifier(args.ba_arch, names, image_size=16, seed=seed)
-    training = TrainingConfig(epochs=args.ba_epochs, batch_size=128, learning_rate=1e-3, seed=seed)
+def bias_amplifier(synthetic, names, arch: str, loss: str, epochs: float, seed: int, workdir: Path):
+    """A BA trained on ``synthetic`` only, at the synthetic images' size (also used by amplifier_ablation.py)."""
+    model, _ = build_classifier(arch, names, image_size=synthetic[0]["image"].width, seed=seed)
+    training = TrainingConfig(epochs=epochs, batch_size=128, learning_rate=1e-3, seed=seed)
     trainer_args = training.to_training_arguments(workdir / "ba", disable_tqdm=True, logging_strategy="no")
-    BiasAmplifierTrainer(model, trainer_args, synthetic, loss=args.ba_loss, class_balanced=True).train()
+    BiasAmplifierTrainer(model, trainer_args, synthetic, loss=loss, class_balanced=True).train()
     return model.eval()
 
 
@@ -132,7 +133,9 @@ def main() -> None:
         for seed in args.seeds:
             amplifier = valid_flags = None
             if needs_ba:
-                amplifier = bias_amplifier(synthetic, names, args, seed, cell / f"seed{seed}")
+                amplifier = bias_amplifier(
+                    synthetic, names, args.ba_arch, args.ba_loss, args.ba_epochs, seed, cell / f"seed{seed}"
+                )
                 signals = bias_signals(amplifier, data["train"])
                 report = detection_report(signals, pseudo_bias_labels(signals, args.rule), data["train"])
                 detection.append(report)

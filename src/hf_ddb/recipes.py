@@ -122,7 +122,7 @@ class DebiasTrainer(Trainer):
     ) -> None:
         tensors, collate = model_inputs(model, train_dataset, with_index=True)
         super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
-        self.inference, self.gce_q = inference, inference.gce_q
+        self.inference = inference
         self.dro_step_size, self.dro_adjustment = dro_step_size, dro_adjustment
         labels = tensors.columns["labels"]
         n = len(labels)
@@ -196,7 +196,8 @@ class DebiasTrainer(Trainer):
             logits_b = self.bias_model(**inputs).logits
             self.ema_b.update(index, F.cross_entropy(logits_b.float(), labels, reduction="none"))
             # LfF's code trains the bias model on CE * q * p^q (p detached): q times the GCE gradient
-            bias_loss_term = self.gce_q * gce_loss(logits_b, labels, self.gce_q).mean()
+            q = self.inference.gce_q
+            bias_loss_term = q * gce_loss(logits_b, labels, q).mean()
         self.ema_d.update(index, ce)
         loss_b = self.ema_b.normalised(index)
         loss_d = self.ema_d.normalised(index)
