@@ -1,23 +1,30 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from datasets import DatasetDict
+from transformers import TrainerCallback
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups
 from hf_ddb import recipes as recipes_module
 from hf_ddb.amplifier import BiasAmplifierTrainer, bias_signals, detection_report, gce_loss, pseudo_bias_labels
+from hf_ddb.metrics import group_metrics
 from hf_ddb.recipes import (
     JTT,
     BiasInference,
     DDBEndToEnd,
     DDBTwoStep,
+    DebiasModel,
     DebiasTrainer,
+    GroupBalancedSampler,
     GroupDROOracle,
     LfF,
     _LossEMA,
     train_with_recipe,
 )
+from hf_ddb.training import predict_logits
 
 
 def test_gce_loss_value_and_gradient():
@@ -52,7 +59,7 @@ def test_ddb_ii_weight_floor_bounds_the_lff_weights():
         trainer.inference = BiasInference(objective="lff", weight_floor=floor)
         trainer.ema_b, trainer.ema_d = _LossEMA(labels, 0.7), _LossEMA(labels, 0.7)
         trainer.ema_b.update(index, torch.tensor([1e-6, 2.0, 1e-6, 3.0]))  # a confident frozen amplifier
-        losses[floor] = DebiasTrainer._lff(trainer, ce, {}, labels, index)
+        losses[floor] = DebiasTrainer._lff(trainer, ce, None, labels, index)
     # normalised L_B = [~0, 1, ~0, 1], L_D = 1 everywhere: W = [~0, 0.5, ~0, 0.5], or [0.1, 0.5, 0.1, 0.5]
     torch.testing.assert_close(losses[0.0], torch.tensor(0.25), atol=1e-5, rtol=0)
     torch.testing.assert_close(losses[0.1], torch.tensor(0.3))
@@ -64,7 +71,7 @@ def test_group_dro_weight_update_hand_case():
     trainer = object.__new__(DebiasTrainer)  # only the GroupDRO state is needed
     trainer.group_weights = torch.tensor([0.5, 0.5])
     trainer.group_sizes = torch.tensor([100.0, 4.0])
-    trainer.dro_step_size, trainer.dro_adjustment = 0.1, 0.0
+    trainer.inference = BiasInference(objective="groupdro", dro_step_size=0.1, dro_adjustment=0.0)
     ce = torch.tensor([1.0, 3.0, 4.0])  # group 0 mean loss 2, group 1 loss 4
     groups = torch.tensor([0, 0, 1])
     loss = DebiasTrainer._group_dro(trainer, ce, groups)
@@ -72,7 +79,7 @@ def test_group_dro_weight_update_hand_case():
     torch.testing.assert_close(trainer.group_weights, raw / raw.sum())
     torch.testing.assert_close(loss, (raw / raw.sum() * torch.tensor([2.0, 4.0])).sum())
     before = trainer.group_weights.clone()
-    trainer.dro_adjustment = 1.0  # adds C / sqrt(n_g): 0.1 for group 0, 0.5 for group 1
+    trainer.inference.dro_adjustment = 1.0  # adds C / sqrt(n_g): 0.1 for group 0, 0.5 for group 1
     DebiasTrainer._group_dro(trainer, ce, groups)
     raw = before * torch.exp(0.1 * torch.tensor([2.0 + 0.1, 4.0 + 0.5]))
     torch.testing.assert_close(trainer.group_weights, raw / raw.sum())
@@ -207,3 +214,86 @@ def test_lff_bias_model_is_initialised_independently(small_cmnist):
     assert inference.gce_q == 0.5
     assert not any(torch.equal(bias[k], target[k]) for k in target if k.endswith("weight"))  # not the target's init
     assert all(torch.equal(bias[k], again[k]) for k in bias)  # but seeded: the same every time
+
+
+class _BiasGradients(TrainerCallback):
+    """Records, at the start of every step, the largest gradient the bias model still carries."""
+
+    def __init__(self) -> None:
+        self.leftover: list[float] = []
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        grads = [p.grad.abs().max().item() for p in model.auxiliaries["bias"].parameters() if p.grad is not None]
+        self.leftover.append(max(grads, default=0.0))
+
+
+def test_lff_bias_model_is_trained_inside_the_trainers_model(small_cmnist, tmp_path):
+    """Regression: the co-trained bias model's gradients used to accumulate over the run (never zeroed)."""
+    names = dict(enumerate(small_cmnist["train"].features["label"].names))
+    make = lambda: build_classifier("mlp", names, image_size=16, seed=0)[0]  # noqa: E731
+    train = small_cmnist["train"].select(range(512))
+    inference = LfF().infer(train, None, make, TrainingConfig(seed=0))
+    bias_before = copy.deepcopy(inference.bias_model.state_dict())
+    target = make()
+    probe = _BiasGradients()
+    args = TrainingConfig(epochs=1, batch_size=64).to_training_arguments(tmp_path, disable_tqdm=True)
+    trainer = DebiasTrainer(target, args, train, inference, callbacks=[probe])
+    assert isinstance(trainer.model, DebiasModel) and trainer.target is target
+    owned = {id(p) for p in trainer.model.parameters()}
+    assert all(id(p) in owned for p in inference.bias_model.parameters())
+    trainer.train()
+    assert len(probe.leftover) == 8
+    assert probe.leftover[1:] == [0.0] * 7  # each step starts from zero gradients: zero_grad reached the bias model
+    after = inference.bias_model.state_dict()
+    assert any(not torch.equal(bias_before[k], after[k]) for k in after)  # and it was trained
+
+
+def test_group_balanced_sampler_draws_groups_evenly_and_shards(monkeypatch):
+    from accelerate.data_loader import BatchSamplerShard
+
+    groups = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    sampler = GroupBalancedSampler(groups, num_samples=30000, seed=3)
+    drawn = np.bincount(groups[list(sampler)], minlength=3) / 30000
+    np.testing.assert_allclose(drawn, [1 / 3] * 3, atol=0.015)
+    first = list(sampler)
+    assert list(sampler) == first  # the same epoch draws the same rows
+    sampler.set_epoch(1)
+    assert list(sampler) != first  # a new epoch draws new rows
+    # two processes: each builds the same sampler and takes its own batches, none lost, none twice
+    sampler = GroupBalancedSampler(groups, seed=3)
+    batches = list(torch.utils.data.BatchSampler(sampler, batch_size=50, drop_last=False))
+    shards = [
+        list(BatchSamplerShard(torch.utils.data.BatchSampler(GroupBalancedSampler(groups, seed=3), 50, False), 2, rank))
+        for rank in range(2)
+    ]
+    assert shards[0] == batches[0::2] and shards[1] == batches[1::2]
+    with pytest.raises(ValueError, match="non-negative"):
+        GroupBalancedSampler([0, -1])
+
+
+def test_group_balanced_training_feeds_rare_groups(small_cmnist, tmp_path):
+    train = small_cmnist["train"].select(range(1000))
+    groups = (np.asarray(train["label"]) != np.asarray(train["bias_label"])).astype(int)
+    seen = []
+    model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]
+    args = TrainingConfig(epochs=1, batch_size=100).to_training_arguments(tmp_path, disable_tqdm=True)
+    inference = BiasInference(objective="groupdro", group_ids=groups, num_groups=2, group_balanced=True)
+    trainer = DebiasTrainer(model, args, train, inference)
+    for batch in trainer.get_train_dataloader():
+        seen.extend(groups[batch["index"].numpy()].tolist())
+    assert len(seen) == 1000 and 0.4 < np.mean(seen) < 0.6  # ~10 conflicting rows drawn half the time
+
+
+def test_oracle_tunes_step_size_and_adjustment_on_valid(small_cmnist, tmp_path):
+    data = {k: v.select(range(300)) for k, v in small_cmnist.items()}
+    make = lambda: build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]  # noqa: E731
+    recipe = GroupDROOracle(step_sizes=(0.01, 0.5), adjustments=(0.0,))
+    model, info = train_with_recipe(recipe, data, make, TrainingConfig(epochs=1, batch_size=100), str(tmp_path))
+    scores = [row["oracle_valid_worst_group"] for row in info["search"]]
+    assert [row["dro_step_size"] for row in info["search"]] == [0.01, 0.5]
+    assert info["tuned"]["dro_step_size"] == [0.01, 0.5][int(np.argmax(scores))]
+    labels, bias = np.asarray(data["valid"]["label"]), np.asarray(data["valid"]["bias_label"])
+    worst = group_metrics(predict_logits(model, data["valid"]), labels, bias)["worst_group_accuracy"]
+    assert worst == max(scores)  # the returned model is the best candidate
+    with pytest.raises(ValueError, match="step sizes must be > 0"):
+        GroupDROOracle(step_sizes=(0.0,))

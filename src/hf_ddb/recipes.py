@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
+from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers.utils import ModelOutput
 
 from .amplifier import bias_signals, gce_loss, pseudo_bias_labels
 from .metrics import group_metrics
@@ -46,6 +48,9 @@ __all__ = [
     "DDBTwoStep",
     "DebiasTrainer",
     "ERM",
+    "DebiasModel",
+    "DebiasOutput",
+    "GroupBalancedSampler",
     "GroupDROOracle",
     "JTT",
     "LfF",
@@ -65,11 +70,17 @@ class BiasInference:
     sample_weights: np.ndarray | None = None
     group_ids: np.ndarray | None = None
     num_groups: int | None = None
+    group_balanced: bool = False  # draw batches group-balanced (`GroupBalancedSampler` over group_ids)
+    dro_step_size: float = 0.01  # GroupDRO's exponentiated-gradient step size
+    dro_adjustment: float = 0.0  # GroupDRO's generalisation adjustment C (adds C / sqrt(n_g))
     bias_losses: np.ndarray | None = None  # fixed L_B per sample (DDB-II)
-    bias_model: PreTrainedModel | None = None  # trainable GCE bias model (LfF)
+    bias_model: PreTrainedModel | None = None  # trainable GCE bias model (LfF), co-trained inside `DebiasModel`
     gce_q: float = 0.7  # the bias model's GCE parameter
+    ema_alpha: float = 0.7  # LfF's per-sample loss EMA
     weight_floor: float = 0.0  # lower bound on LfF-style weights (0: as published)
     valid_group_ids: np.ndarray | None = None  # pseudo groups on valid, for model selection
+    search: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # fields to tune: name -> candidates
+    tune_on: str | None = None  # the selection score that ranks the `search` candidates on valid
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,14 +107,73 @@ class _LossEMA:
         return self.values[index] / class_max[self.labels[index]].clamp_min(1e-8)
 
 
+@dataclass
+class DebiasOutput(ModelOutput):
+    """`DebiasModel`'s output: the target's logits and each co-trained auxiliary's logits by name."""
+
+    logits: torch.Tensor | None = None
+    auxiliary_logits: dict[str, torch.Tensor] | None = None
+
+
+class DebiasModel(nn.Module):
+    """The target classifier and the auxiliary models co-trained with it, as the one module a Trainer owns.
+
+    `forward` runs the target and every auxiliary on the same batch, so the Trainer's optimizer,
+    ``zero_grad``, DDP wrapping, mixed precision, device placement and checkpoints cover all of them by
+    construction (LfF's bias model once sat beside the Trainer's model and its gradients were never
+    zeroed). ``target`` is the classifier that is selected, evaluated and saved.
+    """
+
+    def __init__(self, target: PreTrainedModel, auxiliaries: Mapping[str, nn.Module] | None = None) -> None:
+        super().__init__()
+        self.target = target
+        self.auxiliaries = nn.ModuleDict(dict(auxiliaries or {}))
+
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Any) -> DebiasOutput:
+        logits = self.target(pixel_values=pixel_values).logits
+        auxiliary = {name: module(pixel_values=pixel_values).logits for name, module in self.auxiliaries.items()}
+        return DebiasOutput(logits=logits, auxiliary_logits=auxiliary)
+
+
+class GroupBalancedSampler(torch.utils.data.Sampler[int]):
+    """Draws ``num_samples`` rows per epoch with replacement, each group equally likely (Sagawa et al.'s
+    ``--reweight_groups``: weight 1 / n_g per row).
+
+    The draw depends only on (``seed``, epoch): every process of a distributed run produces the same
+    sequence and Accelerate's batch sharding gives each process its own batches, as it does for
+    transformers' seeded random sampler. The Trainer advances the epoch through `set_epoch`.
+    """
+
+    def __init__(self, group_ids: Sequence[int] | np.ndarray, num_samples: int | None = None, seed: int = 0) -> None:
+        groups = torch.as_tensor(np.asarray(group_ids), dtype=torch.long)
+        if groups.numel() == 0 or int(groups.min()) < 0:
+            raise ValueError("group_ids must be a non-empty sequence of non-negative group ids")
+        counts = torch.bincount(groups).double()
+        self.weights = 1.0 / counts[groups]
+        self.num_samples = len(groups) if num_samples is None else int(num_samples)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist()
+
+
 class DebiasTrainer(Trainer):
     """A `Trainer` whose loss follows a `BiasInference`: ERM, weighted ERM, GroupDRO or LfF-style weights.
 
-    GroupDRO keeps online exponentiated-gradient group weights q (step size ``dro_step_size``) and the
-    optional group adjustment ``C / sqrt(n_g)`` (``dro_adjustment``). LfF-style weighting keeps a
-    per-sample loss EMA (``ema_alpha``) of the target model and, with a trainable bias model, of the bias
-    model, which it trains with GCE (the inference's ``gce_q``) in the same optimizer. LfF co-training is
-    single-process.
+    The Trainer's ``model`` is a `DebiasModel` holding ``target`` and any co-trained auxiliary (LfF's bias
+    model), so one optimizer, ``zero_grad`` and device placement cover them all; ``trainer.target`` is the
+    classifier to keep. GroupDRO keeps online exponentiated-gradient group weights q (the inference's
+    ``dro_step_size``) and the optional group adjustment ``C / sqrt(n_g)`` (``dro_adjustment``); with
+    ``group_balanced`` the batches are drawn by `GroupBalancedSampler`. LfF-style weighting keeps a
+    per-sample loss EMA (``ema_alpha``) of the target and, with a trainable bias model, of the bias model,
+    which it trains with GCE (``gce_q``). LfF co-training is single-process.
     """
 
     loss_is_scaled_for_ga = False
@@ -114,19 +184,23 @@ class DebiasTrainer(Trainer):
         args: TrainingArguments,
         train_dataset: Dataset,
         inference: BiasInference,
-        *,
-        dro_step_size: float = 0.01,
-        dro_adjustment: float = 0.0,
-        ema_alpha: float = 0.7,
         **kwargs: Any,
     ) -> None:
         tensors, collate = model_inputs(model, train_dataset, with_index=True)
-        super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
+        auxiliaries = {"bias": inference.bias_model} if inference.bias_model is not None else {}
+        self.target = model
+        super().__init__(
+            model=DebiasModel(model, auxiliaries), args=args, train_dataset=tensors, data_collator=collate, **kwargs
+        )
         self.inference = inference
-        self.dro_step_size, self.dro_adjustment = dro_step_size, dro_adjustment
         labels = tensors.columns["labels"]
         n = len(labels)
+        for name, values in (("sample_weights", inference.sample_weights), ("group_ids", inference.group_ids)):
+            if values is not None and len(values) != n:
+                raise ValueError(f"{name} has {len(values)} entries but the training set has {n} samples")
         objective = inference.objective
+        if inference.group_balanced and inference.group_ids is None:
+            raise ValueError("group_balanced sampling needs group_ids")
         if objective == "weighted":
             weights = torch.as_tensor(inference.sample_weights, dtype=torch.float32)
             self.sample_weights = (weights / weights.mean()).to(args.device)
@@ -137,30 +211,23 @@ class DebiasTrainer(Trainer):
             self.group_sizes = torch.bincount(groups, minlength=num_groups).float().to(args.device)
             self.group_weights = torch.full((num_groups,), 1.0 / num_groups, device=args.device)
         elif objective == "lff":
-            self.ema_d = _LossEMA(labels, ema_alpha)
-            self.ema_b = _LossEMA(labels, ema_alpha)
+            self.ema_d = _LossEMA(labels, inference.ema_alpha)
+            self.ema_b = _LossEMA(labels, inference.ema_alpha)
             if inference.bias_losses is not None:
                 fixed = torch.as_tensor(inference.bias_losses, dtype=torch.float32)
                 self.ema_b.update(torch.arange(n), fixed)  # EMA of a frozen model's loss is that loss
-            elif inference.bias_model is not None:
-                self.bias_model = inference.bias_model.to(args.device).train()
-            else:
+            elif inference.bias_model is None:
                 raise ValueError("the 'lff' objective needs bias_losses (DDB-II) or a bias_model (LfF)")
         elif objective != "erm":
             raise ValueError(f"unknown objective {objective!r}")
-        for name, values in (("sample_weights", inference.sample_weights), ("group_ids", inference.group_ids)):
-            if values is not None and len(values) != n:
-                raise ValueError(f"{name} has {len(values)} entries but the training set has {n} samples")
 
-    def create_optimizer(self, *args: Any, **kwargs: Any) -> torch.optim.Optimizer:
-        optimizer = super().create_optimizer(*args, **kwargs)
-        if getattr(self, "bias_model", None) is not None and not getattr(self, "_bias_group_added", False):
-            optimizer.add_param_group({"params": list(self.bias_model.parameters()), "weight_decay": 0.0})
-            self._bias_group_added = True
-        return optimizer
+    def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
+        if not self.inference.group_balanced:
+            return super()._get_train_sampler(*args, **kwargs)
+        return GroupBalancedSampler(self.inference.group_ids, seed=self.args.data_seed or self.args.seed)
 
     def compute_loss(
-        self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], return_outputs: bool = False, **kwargs: Any
+        self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False, **kwargs: Any
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         index = inputs.pop("index")
         labels = inputs.pop("labels")
@@ -172,7 +239,7 @@ class DebiasTrainer(Trainer):
         elif objective == "groupdro":
             loss = self._group_dro(ce, self.group_ids[index])
         elif objective == "lff":
-            loss = self._lff(ce, inputs, labels, index)
+            loss = self._lff(ce, outputs.auxiliary_logits.get("bias"), labels, index)
         else:
             loss = ce.mean()
         return (loss, outputs) if return_outputs else loss
@@ -182,22 +249,21 @@ class DebiasTrainer(Trainer):
         counts = torch.bincount(groups, minlength=num_groups).float()
         group_loss = torch.zeros(num_groups, device=ce.device).scatter_add(0, groups, ce) / counts.clamp_min(1)
         with torch.no_grad():
-            adjusted = group_loss + self.dro_adjustment / self.group_sizes.clamp_min(1).sqrt()
+            adjusted = group_loss + self.inference.dro_adjustment / self.group_sizes.clamp_min(1).sqrt()
             present = counts > 0
-            self.group_weights[present] *= torch.exp(self.dro_step_size * adjusted[present])
+            self.group_weights[present] *= torch.exp(self.inference.dro_step_size * adjusted[present])
             self.group_weights /= self.group_weights.sum()
         return (self.group_weights * group_loss).sum()
 
     def _lff(
-        self, ce: torch.Tensor, inputs: dict[str, torch.Tensor], labels: torch.Tensor, index: torch.Tensor
+        self, ce: torch.Tensor, bias_logits: torch.Tensor | None, labels: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor:
         bias_loss_term = None
-        if getattr(self, "bias_model", None) is not None:
-            logits_b = self.bias_model(**inputs).logits
-            self.ema_b.update(index, F.cross_entropy(logits_b.float(), labels, reduction="none"))
+        if bias_logits is not None:
+            self.ema_b.update(index, F.cross_entropy(bias_logits.float(), labels, reduction="none"))
             # LfF's code trains the bias model on CE * q * p^q (p detached): q times the GCE gradient
             q = self.inference.gce_q
-            bias_loss_term = q * gce_loss(logits_b, labels, q).mean()
+            bias_loss_term = q * gce_loss(bias_logits, labels, q).mean()
         self.ema_d.update(index, ce)
         loss_b = self.ema_b.normalised(index)
         loss_d = self.ema_d.normalised(index)
@@ -250,7 +316,12 @@ class LfF(Recipe):
     """Learning from Failure: a GCE bias model of the same architecture, co-trained on the real data."""
 
     gce_q: float = 0.7
+    ema_alpha: float = 0.7
     name = "lff"
+
+    def __post_init__(self) -> None:
+        _check_unit_interval("gce_q", self.gce_q, low_open=True)
+        _check_unit_interval("ema_alpha", self.ema_alpha)
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
@@ -262,14 +333,38 @@ class LfF(Recipe):
             for module in bias_model.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
-        return BiasInference(objective="lff", bias_model=bias_model, gce_q=self.gce_q)
+        return BiasInference(objective="lff", bias_model=bias_model, gce_q=self.gce_q, ema_alpha=self.ema_alpha)
 
 
+def _check_unit_interval(name: str, value: float, low_open: bool = False) -> None:
+    if not (0.0 < value <= 1.0 if low_open else 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be in {'(0' if low_open else '[0'}, 1], got {value}")
+
+
+def _check_group_dro(step_sizes: Sequence[float], adjustments: Sequence[float]) -> None:
+    if not step_sizes or not adjustments:
+        raise ValueError("step_sizes and adjustments need at least one value each")
+    if any(not float(v) > 0 for v in step_sizes) or any(not float(v) >= 0 for v in adjustments):
+        raise ValueError(f"step sizes must be > 0 and adjustments >= 0, got {list(step_sizes)}, {list(adjustments)}")
+
+
+@dataclass
 class GroupDROOracle(Recipe):
-    """GroupDRO on the TRUE (class, bias) groups. Uses bias labels: an oracle, not a fair competitor."""
+    """GroupDRO on the TRUE (class, bias) groups. Uses bias labels: an oracle, not a fair competitor.
 
+    As in Sagawa et al., batches are group-balanced (``group_balanced``) and the step size and the group
+    adjustment C are tuned: every pair in ``step_sizes`` x ``adjustments`` is trained and the one with the
+    best worst-group accuracy on ``valid`` (true groups: bias labels on valid too) is kept.
+    """
+
+    step_sizes: Sequence[float] = (0.01, 0.1)
+    adjustments: Sequence[float] = (0.0, 1.0)
+    group_balanced: bool = True
     name = "groupdro_oracle"
     uses_bias_labels = True
+
+    def __post_init__(self) -> None:
+        _check_group_dro(self.step_sizes, self.adjustments)
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
@@ -277,7 +372,14 @@ class GroupDROOracle(Recipe):
         num_bias = train.features["bias_label"].num_classes
         groups = np.asarray(train["label"]) * num_bias + np.asarray(train["bias_label"])
         num_groups = train.features["label"].num_classes * num_bias
-        return BiasInference(objective="groupdro", group_ids=groups, num_groups=num_groups)
+        return BiasInference(
+            objective="groupdro",
+            group_ids=groups,
+            num_groups=num_groups,
+            group_balanced=self.group_balanced,
+            search={"dro_step_size": list(self.step_sizes), "dro_adjustment": list(self.adjustments)},
+            tune_on="oracle_valid_worst_group",
+        )
 
 
 @dataclass
@@ -309,10 +411,21 @@ class _DDB(Recipe):
         return signals, groups, valid_groups
 
 
+@dataclass
 class DDBTwoStep(_DDB):
-    """DDB Recipe I: the amplifier's pseudo groups (class x aligned/conflicting), then GroupDRO."""
+    """DDB Recipe I: the amplifier's pseudo groups (class x aligned/conflicting), then GroupDRO.
 
+    ``group_balanced`` draws batches balanced over the pseudo groups; ``dro_step_size`` and
+    ``dro_adjustment`` are GroupDRO's (fixed: without bias labels there is nothing to tune them on).
+    """
+
+    group_balanced: bool = False
+    dro_step_size: float = 0.01
+    dro_adjustment: float = 0.0
     name = "ddb_i"
+
+    def __post_init__(self) -> None:
+        _check_group_dro([self.dro_step_size], [self.dro_adjustment])
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
@@ -323,6 +436,9 @@ class DDBTwoStep(_DDB):
             objective="groupdro",
             group_ids=groups,
             num_groups=num_groups,
+            group_balanced=self.group_balanced,
+            dro_step_size=self.dro_step_size,
+            dro_adjustment=self.dro_adjustment,
             valid_group_ids=valid_groups,
             info={"pseudo_conflicting": int((groups % 2).sum())},
         )
@@ -341,8 +457,7 @@ class DDBEndToEnd(_DDB):
     name = "ddb_ii"
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.weight_floor <= 1.0:
-            raise ValueError(f"weight_floor must be in [0, 1], got {self.weight_floor}")
+        _check_unit_interval("weight_floor", self.weight_floor)
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
@@ -357,19 +472,18 @@ RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (ERM, JTT, LfF, Gro
 
 
 class _SelectBest(TrainerCallback):
-    """Evaluates on ``valid`` after every epoch and keeps the best weights in memory."""
+    """Evaluates ``target`` on ``valid`` after every epoch and keeps its best weights in memory."""
 
-    def __init__(self, score: Callable[[PreTrainedModel], float]) -> None:
-        self.score, self.best, self.best_state, self.history = score, -np.inf, None, []
+    def __init__(self, score: Callable[[PreTrainedModel], float], target: PreTrainedModel) -> None:
+        self.score, self.target = score, target
+        self.best, self.best_state, self.history = -np.inf, None, []
 
-    def on_epoch_end(
-        self, args: TrainingArguments, state: Any, control: Any, model: PreTrainedModel = None, **kwargs: Any
-    ) -> None:
-        value = self.score(model)
+    def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        value = self.score(self.target)
         self.history.append(value)
         if value > self.best:
-            self.best, self.best_state = value, copy.deepcopy(model.state_dict())
-        model.train()
+            self.best, self.best_state = value, copy.deepcopy(self.target.state_dict())
+        self.target.train()
 
 
 def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -> Callable[[PreTrainedModel], float]:
@@ -394,6 +508,14 @@ def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -
     raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
 
 
+def _candidates(inference: BiasInference) -> list[tuple[dict[str, Any], BiasInference]]:
+    """Every setting of the inference's ``search`` grid (just the inference itself when there is none)."""
+    settings: list[dict[str, Any]] = [{}]
+    for name, values in inference.search.items():
+        settings = [{**setting, name: value} for setting in settings for value in values]
+    return [(setting, replace(inference, **setting)) for setting in settings]
+
+
 def train_with_recipe(
     recipe: Recipe,
     data: Mapping[str, Dataset],
@@ -402,7 +524,6 @@ def train_with_recipe(
     output_dir: str,
     *,
     selection: str = "valid_accuracy",
-    trainer_options: Mapping[str, Any] | None = None,
     callbacks: Sequence[TrainerCallback] = (),
     valid_pseudo_flags: np.ndarray | None = None,
     progress_bar: bool = False,
@@ -411,9 +532,11 @@ def train_with_recipe(
 
     Only ``data["train"]`` and ``data["valid"]`` are read; the test split is never touched here.
     Returns the selected model and a dict of what happened (inference info, selection history).
-    ``callbacks`` are extra `TrainerCallback`s (e.g. a per-epoch probe in a benchmark).
-    ``valid_pseudo_flags`` (an amplifier's bias-conflicting flags on ``valid``) lets recipes that infer no
-    pseudo groups of their own be selected by ``valid_worst_pseudo_group``.
+    ``callbacks`` are extra `TrainerCallback`s (e.g. a per-epoch probe in a benchmark; they see the
+    Trainer's `DebiasModel`, whose ``target`` is the classifier). ``valid_pseudo_flags`` (an amplifier's
+    bias-conflicting flags on ``valid``) lets recipes that infer no pseudo groups of their own be selected by
+    ``valid_worst_pseudo_group``. A recipe that asks to tune hyper-parameters (the oracle) has one model
+    trained per setting; the best by its ``tune_on`` score on ``valid`` is returned.
     """
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
@@ -421,18 +544,33 @@ def train_with_recipe(
     inference = recipe.infer(train, valid, make_model, training)
     if inference.valid_group_ids is None and valid_pseudo_flags is not None:
         inference.valid_group_ids = np.asarray(valid["label"]) * 2 + np.asarray(valid_pseudo_flags, dtype=int)
-    model = make_model()
-    callbacks = list(callbacks)
-    if selection != "last":
-        selector = _SelectBest(_selection_score(selection, valid, inference))
-        callbacks.append(selector)
-    args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
-    trainer = DebiasTrainer(model, args, train, inference, callbacks=callbacks, **(trainer_options or {}))
-    trainer.train()
-    info: dict[str, Any] = {"recipe": recipe.name, "uses_bias_labels": recipe.uses_bias_labels, **inference.info}
-    if selection != "last" and selector.best_state is not None:
-        model.load_state_dict(selector.best_state)
-        info.update(
-            selection=selection, selection_history=selector.history, selected_epoch=int(np.argmax(selector.history)) + 1
+    candidates = _candidates(inference)
+    tuning = _selection_score(inference.tune_on, valid, inference) if len(candidates) > 1 else None
+    best: tuple[float, PreTrainedModel, dict[str, Any]] | None = None
+    search: list[dict[str, Any]] = []
+    for setting, candidate in candidates:
+        model = make_model()
+        selector = _SelectBest(_selection_score(selection, valid, candidate), model) if selection != "last" else None
+        args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
+        trainer = DebiasTrainer(
+            model, args, train, candidate, callbacks=[*callbacks, *([selector] if selector else [])]
         )
-    return model.eval(), info
+        trainer.train()
+        info: dict[str, Any] = {"recipe": recipe.name, "uses_bias_labels": recipe.uses_bias_labels, **candidate.info}
+        if selector is not None and selector.best_state is not None:
+            model.load_state_dict(selector.best_state)
+            info.update(
+                selection=selection,
+                selection_history=selector.history,
+                selected_epoch=int(np.argmax(selector.history)) + 1,
+            )
+        model.eval()
+        if tuning is None:
+            return model, info
+        score = tuning(model)
+        search.append({**setting, inference.tune_on: score})
+        if best is None or score > best[0]:
+            best = (score, model, {**info, "tuned": setting})
+    _, model, info = best
+    info["search"] = search
+    return model, info
