@@ -31,8 +31,8 @@ from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_bench
 from hf_ddb.amplifier import BiasAmplifierTrainer, bias_signals, detection_report, pseudo_bias_labels
 from hf_ddb.diffusion import DiffusionConfig, train_diffusion
 from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
-from hf_ddb.metrics import group_metrics
-from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, train_with_recipe
+from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
+from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, train_with_recipe
 from hf_ddb.training import model_inputs, predict_logits
 
 
@@ -41,11 +41,14 @@ class EpochProbe(TrainerCallback):
 
     Lets the table compare selection rules on the same runs; no rule ever reads the test numbers. Without
     BA pseudo-groups (``valid_flags`` None: no DDB method in the run) only validation accuracy is recorded.
+    A recipe that tunes (the oracle) trains several candidates: one record per training. At the end of a
+    training with a co-trained bias model (LfF), that model's detection of the real bias-conflicting
+    training samples is recorded too (bias labels: evaluation only).
     """
 
-    def __init__(self, valid, valid_flags, test) -> None:
-        self.valid, self.valid_flags, self.test = valid, valid_flags, test
-        self.valid_labels, self.epochs = np.asarray(valid["label"]), []
+    def __init__(self, valid, valid_flags, test, train) -> None:
+        self.valid, self.valid_flags, self.test, self.train = valid, valid_flags, test, train
+        self.valid_labels, self.runs, self.bias_model_detection = np.asarray(valid["label"]), [], []
         self.tensors: dict = {}
 
     def _logits(self, model, split: str, dataset) -> np.ndarray:
@@ -53,23 +56,64 @@ class EpochProbe(TrainerCallback):
             self.tensors[split] = model_inputs(model, dataset)[0]
         return predict_logits(model, self.tensors[split])
 
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        self.runs.append([])
+
     def on_epoch_end(self, args, state, control, model=None, **kwargs) -> None:
-        valid_logits = self._logits(model, "valid", self.valid)
+        target = model.target  # the Trainer's model is a DebiasModel
+        valid_logits = self._logits(target, "valid", self.valid)
         scores = {"valid_accuracy": float(np.mean(valid_logits.argmax(-1) == self.valid_labels))}
         if self.valid_flags is not None:
             pseudo = group_metrics(valid_logits, self.valid_labels, self.valid_flags)
             scores["valid_worst_pseudo_group"] = pseudo["worst_group_accuracy"]
-        test = self._logits(model, "test", self.test)
+        test = self._logits(target, "test", self.test)
         metrics = group_metrics(test, self.test["label"], self.test["bias_label"])
         keep = ("unbiased_accuracy", "worst_group_accuracy", "conflicting_accuracy", "accuracy")
-        self.epochs.append({**scores, "test": {k: metrics[k] for k in keep}})
+        self.runs[-1].append({**scores, "test": {k: metrics[k] for k in keep}})
+        target.train()
 
-    def by_selection(self) -> dict:
-        """Test metrics at the epoch each rule selects (first best on ties, as `train_with_recipe` does)."""
-        chosen = {"last": len(self.epochs) - 1}
-        for rule in (r for r in SELECTION_RULES[:2] if r in self.epochs[0]):
-            chosen[rule] = int(np.argmax([e[rule] for e in self.epochs]))
-        return {rule: {"epoch": i + 1, **self.epochs[i]["test"]} for rule, i in chosen.items()}
+    def on_train_end(self, args, state, control, model=None, **kwargs) -> None:
+        if "bias" in model.auxiliaries:
+            bias_model = model.auxiliaries["bias"].eval()
+            signals = bias_signals(bias_model, self.train)
+            self.bias_model_detection.append(
+                detection_report(signals, pseudo_bias_labels(signals, "misclassified"), self.train)
+            )
+
+    def by_selection(self, info: dict) -> dict:
+        """Test metrics at the epoch each rule selects (first best on ties, as `train_with_recipe` does),
+        in the training that the recipe kept (the tuned candidate, when it tuned)."""
+        run = 0
+        if "search" in info:
+            scores = [row[k] for row in info["search"] for k in row if k.startswith("oracle_")]
+            run = int(np.argmax(scores))
+        epochs = self.runs[run]
+        chosen = {"last": len(epochs) - 1}
+        for rule in (r for r in SELECTION_RULES[:2] if r in epochs[0]):
+            chosen[rule] = int(np.argmax([e[rule] for e in epochs]))
+        return {rule: {"epoch": i + 1, **epochs[i]["test"]} for rule, i in chosen.items()}
+
+
+class RecordInference:
+    """Wraps a recipe and keeps its `BiasInference`, so the benchmark can score the recipe's own detection."""
+
+    def __init__(self, recipe) -> None:
+        self.recipe, self.inference = recipe, None
+        self.name, self.uses_bias_labels = recipe.name, recipe.uses_bias_labels
+
+    def infer(self, *args, **kwargs):
+        self.inference = self.recipe.infer(*args, **kwargs)
+        return self.inference
+
+
+# Method variants measured beside the library's recipes (name -> recipe factory given the BA and the args).
+VARIANTS = {
+    "ddb_i_balanced": lambda ba, args: DDBTwoStep(amplifier=ba, rule=args.rule, group_balanced=True),
+    # the oracle as it was before group-balanced batches and tuning (uniform batches, step 0.01, C = 0)
+    "groupdro_oracle_uniform": lambda ba, args: GroupDROOracle(
+        group_balanced=False, step_sizes=(0.01,), adjustments=(0.0,)
+    ),
+}
 
 
 RATIO_OPTION = {"colored_mnist": "conflict_ratio", "background_mnist": "aligned_ratio"}
@@ -146,7 +190,9 @@ def main() -> None:
                 if cache.is_file():
                     per_method[method].append(json.loads(cache.read_text()))
                     continue
-                if method == "ddb_i":
+                if method in VARIANTS:
+                    recipe = VARIANTS[method](amplifier, args)
+                elif method == "ddb_i":
                     recipe = DDBTwoStep(amplifier=amplifier, rule=args.rule)
                 elif method == "ddb_ii":
                     recipe = DDBEndToEnd(amplifier=amplifier, rule=args.rule, weight_floor=args.weight_floor)
@@ -154,14 +200,21 @@ def main() -> None:
                     recipe = RECIPES[method]()
                 training = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3, seed=seed)
                 make = lambda: build_classifier(args.arch, names, image_size=28, seed=seed)[0]  # noqa: B023, E731
+                recipe = RecordInference(recipe)
                 t0 = time.time()
-                probes = [EpochProbe(data["valid"], valid_flags, data["test"])]
+                probes = [EpochProbe(data["valid"], valid_flags, data["test"], data["train"])]
                 model, info = train_with_recipe(
                     recipe, data, make, training, str(cell / f"seed{seed}" / method), callbacks=probes
                 )
                 metrics = evaluate_groups(model, data["test"])
                 result = {"seed": seed, "seconds": round(time.time() - t0, 1), "info": info, "test": metrics}
-                result["by_selection"] = probes[0].by_selection()
+                result["by_selection"] = probes[0].by_selection(info)
+                if probes[0].bias_model_detection:  # LfF: its co-trained bias model at the end of training
+                    result["bias_model_detection"] = probes[0].bias_model_detection[-1]
+                if recipe.inference.conflict_scores is not None:  # BiasEnsemble: its committee
+                    scores, flags = recipe.inference.conflict_scores, ~recipe.inference.bias_train_mask
+                    truth = is_conflicting(data["train"]["label"], data["train"]["bias_label"])
+                    result["bias_model_detection"] = detection_metrics(scores, truth, flagged=flags)
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(result))
                 per_method[method].append(result)

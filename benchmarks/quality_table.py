@@ -18,9 +18,13 @@ METHOD_NAMES = {
     "erm": "ERM",
     "jtt": "JTT",
     "lff": "LfF",
+    "disent": "DFA (DisEnt)",
+    "bias_ensemble": "BiasEnsemble (+ LfF)",
     "ddb_i": "**DDB-I**",
     "ddb_ii": "**DDB-II**",
+    "ddb_i_balanced": "**DDB-I**, group-balanced batches",
     "groupdro_oracle": "GroupDRO oracle (bias labels)",
+    "groupdro_oracle_uniform": "GroupDRO oracle, uniform batches, untuned (before issue 10)",
 }
 RULES = ("valid_accuracy", "valid_worst_pseudo_group", "last")
 

@@ -13,15 +13,18 @@ from hf_ddb.amplifier import BiasAmplifierTrainer, bias_signals, detection_repor
 from hf_ddb.metrics import group_metrics
 from hf_ddb.recipes import (
     JTT,
+    BiasEnsemble,
     BiasInference,
     DDBEndToEnd,
     DDBTwoStep,
     DebiasModel,
     DebiasTrainer,
+    DisEnt,
     GroupBalancedSampler,
     GroupDROOracle,
     LfF,
     _LossEMA,
+    committee_aligned,
     train_with_recipe,
 )
 from hf_ddb.training import predict_logits
@@ -297,3 +300,97 @@ def test_oracle_tunes_step_size_and_adjustment_on_valid(small_cmnist, tmp_path):
     assert worst == max(scores)  # the returned model is the best candidate
     with pytest.raises(ValueError, match="step sizes must be > 0"):
         GroupDROOracle(step_sizes=(0.0,))
+
+
+def test_bias_ensemble_committee_detection_rule():
+    prob_true = np.array(
+        [  # 5 members x 4 rows
+            [0.999, 0.999, 0.50, 0.995],
+            [0.999, 0.999, 0.99, 0.995],
+            [0.999, 0.10, 0.999, 0.20],
+            [0.999, 0.10, 0.999, 0.995],
+            [0.50, 0.10, 0.10, 0.10],
+        ]
+    )
+    # row 0: 4 confident members; row 1: 2; row 2: 2 (0.99 is not above the threshold); row 3: 3
+    assert committee_aligned(prob_true, 0.99, 3).tolist() == [True, False, False, True]
+    assert committee_aligned(prob_true, 0.99, 2).tolist() == [True, True, True, True]
+    with pytest.raises(ValueError, match="agreement"):
+        BiasEnsemble(num_models=2, agreement=3)
+
+
+def test_bias_ensemble_trains_its_bias_model_on_committee_aligned_rows_only(small_cmnist, tmp_path):
+    names = dict(enumerate(small_cmnist["train"].features["label"].names))
+    make = lambda: build_classifier("mlp", names, image_size=16, seed=0)[0]  # noqa: E731
+    train, valid = small_cmnist["train"].select(range(256)), small_cmnist["valid"].select(range(100))
+    recipe = BiasEnsemble(num_models=3, agreement=2, committee_steps=3, check_every=2, committee_learning_rate=0.05)
+    inference = recipe.infer(train, valid, make, TrainingConfig(batch_size=64, seed=0))
+    assert inference.objective == "lff" and inference.bias_loss == "ce"
+    aligned = inference.bias_train_mask
+    assert aligned.shape == (256,) and inference.conflict_scores.shape == (256,)
+    assert inference.info["pseudo_conflicting"] == int((~aligned).sum())
+    # the bias model's loss ignores the rows flagged conflicting: their gradient is zero
+    aligned[:] = np.arange(256) % 2 == 0
+    args = TrainingConfig(epochs=1, batch_size=256).to_training_arguments(tmp_path, disable_tqdm=True)
+    trainer = DebiasTrainer(make(), args, train, inference)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(256)])
+    bias_logits = trainer.model(pixel_values=batch["pixel_values"]).auxiliary_logits["bias"]
+    loss = trainer._lff(torch.zeros(256), bias_logits, batch["labels"], batch["index"])
+    (grad,) = torch.autograd.grad(loss, bias_logits)
+    assert grad[1::2].abs().max() == 0 and grad[0::2].abs().max() > 0
+
+
+def test_disent_swap_routes_gradients_and_keeps_labels_aligned(small_cmnist, tmp_path, monkeypatch):
+    names = dict(enumerate(small_cmnist["train"].features["label"].names))
+    make = lambda: build_classifier("mlp", names, image_size=16, seed=0)[0]  # noqa: E731
+    train = small_cmnist["train"].select(range(64))
+    recipe = DisEnt()
+    inference = recipe.infer(train, None, make, TrainingConfig(seed=0))
+    target = inference.make_target()
+    assert target.config.disentangled and target.config.hidden_sizes == [100, 100, 16]
+    assert torch.equal(target.mlp[0].weight, inference.make_target().mlp[0].weight)  # seeded
+    assert not torch.equal(target.mlp[0].weight, target.bias_mlp[0].weight)  # two encoders, own inits
+    pixels = torch.rand(6, 3, 16, 16)
+    perm = torch.tensor([3, 0, 5, 1, 2, 4])
+    out = target(pixel_values=pixels, permutation=perm)
+    z_i, z_b = target.mlp(pixels.flatten(1)), target.bias_mlp(pixels.flatten(1))
+    torch.testing.assert_close(out.logits, target.classifier(torch.cat([z_i, z_b], 1)))
+    torch.testing.assert_close(out.swap_bias_logits, target.bias_classifier(torch.cat([z_i, z_b[perm]], 1)))
+    # each head's loss reaches only its own encoder
+    (g_bias,) = torch.autograd.grad(out.logits.sum(), target.bias_mlp[0].weight, allow_unused=True)
+    (g_intrinsic,) = torch.autograd.grad(out.bias_logits.sum(), target.mlp[0].weight, allow_unused=True)
+    assert g_bias is None and g_intrinsic is None
+
+    args = TrainingConfig(epochs=1, batch_size=64).to_training_arguments(tmp_path, disable_tqdm=True)
+    trainer = DebiasTrainer(target, args, train, inference)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(64)])
+    trainer.state.max_steps, trainer.state.global_step = 10, 5  # past swap_start (0.2 of the run)
+    loss = trainer._disent(trainer.model, dict(batch), batch["labels"], batch["index"], False)
+    # by hand, with the trainer's permutation for this step: the swapped bias head answers the label of the
+    # sample its bias features came from
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(0 * 1_000_003 + 5))
+    out, labels = target(pixel_values=batch["pixel_values"], permutation=perm), batch["labels"]
+    ce = F.cross_entropy(out.logits, labels, reduction="none")
+    bias_ce = F.cross_entropy(out.bias_logits, labels, reduction="none")
+    nb, nd = bias_ce / bias_ce.max(), ce / ce.max()  # first EMA update = the losses; one class-max per class
+    for c in labels.unique():
+        rows = labels == c
+        nb[rows], nd[rows] = bias_ce[rows] / bias_ce[rows].max(), ce[rows] / ce[rows].max()
+    w = nb / (nb + nd + 1e-8)
+    q = 0.7
+    swap_ce = F.cross_entropy(out.swap_logits, labels, reduction="none")
+    expected = (
+        (ce * w).mean()
+        + 10 * q * gce_loss(out.bias_logits, labels, q).mean()
+        + (swap_ce * w).mean()
+        + 10 * q * gce_loss(out.swap_bias_logits, labels[perm], q).mean()
+    )
+    torch.testing.assert_close(loss, expected)
+    calls = []  # the swapped bias head is scored against the permuted labels, row by row
+    monkeypatch.setattr(recipes_module, "gce_loss", lambda logits, y, q: calls.append(y) or gce_loss(logits, y, q))
+    trainer.ema_b, trainer.ema_d = _LossEMA(labels, 0.7), _LossEMA(labels, 0.7)
+    trainer._disent(trainer.model, dict(batch), batch["labels"], batch["index"], False)
+    assert not torch.equal(perm, torch.arange(64))
+    assert torch.equal(calls[0], labels) and torch.equal(calls[1], labels[perm])
+    with pytest.raises(ValueError, match="needs the 'mlp' classifier"):
+        DisEnt().disentangled(build_classifier("test_resnet", names, image_size=16)[0], 0)

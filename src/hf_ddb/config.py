@@ -26,7 +26,7 @@ __all__ = [
     "parse_config",
 ]
 
-METHODS = ("erm", "jtt", "lff", "groupdro_oracle", "ddb_i", "ddb_ii")
+METHODS = ("erm", "jtt", "lff", "disent", "bias_ensemble", "groupdro_oracle", "ddb_i", "ddb_ii")
 SELECTIONS = ("valid_accuracy", "valid_worst_pseudo_group", "last", "oracle_valid_worst_group")
 AMPLIFIER_LOSSES = ("ce", "gce")
 HUB_BENCHMARK_KEYS = {

@@ -13,8 +13,10 @@ it, so a saved folder works in ``pipeline("image-classification", model=folder)`
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,6 +34,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 from .utils import atomic_directory
 
 __all__ = [
+    "DisentangledClassifierOutput",
     "MLPConfig",
     "MLPForImageClassification",
     "build_classifier",
@@ -52,9 +55,11 @@ class MLPConfig(PretrainedConfig):
         hidden_sizes: Sequence[int] = (100, 100, 100),
         image_mean: Sequence[float] = (0.0, 0.0, 0.0),
         image_std: Sequence[float] = (1.0, 1.0, 1.0),
+        disentangled: bool = False,
         **kwargs: Any,
     ) -> None:
         self.image_size = image_size
+        self.disentangled = disentangled
         self.num_channels = num_channels
         self.hidden_sizes = list(hidden_sizes)
         self.image_mean = list(image_mean)
@@ -62,8 +67,24 @@ class MLPConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
+@dataclass
+class DisentangledClassifierOutput(ImageClassifierOutput):
+    """A disentangled MLP's training outputs (DFA): besides ``logits`` (the intrinsic head on [z_i, z_b]),
+    the bias head on the same features and, given a ``permutation``, both heads on [z_i, z_b[permutation]]."""
+
+    bias_logits: torch.Tensor | None = None
+    swap_logits: torch.Tensor | None = None
+    swap_bias_logits: torch.Tensor | None = None
+
+
 class MLPForImageClassification(PreTrainedModel):
-    """LfF's MLP on flattened pixels; ``forward(pixel_values, labels=None)`` like any HF classifier."""
+    """LfF's MLP on flattened pixels; ``forward(pixel_values, labels=None)`` like any HF classifier.
+
+    With ``config.disentangled`` it is DFA's pair (Lee et al., 2021): an intrinsic and a bias encoder of the
+    same shape, and two heads on the concatenated features [z_i, z_b]. It predicts with the intrinsic head
+    (``classifier``); each head's gradient reaches only its own encoder (the other half is detached), so
+    one optimizer trains both as DFA's two optimizers do.
+    """
 
     config_class = MLPConfig
     base_model_prefix = "mlp"
@@ -77,6 +98,13 @@ class MLPForImageClassification(PreTrainedModel):
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
         self.mlp = nn.Sequential(*layers)
+        if config.disentangled:
+            self.bias_mlp = copy.deepcopy(self.mlp)
+            for module in self.bias_mlp:
+                if isinstance(module, nn.Linear):
+                    module.reset_parameters()  # an encoder of its own, initialised independently
+            self.bias_classifier = nn.Linear(2 * width, config.num_labels)
+            width *= 2
         self.classifier = nn.Linear(width, config.num_labels)
         self.post_init()
 
@@ -85,11 +113,32 @@ class MLPForImageClassification(PreTrainedModel):
             module.reset_parameters()  # PyTorch's default init, as LfF used
 
     def forward(
-        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs: Any
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        permutation: torch.Tensor | None = None,
+        **kwargs: Any,
     ) -> ImageClassifierOutput:
-        logits = self.classifier(self.mlp(pixel_values.flatten(1)))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return ImageClassifierOutput(loss=loss, logits=logits)
+        """``permutation`` (disentangled only): also return both heads on bias features swapped across the batch."""
+        inputs = pixel_values.flatten(1)
+        if not self.config.disentangled:
+            logits = self.classifier(self.mlp(inputs))
+            loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+            return ImageClassifierOutput(loss=loss, logits=logits)
+        intrinsic, bias = self.mlp(inputs), self.bias_mlp(inputs)
+        logits = self.classifier(torch.cat([intrinsic, bias.detach()], dim=1))
+        swap_logits = swap_bias_logits = None
+        if permutation is not None:
+            swapped = bias[permutation]
+            swap_logits = self.classifier(torch.cat([intrinsic, swapped.detach()], dim=1))
+            swap_bias_logits = self.bias_classifier(torch.cat([intrinsic.detach(), swapped], dim=1))
+        return DisentangledClassifierOutput(
+            loss=nn.functional.cross_entropy(logits, labels) if labels is not None else None,
+            logits=logits,
+            bias_logits=self.bias_classifier(torch.cat([intrinsic.detach(), bias], dim=1)),
+            swap_logits=swap_logits,
+            swap_bias_logits=swap_bias_logits,
+        )
 
 
 AutoConfig.register(MLPConfig.model_type, MLPConfig)

@@ -31,9 +31,19 @@ METHOD_TITLES = {
     "erm": ("ERM", "Plain empirical risk minimisation: the biased baseline."),
     "jtt": ("JTT", "Just Train Twice: an ERM model's training errors are upweighted and the model retrained."),
     "lff": ("LfF", "Learning from Failure: a GCE bias model co-trained on the real data reweights samples."),
+    "disent": (
+        "DFA (DisEnt)",
+        "Learning Debiased Representation via Disentangled Feature Augmentation: intrinsic and bias encoders, "
+        "LfF's weights and bias features swapped across the batch.",
+    ),
+    "bias_ensemble": (
+        "BiasEnsemble",
+        "BiasEnsemble + LfF: a committee of GCE models flags bias-aligned samples; LfF's bias model learns only them.",
+    ),
     "groupdro_oracle": (
         "GroupDRO (oracle)",
-        "GroupDRO on the TRUE (class, bias) groups: it uses bias labels in training, an upper reference.",
+        "GroupDRO on the TRUE (class, bias) groups with group-balanced batches, tuned on valid worst-group "
+        "accuracy: it uses bias labels in training and selection, an upper reference.",
     ),
     "ddb_i": (
         "DDB Recipe I",
