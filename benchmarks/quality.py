@@ -133,7 +133,12 @@ def main() -> None:
     parser.add_argument("--benchmark", default="colored_mnist", choices=sorted(RATIO_OPTION))
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["erm", "jtt", "lff", "ddb_i", "ddb_ii", "groupdro_oracle"])
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["erm", "jtt", "lff", "disent", "bias_ensemble", "ddb_i", "ddb_ii", "groupdro_oracle"],
+        help=f"recipes, or the variants {sorted(VARIANTS)}",
+    )
     parser.add_argument("--arch", default="mlp", help="target classifier (LfF's MLP on colored_mnist)")
     parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--batch-size", type=int, default=256)

@@ -27,11 +27,15 @@ METHOD_NAMES = {
     "groupdro_oracle_uniform": "GroupDRO oracle, uniform batches, untuned (before issue 10)",
 }
 RULES = ("valid_accuracy", "valid_worst_pseudo_group", "last")
+DETECTION = ("auroc", "precision", "recall")  # of the real bias-conflicting training samples
 
 
-def cell(values: list[float]) -> str:
-    array = 100 * np.asarray(values, dtype=float)
-    return f"{array.mean():.1f} ± {array.std():.1f}" if len(array) > 1 else f"{array.mean():.1f}"
+def cell(values: list[float], scale: float = 100, digits: int = 1) -> str:
+    """Mean ± std over seeds; accuracies as percentages, detection metrics as fractions (scale 1)."""
+    array = scale * np.asarray(values, dtype=float)
+    if len(array) > 1:
+        return f"{array.mean():.{digits}f} ± {array.std():.{digits}f}"
+    return f"{array.mean():.{digits}f}"
 
 
 def ratio_label(benchmark: str, ratio: str) -> str:
@@ -42,16 +46,22 @@ def ratio_label(benchmark: str, ratio: str) -> str:
 
 def print_tables(blocks: list[tuple[str, dict]]) -> None:
     """The quality table and the selection-rule table for ``(ratio, results block)`` pairs."""
-    print("| ratio | method | unbiased acc | worst-group acc | conflicting acc | BA AUROC | seeds |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| ratio | method | unbiased acc | worst-group acc | aligned acc | conflicting acc "
+        "| detector AUROC / precision / recall | seeds |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for ratio, block in blocks:
-        auroc = cell([d["auroc"] for d in block["ba_detection"]]) if block["ba_detection"] else "–"
         for method, runs in block["methods"].items():
             metrics = [
                 cell([r["test"][k] for r in runs])
-                for k in ("unbiased_accuracy", "worst_group_accuracy", "conflicting_accuracy")
+                for k in ("unbiased_accuracy", "worst_group_accuracy", "aligned_accuracy", "conflicting_accuracy")
             ]
-            shown = auroc if method.startswith("ddb") else "–"
+            if method.startswith("ddb"):  # the bias amplifier's detection (one BA per seed)
+                detections = block["ba_detection"]
+            else:  # LfF's co-trained bias model, BiasEnsemble's committee
+                detections = [r["bias_model_detection"] for r in runs if "bias_model_detection" in r]
+            shown = " / ".join(cell([d[k] for d in detections], 1, 3) for k in DETECTION) if detections else "–"
             name = METHOD_NAMES.get(method, method)
             print(f"| {ratio} | {name} | " + " | ".join(metrics) + f" | {shown} | {len(runs)} |")
     print("\nUnbiased test accuracy by selection rule (same runs; the test numbers are read after selection):\n")

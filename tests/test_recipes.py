@@ -394,3 +394,18 @@ def test_disent_swap_routes_gradients_and_keeps_labels_aligned(small_cmnist, tmp
     assert torch.equal(calls[0], labels) and torch.equal(calls[1], labels[perm])
     with pytest.raises(ValueError, match="needs the 'mlp' classifier"):
         DisEnt().disentangled(build_classifier("test_resnet", names, image_size=16)[0], 0)
+
+
+def test_disentangled_classifier_saves_and_reloads(tmp_path):
+    from transformers import AutoModelForImageClassification
+
+    from hf_ddb import save_classifier
+
+    names = {i: str(i) for i in range(10)}
+    model, processor = build_classifier("mlp", names, image_size=16, seed=0)
+    target = DisEnt().disentangled(model, seed=0).eval()
+    save_classifier(target, processor, tmp_path / "dfa")
+    again = AutoModelForImageClassification.from_pretrained(tmp_path / "dfa").eval()
+    pixels = torch.rand(4, 3, 16, 16)
+    assert again.config.disentangled
+    torch.testing.assert_close(again(pixel_values=pixels).logits, target(pixel_values=pixels).logits)
