@@ -189,7 +189,8 @@ class DebiasTrainer(Trainer):
     ``dro_step_size``) and the optional group adjustment ``C / sqrt(n_g)`` (``dro_adjustment``); with
     ``group_balanced`` the batches are drawn by `GroupBalancedSampler`. LfF-style weighting keeps a
     per-sample loss EMA (``ema_alpha``) of the target and, with a trainable bias model, of the bias model,
-    which it trains with GCE (``gce_q``). LfF co-training is single-process.
+    which it trains with GCE (``gce_q``; BiasEnsemble: CE on its committee's aligned rows). The ``disent``
+    objective is DFA's loss on a disentangled target. Per-sample EMAs are single-process.
     """
 
     loss_is_scaled_for_ga = False
