@@ -68,7 +68,7 @@ class EpochProbe(TrainerCallback):
             scores["valid_worst_pseudo_group"] = pseudo["worst_group_accuracy"]
         test = self._logits(target, "test", self.test)
         metrics = group_metrics(test, self.test["label"], self.test["bias_label"])
-        keep = ("unbiased_accuracy", "worst_group_accuracy", "conflicting_accuracy", "accuracy")
+        keep = ("unbiased_accuracy", "worst_group_accuracy", "aligned_accuracy", "conflicting_accuracy", "accuracy")
         self.runs[-1].append({**scores, "test": {k: metrics[k] for k in keep}})
         target.train()
 

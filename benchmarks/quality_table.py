@@ -44,8 +44,19 @@ def ratio_label(benchmark: str, ratio: str) -> str:
     return f"{benchmark} {percent} aligned" if benchmark == "background_mnist" else percent
 
 
-def print_tables(blocks: list[tuple[str, dict]]) -> None:
-    """The quality table and the selection-rule table for ``(ratio, results block)`` pairs."""
+def test_metrics(run: dict, rule: str) -> dict:
+    """The run's test metrics at the epoch ``rule`` picks (``selected``: what the run itself selected)."""
+    return run["by_selection"][rule] if rule != "selected" else run["test"]
+
+
+def metric_cell(runs: list[dict], rule: str, key: str) -> str:
+    values = [test_metrics(r, rule).get(key) for r in runs]
+    return cell(values) if None not in values else "–"  # older runs did not record every metric per epoch
+
+
+def print_tables(blocks: list[tuple[str, dict]], rule: str = "last") -> None:
+    """The quality table (test metrics at the epoch ``rule`` picks) and the selection-rule table."""
+    print(f"Test metrics at the epoch chosen by `{rule}`:\n")
     print(
         "| ratio | method | unbiased acc | worst-group acc | aligned acc | conflicting acc "
         "| detector AUROC / precision / recall | seeds |"
@@ -54,7 +65,7 @@ def print_tables(blocks: list[tuple[str, dict]]) -> None:
     for ratio, block in blocks:
         for method, runs in block["methods"].items():
             metrics = [
-                cell([r["test"][k] for r in runs])
+                metric_cell(runs, rule, k)
                 for k in ("unbiased_accuracy", "worst_group_accuracy", "aligned_accuracy", "conflicting_accuracy")
             ]
             if method.startswith("ddb"):  # the bias amplifier's detection (one BA per seed)
@@ -81,13 +92,19 @@ def print_tables(blocks: list[tuple[str, dict]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+")
+    parser.add_argument(
+        "--rule",
+        default="last",
+        choices=["selected", *RULES],
+        help="the epoch whose test metrics the first table shows (selected: the run's own selection rule)",
+    )
     args = parser.parse_args()
     infos = [json.loads(open(path).read()) for path in args.files]
     blocks = []
     for info in infos:
         benchmark = re.search(r"--benchmark (\S+)", info["command"]).group(1)
         blocks += [(ratio_label(benchmark, ratio), block) for ratio, block in info["results"].items()]
-    print_tables(blocks)
+    print_tables(blocks, args.rule)
     print()
     for info in infos:
         print(f"- `{info['command']}`: {info['wall_seconds']} s, {info['machine']}")

@@ -27,7 +27,13 @@ __all__ = [
 ]
 
 METHODS = ("erm", "jtt", "lff", "disent", "bias_ensemble", "groupdro_oracle", "ddb_i", "ddb_ii")
-SELECTIONS = ("valid_accuracy", "valid_worst_pseudo_group", "last", "oracle_valid_worst_group")
+SELECTIONS = (
+    "valid_accuracy",
+    "valid_worst_pseudo_group",
+    "last",
+    "oracle_valid_worst_group",
+    "oracle_valid_unbiased",
+)
 AMPLIFIER_LOSSES = ("ce", "gce")
 HUB_BENCHMARK_KEYS = {
     "name": str,

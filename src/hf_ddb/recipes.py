@@ -23,7 +23,8 @@ module the Trainer optimises (`DebiasModel`). A recipe is therefore a small clas
 
 Model selection (`selection=`) never looks at ``test``: ``valid_accuracy`` (default), ``last``,
 ``valid_worst_pseudo_group`` (the amplifier's pseudo groups on ``valid``; DDB recipes only) or
-``oracle_valid_worst_group`` (true groups on ``valid``; uses bias labels, named as an oracle).
+``oracle_valid_worst_group`` / ``oracle_valid_unbiased`` (worst or mean accuracy over the true groups on
+``valid``; they use bias labels, named as oracles).
 """
 
 from __future__ import annotations
@@ -68,7 +69,13 @@ __all__ = [
 ]
 
 ModelFactory = Callable[[], PreTrainedModel]
-SELECTIONS = ("valid_accuracy", "last", "valid_worst_pseudo_group", "oracle_valid_worst_group")
+SELECTIONS = (
+    "valid_accuracy",
+    "last",
+    "valid_worst_pseudo_group",
+    "oracle_valid_worst_group",
+    "oracle_valid_unbiased",
+)
 
 
 @dataclass
@@ -578,11 +585,13 @@ class GroupDROOracle(Recipe):
 
     As in Sagawa et al., batches are group-balanced (``group_balanced``) and the step size and the group
     adjustment C are tuned: every pair in ``step_sizes`` x ``adjustments`` is trained and the one with the
-    best worst-group accuracy on ``valid`` (true groups: bias labels on valid too) is kept.
+    best unbiased (mean-group) accuracy on ``valid`` is kept (true groups: bias labels on valid too). Not
+    worst-group accuracy, as Sagawa et al. did: a valid split drawn at the training ratio has about one
+    sample per rare group, and every candidate scored 0 on Colored MNIST at 1% (README).
     """
 
     step_sizes: Sequence[float] = (0.01, 0.1)
-    adjustments: Sequence[float] = (0.0, 1.0)
+    adjustments: Sequence[float] = (0.0, 4.0)
     group_balanced: bool = True
     name = "groupdro_oracle"
     uses_bias_labels = True
@@ -602,7 +611,7 @@ class GroupDROOracle(Recipe):
             num_groups=num_groups,
             group_balanced=self.group_balanced,
             search={"dro_step_size": list(self.step_sizes), "dro_adjustment": list(self.adjustments)},
-            tune_on="oracle_valid_worst_group",
+            tune_on="oracle_valid_unbiased",
         )
 
 
@@ -728,9 +737,10 @@ def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -
             raise ValueError("valid_worst_pseudo_group selection needs a DDB recipe (the amplifier's pseudo groups)")
         flags = inference.valid_group_ids % 2  # groups are label * 2 + flag
         return lambda model: group_metrics(logits(model), labels, flags)["worst_group_accuracy"]
-    if selection == "oracle_valid_worst_group":
-        bias = np.asarray(valid["bias_label"])
-        return lambda model: group_metrics(logits(model), labels, bias)["worst_group_accuracy"]
+    if selection in ("oracle_valid_worst_group", "oracle_valid_unbiased"):
+        bias, key = np.asarray(valid["bias_label"]), selection.removeprefix("oracle_valid_")
+        key = {"worst_group": "worst_group_accuracy", "unbiased": "unbiased_accuracy"}[key]
+        return lambda model: group_metrics(logits(model), labels, bias)[key]
     raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
 
 

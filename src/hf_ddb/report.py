@@ -42,7 +42,7 @@ METHOD_TITLES = {
     ),
     "groupdro_oracle": (
         "GroupDRO (oracle)",
-        "GroupDRO on the TRUE (class, bias) groups with group-balanced batches, tuned on valid worst-group "
+        "GroupDRO on the TRUE (class, bias) groups with group-balanced batches, tuned on valid mean-group "
         "accuracy: it uses bias labels in training and selection, an upper reference.",
     ),
     "ddb_i": (
