@@ -13,7 +13,6 @@ it, so a saved folder works in ``pipeline("image-classification", model=folder)`
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,21 +91,23 @@ class MLPForImageClassification(PreTrainedModel):
 
     def __init__(self, config: MLPConfig) -> None:
         super().__init__(config)
+        self.mlp = self._encoder(config)
+        width = config.hidden_sizes[-1] if config.hidden_sizes else config.num_channels * config.image_size**2
+        if config.disentangled:  # DFA: a bias encoder of its own and a head on [z_i, z_b] for each
+            self.bias_mlp = self._encoder(config)
+            self.bias_classifier = nn.Linear(2 * width, config.num_labels)
+            width *= 2
+        self.classifier = nn.Linear(width, config.num_labels)
+        self.post_init()
+
+    @staticmethod
+    def _encoder(config: MLPConfig) -> nn.Sequential:
         layers: list[nn.Module] = []
         width = config.num_channels * config.image_size**2
         for hidden in config.hidden_sizes:
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
-        self.mlp = nn.Sequential(*layers)
-        if config.disentangled:
-            self.bias_mlp = copy.deepcopy(self.mlp)
-            for module in self.bias_mlp:
-                if isinstance(module, nn.Linear):
-                    module.reset_parameters()  # an encoder of its own, initialised independently
-            self.bias_classifier = nn.Linear(2 * width, config.num_labels)
-            width *= 2
-        self.classifier = nn.Linear(width, config.num_labels)
-        self.post_init()
+        return nn.Sequential(*layers)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
