@@ -1,4 +1,4 @@
-"""The quality benchmark: DDB Recipes I and II against ERM, JTT, LfF and the GroupDRO oracle.
+"""The quality benchmark: DDB Recipes I and II against ERM, JTT, LfF, DFA, BiasEnsemble and the GroupDRO oracle.
 
     python benchmarks/quality.py                                    # colored_mnist, 4 ratios, 3 seeds
     python benchmarks/quality.py --ratios 0.01 --seeds 0            # one cell
@@ -7,7 +7,8 @@
 Per bias ratio: a class-conditional diffusion model (``cpu`` preset, 16 px) on the biased training set,
 a synthetic set, then per seed a bias amplifier (BA) trained only on the synthetic images, its detection
 quality on the real training set (evaluation only), and every method on the same data and code path
-(`hf_ddb.recipes.train_with_recipe`), selected on ``valid`` by average accuracy, evaluated on ``test``.
+(`hf_ddb.recipes.train_with_recipe`), selected on ``valid`` by average accuracy, evaluated on ``test``;
+every epoch's test metrics are recorded too, so the table can report the last epoch or another rule's pick.
 Every stage is cached under ``--workdir`` (diffusion and generation resume; finished method runs are
 reused), so the script can be stopped and re-run. Prints a markdown table (mean +- std over seeds) and
 writes the raw numbers to ``--output``.
@@ -142,7 +143,7 @@ def main() -> None:
     parser.add_argument("--arch", default="mlp", help="target classifier (LfF's MLP on colored_mnist)")
     parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--diffusion-steps", type=int, default=1500)
+    parser.add_argument("--diffusion-steps", type=int, default=5000, help="the cpu preset's own length")
     parser.add_argument("--per-class", type=int, default=300, help="synthetic images per class")
     parser.add_argument("--sampler", default="dpm++", choices=["ddpm", "ddim", "dpm++"])
     parser.add_argument("--sampler-steps", type=int, default=20)
