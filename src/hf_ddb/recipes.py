@@ -259,7 +259,8 @@ class DebiasTrainer(Trainer):
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
         if not self.inference.group_balanced:
             return super()._get_train_sampler(*args, **kwargs)
-        return GroupBalancedSampler(self.inference.group_ids, seed=self.args.data_seed or self.args.seed)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return GroupBalancedSampler(self.inference.group_ids, seed=seed)
 
     def compute_loss(
         self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False, **kwargs: Any
