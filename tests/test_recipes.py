@@ -251,7 +251,7 @@ def test_lff_bias_model_is_trained_inside_the_trainers_model(small_cmnist, tmp_p
     assert any(not torch.equal(bias_before[k], after[k]) for k in after)  # and it was trained
 
 
-def test_group_balanced_sampler_draws_groups_evenly_and_shards(monkeypatch):
+def test_group_balanced_sampler_draws_groups_evenly_and_shards():
     from accelerate.data_loader import BatchSamplerShard
 
     groups = np.array([0] * 900 + [1] * 90 + [2] * 10)
