@@ -237,8 +237,6 @@ class DebiasTrainer(Trainer):
         elif objective == "disent":
             if not getattr(model.config, "disentangled", False):
                 raise ValueError("the 'disent' objective needs a disentangled target (see DisEnt)")
-            self.ema_d = _LossEMA(labels, inference.ema_alpha)
-            self.ema_b = _LossEMA(labels, inference.ema_alpha)
         elif objective == "lff":
             if inference.bias_loss not in ("gce", "ce"):
                 raise ValueError(f"bias_loss must be 'gce' or 'ce', got {inference.bias_loss!r}")
@@ -246,15 +244,16 @@ class DebiasTrainer(Trainer):
                 if len(inference.bias_train_mask) != n:
                     raise ValueError(f"bias_train_mask has {len(inference.bias_train_mask)} entries, not {n}")
                 self.bias_train_mask = torch.as_tensor(inference.bias_train_mask, dtype=torch.bool).to(args.device)
+            if inference.bias_losses is None and inference.bias_model is None:
+                raise ValueError("the 'lff' objective needs bias_losses (DDB-II) or a bias_model (LfF)")
+        elif objective != "erm":
+            raise ValueError(f"unknown objective {objective!r}")
+        if objective in ("lff", "disent"):  # LfF's per-sample loss EMAs of the target (d) and the bias model (b)
             self.ema_d = _LossEMA(labels, inference.ema_alpha)
             self.ema_b = _LossEMA(labels, inference.ema_alpha)
             if inference.bias_losses is not None:
                 fixed = torch.as_tensor(inference.bias_losses, dtype=torch.float32)
                 self.ema_b.update(torch.arange(n), fixed)  # EMA of a frozen model's loss is that loss
-            elif inference.bias_model is None:
-                raise ValueError("the 'lff' objective needs bias_losses (DDB-II) or a bias_model (LfF)")
-        elif objective != "erm":
-            raise ValueError(f"unknown objective {objective!r}")
 
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
         if not self.inference.group_balanced:
@@ -431,22 +430,6 @@ def committee_aligned(prob_true: np.ndarray, threshold: float = 0.99, agreement:
     return (np.asarray(prob_true) > threshold).sum(axis=0) >= agreement
 
 
-class _KeepBestEvery(TrainerCallback):
-    """Scores ``model`` after steps 1, 1 + every, 1 + 2 every, ... and keeps the best weights (BiasEnsemble's
-    early stopping of each committee member on valid accuracy)."""
-
-    def __init__(self, score: Callable[[PreTrainedModel], float], model: PreTrainedModel, every: int) -> None:
-        self.score, self.model, self.every = score, model, every
-        self.best, self.best_state = -np.inf, None
-
-    def on_step_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
-        if (state.global_step - 1) % self.every == 0:
-            value = self.score(self.model)
-            if value > self.best:
-                self.best, self.best_state = value, copy.deepcopy(self.model.state_dict())
-            self.model.train()
-
-
 @dataclass
 class BiasEnsemble(Recipe):
     """BiasEnsemble (Lee et al., 2023) with LfF: a committee of GCE bias models finds the bias-aligned rows,
@@ -491,7 +474,7 @@ class BiasEnsemble(Recipe):
             config = TrainingConfig(
                 **{**training.to_dict(), "learning_rate": self.committee_learning_rate, "seed": seed}
             )
-            keeper = _KeepBestEvery(accuracy, member, self.check_every)
+            keeper = _SelectBest(accuracy, member, every_steps=self.check_every)
             with tempfile.TemporaryDirectory() as scratch:
                 args = config.to_training_arguments(
                     scratch, max_steps=self.committee_steps, disable_tqdm=True, logging_strategy="no"
@@ -708,13 +691,26 @@ RECIPES: dict[str, type[Recipe]] = {
 
 
 class _SelectBest(TrainerCallback):
-    """Evaluates ``target`` on ``valid`` after every epoch and keeps its best weights in memory."""
+    """Evaluates ``target`` on ``valid`` after every epoch and keeps its best weights in memory.
 
-    def __init__(self, score: Callable[[PreTrainedModel], float], target: PreTrainedModel) -> None:
-        self.score, self.target = score, target
+    With ``every_steps`` it evaluates after steps 1, 1 + every_steps, ... instead (BiasEnsemble's early
+    stopping of each committee member)."""
+
+    def __init__(
+        self, score: Callable[[PreTrainedModel], float], target: PreTrainedModel, every_steps: int | None = None
+    ) -> None:
+        self.score, self.target, self.every_steps = score, target, every_steps
         self.best, self.best_state, self.history = -np.inf, None, []
 
     def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.every_steps is None:
+            self._evaluate()
+
+    def on_step_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.every_steps is not None and (state.global_step - 1) % self.every_steps == 0:
+            self._evaluate()
+
+    def _evaluate(self) -> None:
         value = self.score(self.target)
         self.history.append(value)
         if value > self.best:
