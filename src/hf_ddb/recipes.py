@@ -22,7 +22,8 @@ module the Trainer optimises (`DebiasModel`). A recipe is therefore a small clas
 * `DDBEndToEnd` (DDB Recipe II) - LfF-style weights with the frozen amplifier giving L_B.
 
 Model selection (`selection=`) never looks at ``test``: ``valid_accuracy`` (default), ``last``,
-``valid_worst_pseudo_group`` (the amplifier's pseudo groups on ``valid``; DDB recipes only) or
+``valid_worst_pseudo_group`` / ``valid_mean_pseudo_group`` (worst or mean accuracy over the amplifier's pseudo
+groups on ``valid``: DDB recipes, or any recipe given the amplifier's flags) or
 ``oracle_valid_worst_group`` / ``oracle_valid_unbiased`` (worst or mean accuracy over the true groups on
 ``valid``; they use bias labels, named as oracles).
 """
@@ -48,6 +49,8 @@ from .metrics import group_metrics
 from .training import ImageTensorDataset, TrainingConfig, model_inputs, predict_logits, train_erm
 
 __all__ = [
+    "DDB_II_WEIGHTINGS",
+    "PSEUDO_GROUP_SELECTIONS",
     "RECIPES",
     "SELECTIONS",
     "BiasEnsemble",
@@ -73,9 +76,12 @@ SELECTIONS = (
     "valid_accuracy",
     "last",
     "valid_worst_pseudo_group",
+    "valid_mean_pseudo_group",
     "oracle_valid_worst_group",
     "oracle_valid_unbiased",
 )
+PSEUDO_GROUP_SELECTIONS = ("valid_worst_pseudo_group", "valid_mean_pseudo_group")  # need the amplifier's flags
+WEIGHT_NORMALISATIONS = ("none", "class", "group")
 
 
 @dataclass
@@ -98,6 +104,7 @@ class BiasInference:
     bias_train_mask: np.ndarray | None = None  # rows the co-trained bias model learns from (None: all)
     ema_alpha: float = 0.7  # LfF's per-sample loss EMA
     weight_floor: float = 0.0  # lower bound on LfF-style weights (0: as published)
+    weight_normalisation: str = "none"  # LfF-style weights rescaled to equal mass per "class" or per "group"
     valid_group_ids: np.ndarray | None = None  # pseudo groups on valid, for model selection
     conflict_scores: np.ndarray | None = None  # per train row, how bias-conflicting the recipe judges it (reports)
     search: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # fields to tune: name -> candidates
@@ -246,6 +253,16 @@ class DebiasTrainer(Trainer):
                 self.bias_train_mask = torch.as_tensor(inference.bias_train_mask, dtype=torch.bool).to(args.device)
             if inference.bias_losses is None and inference.bias_model is None:
                 raise ValueError("the 'lff' objective needs bias_losses (DDB-II) or a bias_model (LfF)")
+            if inference.weight_normalisation not in WEIGHT_NORMALISATIONS:
+                raise ValueError(
+                    f"weight_normalisation must be one of {list(WEIGHT_NORMALISATIONS)}, "
+                    f"got {inference.weight_normalisation!r}"
+                )
+            if inference.weight_normalisation != "none":
+                if inference.weight_normalisation == "group" and inference.group_ids is None:
+                    raise ValueError("weight_normalisation='group' needs group_ids")
+                keys = labels if inference.weight_normalisation == "class" else inference.group_ids
+                self.weight_keys = torch.as_tensor(np.asarray(keys), dtype=torch.long)
         elif objective != "erm":
             raise ValueError(f"unknown objective {objective!r}")
         if objective in ("lff", "disent"):  # LfF's per-sample loss EMAs of the target (d) and the bias model (b)
@@ -302,6 +319,22 @@ class DebiasTrainer(Trainer):
         loss_b, loss_d = self.ema_b.normalised(index), self.ema_d.normalised(index)
         return (loss_b / (loss_b + loss_d + 1e-8)).to(ce.device)
 
+    def _mass_factor(self, index: torch.Tensor) -> torch.Tensor:
+        """Per-row factor that gives every class (``class``: mean weight 1 in each class) or every group
+        (``group``: equal total weight per present group, mean weight 1 overall) the same mass, from the
+        current weights of all rows (both loss EMAs, floor applied)."""
+        every = torch.arange(len(self.weight_keys))
+        loss_b, loss_d = self.ema_b.normalised(every), self.ema_d.normalised(every)
+        weights = (loss_b / (loss_b + loss_d + 1e-8)).clamp_min(self.inference.weight_floor)
+        keys = self.weight_keys
+        mass = torch.zeros(int(keys.max()) + 1).scatter_add(0, keys, weights).clamp_min(1e-12)
+        counts = torch.bincount(keys).float()
+        if self.inference.weight_normalisation == "class":
+            factor = counts / mass
+        else:
+            factor = len(keys) / (int((counts > 0).sum()) * mass)
+        return factor[keys[index.cpu()]]
+
     def _disent(
         self,
         model: nn.Module,
@@ -351,6 +384,8 @@ class DebiasTrainer(Trainer):
         else:
             bias_ce = None
         weights = self._relative_difficulty(ce, bias_ce, index).clamp_min(self.inference.weight_floor)
+        if self.inference.weight_normalisation != "none":
+            weights = weights * self._mass_factor(index).to(weights.device)
         loss = (ce * weights).mean()
         return loss if bias_loss_term is None else loss + bias_loss_term
 
@@ -661,27 +696,47 @@ class DDBTwoStep(_DDB):
         )
 
 
+DDB_II_WEIGHTINGS = ("lff", "floor", "class", "group")
+
+
 @dataclass
 class DDBEndToEnd(_DDB):
     """DDB Recipe II: LfF-style weights W = L_B / (L_B + L_D) with the frozen amplifier's loss as L_B.
 
-    ``weight_floor`` (default 0, as in LfF) bounds W from below. A near-perfect amplifier gives aligned
-    samples W ~ 1e-6, so the target trains on the conflicting samples alone and learns the reversed
-    shortcut (background_mnist, README); a floor such as 0.01 keeps the aligned samples in play.
+    A confident amplifier gives aligned samples W ~ 1e-6, so with LfF's weights the target trains on the
+    flagged samples alone and gives up aligned accuracy (background_mnist learns the reversed shortcut,
+    README). ``weighting`` chooses how W is used:
+
+    * ``lff`` - as published, bounded below by ``weight_floor`` (default 0).
+    * ``floor`` - a data-driven floor: W >= the share of training rows the amplifier flags (its estimate of
+      the conflicting ratio), so the aligned rows together weigh about as much as the flagged ones.
+    * ``class`` - W rescaled to mean 1 within each class.
+    * ``group`` - W rescaled so every pseudo group (class x flagged) carries the same total weight.
     """
 
+    weighting: str = "lff"
     weight_floor: float = 0.0
     name = "ddb_ii"
 
     def __post_init__(self) -> None:
+        if self.weighting not in DDB_II_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {list(DDB_II_WEIGHTINGS)}, got {self.weighting!r}")
         _check_unit_interval("weight_floor", self.weight_floor)
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
     ) -> BiasInference:
-        signals, _, valid_groups = self._pseudo_groups(train, valid)
+        signals, groups, valid_groups = self._pseudo_groups(train, valid)
+        flagged_share = float((groups % 2).mean())
+        floor = max(self.weight_floor, flagged_share) if self.weighting == "floor" else self.weight_floor
         return BiasInference(
-            objective="lff", bias_losses=signals["loss"], valid_group_ids=valid_groups, weight_floor=self.weight_floor
+            objective="lff",
+            bias_losses=signals["loss"],
+            valid_group_ids=valid_groups,
+            weight_floor=floor,
+            weight_normalisation={"class": "class", "group": "group"}.get(self.weighting, "none"),
+            group_ids=groups if self.weighting == "group" else None,
+            info={"pseudo_conflicting": int((groups % 2).sum()), "weighting": self.weighting, "weight_floor": floor},
         )
 
 
@@ -729,11 +784,12 @@ def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -
 
     if selection == "valid_accuracy":
         return lambda model: float((logits(model).argmax(1) == labels).mean())
-    if selection == "valid_worst_pseudo_group":
+    if selection in PSEUDO_GROUP_SELECTIONS:
         if inference.valid_group_ids is None:
-            raise ValueError("valid_worst_pseudo_group selection needs a DDB recipe (the amplifier's pseudo groups)")
+            raise ValueError(f"{selection} selection needs the amplifier's pseudo groups (a DDB recipe or flags)")
         flags = inference.valid_group_ids % 2  # groups are label * 2 + flag
-        return lambda model: group_metrics(logits(model), labels, flags)["worst_group_accuracy"]
+        key = "worst_group_accuracy" if selection == "valid_worst_pseudo_group" else "unbiased_accuracy"
+        return lambda model: group_metrics(logits(model), labels, flags)[key]
     if selection in ("oracle_valid_worst_group", "oracle_valid_unbiased"):
         bias, key = np.asarray(valid["bias_label"]), selection.removeprefix("oracle_valid_")
         key = {"worst_group": "worst_group_accuracy", "unbiased": "unbiased_accuracy"}[key]
@@ -768,7 +824,7 @@ def train_with_recipe(
     ``callbacks`` are extra `TrainerCallback`s (e.g. a per-epoch probe in a benchmark; they see the
     Trainer's `DebiasModel`, whose ``target`` is the classifier). ``valid_pseudo_flags`` (an amplifier's
     bias-conflicting flags on ``valid``) lets recipes that infer no pseudo groups of their own be selected by
-    ``valid_worst_pseudo_group``. A recipe that asks to tune hyper-parameters (the oracle) has one model
+    the pseudo-group selections. A recipe that asks to tune hyper-parameters (the oracle) has one model
     trained per setting; the best by its ``tune_on`` score on ``valid`` is returned.
     """
     if selection not in SELECTIONS:

@@ -148,11 +148,23 @@ def _write_card(card: Any, folder: Path, images: dict[str, Path]) -> None:
     os.replace(tmp, folder / "README.md")
 
 
+def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
+    """The generator check (amplifier accuracy on held-out synthetic and on real training images) as card rows."""
+    if not fidelity:
+        return []
+    return [
+        ("amplifier accuracy, held-out synthetic images", _pct(fidelity["synthetic_heldout_accuracy"])),
+        ("amplifier accuracy, real training images", _pct(fidelity["real_train_accuracy"])),
+        ("real training images flagged bias-conflicting", _pct(fidelity["flagged_share"])),
+    ]
+
+
 def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Write the report files and model cards of a run; returns what results.json holds."""
     from .data import sample_grid
     from .hub import render_model_card
     from .metrics import is_conflicting
+    from .runner import DDB_METHODS
 
     config, root = run.config, run.root
     benchmark = config.benchmark_name
@@ -180,7 +192,11 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
     amplifier_dir = root / "amplifier"
     if with_amplifier:
         stage = json.loads((amplifier_dir / "stage.json").read_text())
-        report["amplifier"] = {"detection": stage.get("detection"), "num_synthetic": stage.get("num_synthetic")}
+        report["amplifier"] = {
+            "detection": stage.get("detection"),
+            "fidelity": stage.get("fidelity"),
+            "num_synthetic": stage.get("num_synthetic"),
+        }
         signals = run.amplifier_signals()
         train = run.data["train"]
         if "bias_label" in train.column_names:
@@ -193,8 +209,24 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
     tmp = root / ".results.json.tmp"
     tmp.write_text(json.dumps(report, indent=2, default=str))
     os.replace(tmp, root / "results.json")
-    lines = [f"# hf-ddb results: {display} ({_bias_text(run)})", "", "Test split, accuracies in %.", ""]
-    lines.append(format_results_table(results))
+    fidelity = (report.get("amplifier") or {}).get("fidelity") or {}
+    warnings = fidelity.get("warnings", [])
+    lines = [f"# hf-ddb results: {display} ({_bias_text(run)})", ""]
+    if warnings:
+        lines += [
+            "**Warning: the bias amplifier did not learn a bias, so the DDB rows below are not a debiasing result.**",
+            *[f"- {w}." for w in warnings],
+            "",
+        ]
+    lines += ["Test split, accuracies in %.", "", format_results_table(results)]
+    if fidelity:
+        lines += [
+            "",
+            f"Generator check (no bias labels): the amplifier is right on "
+            f"{fidelity['synthetic_heldout_accuracy']:.1%} of held-out synthetic images and "
+            f"{fidelity['real_train_accuracy']:.1%} of the real training images; it flags "
+            f"{fidelity['flagged_share']:.1%} of them.",
+        ]
     detection = (report.get("amplifier") or {}).get("detection")
     if detection:
         lines += [
@@ -247,6 +279,7 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             ),
             training_rows=_training_rows(training, train_keys)
             + [("architecture", config.classifier.architecture), ("selection", config.selection)],
+            warnings=warnings if method in DDB_METHODS else [],
         )
         _write_card(card, folder, {figures["groups"].name: figures["groups"]})
     if with_amplifier:
@@ -266,6 +299,8 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             if config.hub.repo_prefix
             else str(amplifier_dir / "model"),
             training_rows=list(settings.items()) + [("synthetic images", report["amplifier"]["num_synthetic"])],
+            fidelity_rows=_fidelity_rows(fidelity),
+            warnings=warnings,
         )
         _write_card(amp_card, amplifier_dir / "model", {p.name: p for k, p in figures.items() if k == "losses"})
         diffusion = config.diffusion
@@ -291,6 +326,8 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             )
             + [("generation", f"{config.generation.scheduler}, {config.generation.num_inference_steps} steps")],
             config_yaml=yaml.safe_dump(diffusion.__dict__, sort_keys=False).strip(),
+            fidelity_rows=_fidelity_rows(fidelity),
+            warnings=warnings,
         )
         _write_card(diff_card, root / "diffusion" / "pipeline", {figures["samples"].name: figures["samples"]})
     return report

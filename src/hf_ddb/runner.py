@@ -37,6 +37,7 @@ __all__ = ["STAGE_ORDER", "Run", "stage_key"]
 
 STAGE_ORDER = ("diffusion", "generation", "amplifier", "debias", "report")
 DDB_METHODS = ("ddb_i", "ddb_ii")
+PSEUDO_GROUP_SELECTIONS = ("valid_worst_pseudo_group", "valid_mean_pseudo_group")  # need the amplifier
 
 
 def stage_key(payload: Any) -> str:
@@ -136,7 +137,7 @@ class Run:
                 "method": method,
                 "options": c.method_options.get(method, {}),
             }
-            if method in DDB_METHODS or c.selection == "valid_worst_pseudo_group":
+            if method in DDB_METHODS or c.selection in PSEUDO_GROUP_SELECTIONS:
                 payload["amplifier"] = self.key("amplifier")
             return stage_key(payload)
         raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGE_ORDER)}")
@@ -155,7 +156,7 @@ class Run:
     def needs_amplifier(self) -> bool:
         """Whether the config needs steps A and B (a DDB method, or selection by BA pseudo groups)."""
         c = self.config
-        return any(m in DDB_METHODS for m in c.methods) or c.selection == "valid_worst_pseudo_group"
+        return any(m in DDB_METHODS for m in c.methods) or c.selection in PSEUDO_GROUP_SELECTIONS
 
     @property
     def class_names(self) -> list[str]:
@@ -200,7 +201,14 @@ class Run:
         return self._once("amplifier", self._amplifier)
 
     def _amplifier(self) -> Path:
-        from .amplifier import BiasAmplifierTrainer, bias_signals, detection_report, pseudo_bias_labels
+        from .amplifier import (
+            BiasAmplifierTrainer,
+            bias_signals,
+            detection_report,
+            generator_fidelity,
+            heldout_synthetic_accuracy,
+            pseudo_bias_labels,
+        )
         from .models import build_classifier, save_classifier
         from .training import TrainingConfig
 
@@ -211,24 +219,41 @@ class Run:
             settings = self.config.amplifier
             self.log(f"amplifier: {settings.architecture}, {settings.loss} loss, {len(synthetic)} synthetic images")
             size = synthetic[0]["image"].width
-            model, processor = build_classifier(
-                settings.architecture, dict(enumerate(self.class_names)), image_size=size, seed=settings.seed
-            )
-            training = TrainingConfig(
-                epochs=settings.epochs,
-                batch_size=settings.batch_size,
-                learning_rate=settings.learning_rate,
-                seed=settings.seed,
-            )
-            args = training.to_training_arguments(folder / "trainer", logging_strategy="no")
-            BiasAmplifierTrainer(
-                model, args, synthetic, loss=settings.loss, class_balanced=settings.class_balanced
-            ).train()
+
+            def make_model() -> Any:
+                return build_classifier(
+                    settings.architecture, dict(enumerate(self.class_names)), image_size=size, seed=settings.seed
+                )
+
+            def train(model: Any, images: Dataset) -> None:
+                training = TrainingConfig(
+                    epochs=settings.epochs,
+                    batch_size=settings.batch_size,
+                    learning_rate=settings.learning_rate,
+                    seed=settings.seed,
+                )
+                args = training.to_training_arguments(folder / "trainer", logging_strategy="no")
+                BiasAmplifierTrainer(
+                    model, args, images, loss=settings.loss, class_balanced=settings.class_balanced
+                ).train()
+
+            model, processor = make_model()
+            train(model, synthetic)
             model.eval()
+            synthetic_accuracy = heldout_synthetic_accuracy(
+                synthetic, lambda: make_model()[0], train, seed=settings.seed
+            )
             signals = {split: bias_signals(model, self.data[split]) for split in ("train", "valid")}
             flags = {split: pseudo_bias_labels(signals[split], settings.rule) for split in signals}
             arrays = {f"{split}_{name}": value for split, block in signals.items() for name, value in block.items()}
             arrays.update({f"{split}_pseudo_conflicting": flag for split, flag in flags.items()})
+            fidelity = generator_fidelity(synthetic_accuracy, signals["train"]["correct"], len(self.class_names))
+            self.log(
+                f"amplifier: {fidelity['synthetic_heldout_accuracy']:.1%} right on held-out synthetic images, "
+                f"{fidelity['real_train_accuracy']:.1%} on the real training set"
+            )
+            for warning in fidelity["warnings"]:
+                self.log(f"WARNING: {warning}; DDB's results below are not a debiasing result")
             tmp = folder / ".signals.tmp.npz"
             np.savez(tmp, **arrays)
             os.replace(tmp, folder / "signals.npz")
@@ -238,7 +263,15 @@ class Run:
                 else None
             )
             save_classifier(model, processor, folder / "model")
-            self._finish("amplifier", folder, key, started, detection=detection, num_synthetic=len(synthetic))
+            self._finish(
+                "amplifier",
+                folder,
+                key,
+                started,
+                detection=detection,
+                fidelity=fidelity,
+                num_synthetic=len(synthetic),
+            )
         return folder / "model"
 
     def amplifier_signals(self) -> dict[str, np.ndarray]:
@@ -275,7 +308,7 @@ class Run:
             names = ("loss", "prob_true", "correct", "prediction")
             options["signals"] = {split: {n: arrays[f"{split}_{n}"] for n in names} for split in ("train", "valid")}
         valid_flags = None
-        if self.config.selection == "valid_worst_pseudo_group" and method not in DDB_METHODS:
+        if self.config.selection in PSEUDO_GROUP_SELECTIONS and method not in DDB_METHODS:
             valid_flags = self.amplifier_signals()["valid_pseudo_conflicting"]
         started = time.time()
         recipe = RECIPES[method](**options)

@@ -77,9 +77,14 @@ class ImageTensorDataset(torch.utils.data.Dataset):
                 f"images are {images.shape[1]}x{images.shape[2]} px but the model expects "
                 f"{image_size}x{image_size}; build the data at that size (e.g. image_size={image_size})"
             )
-        if images.shape[3] != num_channels:
-            raise ValueError(f"images have {images.shape[3]} channel(s) but the model expects {num_channels}")
-        self.pixel_values = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+        pixels = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+        if pixels.shape[1] == 1 and num_channels == 3:
+            # grayscale in an RGB classifier: replicated, as transformers' pipelines do (``load_image`` converts
+            # every image to RGB), so training and ``pipeline("image-classification")`` see the same pixels
+            pixels = pixels.expand(-1, 3, -1, -1).contiguous()
+        if pixels.shape[1] != num_channels:
+            raise ValueError(f"images have {pixels.shape[1]} channel(s) but the model expects {num_channels}")
+        self.pixel_values = pixels
         self.columns = {"labels": torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)}
         for column in columns:
             self.columns[column] = torch.as_tensor(np.asarray(dataset[column]), dtype=torch.long)
