@@ -17,4 +17,7 @@ if __name__ == "__main__":
     background = load_benchmark("background_mnist", aligned_ratio=0.95)
     sample_grid(background["train"], per_class=12, scale=2).save(OUT / "background_mnist_train_95pct.png")
     sample_grid(background["test"], per_class=12, scale=2).save(OUT / "background_mnist_test.png")
+    corrupted = load_benchmark("corrupted_mnist", conflict_ratio=0.05)
+    sample_grid(corrupted["train"], per_class=12, scale=2).save(OUT / "corrupted_mnist_train_5pct.png")
+    sample_grid(corrupted["test"], per_class=12, scale=2).save(OUT / "corrupted_mnist_test.png")
     print(f"wrote {sorted(p.name for p in OUT.glob('*.png'))}")

@@ -233,6 +233,20 @@ def test_missing_column_fails_before_any_work(tmp_path, small_cmnist, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_auto_selection_uses_pseudo_groups_only_when_an_amplifier_is_trained():
+    from hf_ddb.config import PSEUDO_GROUP_SELECTION
+
+    with_ddb = parse_config({**TINY_RUN, "methods": ["erm", "lff", "ddb_ii"], "hub": {"classifier": "ddb_ii"}})
+    assert with_ddb.selection == PSEUDO_GROUP_SELECTION
+    without = parse_config({**TINY_RUN, "methods": ["erm", "lff"], "hub": {"classifier": "lff"}})
+    assert without.selection == "valid_accuracy"
+    assert Run(with_ddb).key("debias", "erm") != Run(parse_config({**TINY_RUN, "methods": ["erm"], "hub": {}})).key(
+        "debias", "erm"
+    )  # erm's selection differs with and without an amplifier in the run, so does its cache key
+    explicit = parse_config({**TINY_RUN, "selection": "last"})
+    assert explicit.selection == "last"
+
+
 def test_hub_benchmark_configs_are_valid():
     from hf_ddb.config import load_config
 

@@ -53,6 +53,18 @@ HUB_BENCHMARK_KEYS = {
 _OPTIONAL_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
+# `selection: auto` (the default): with an amplifier in the run, every method is selected by the amplifier's
+# pseudo groups on valid; chosen across the three embedded benchmarks (README, "DDB's defaults").
+PSEUDO_GROUP_SELECTION = "valid_mean_pseudo_group"
+
+
+def default_selection(methods: list[str]) -> str:
+    """What ``selection: auto`` means for ``methods``: the amplifier's pseudo groups on valid when a DDB method
+    trains an amplifier anyway (fair to every method: validation accuracy on a biased valid split picks the
+    early, biased epochs of the reweighting methods), otherwise validation accuracy."""
+    return PSEUDO_GROUP_SELECTION if any(m in ("ddb_i", "ddb_ii") for m in methods) else "valid_accuracy"
+
+
 class ConfigError(ValueError):
     """A config is invalid; the message names the offending key."""
 
@@ -99,7 +111,7 @@ class RunConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     amplifier: AmplifierConfig = field(default_factory=AmplifierConfig)
-    selection: str = "valid_accuracy"
+    selection: str = "valid_accuracy"  # parse_config resolves the YAML's default "auto" (`default_selection`)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     hub: HubConfig = field(default_factory=HubConfig)
     output_dir: str = "runs/default"
@@ -178,9 +190,11 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     for method in methods:
         if method not in METHODS:
             raise ConfigError(f"'methods' has unknown method {method!r}; available: {list(METHODS)}")
-    selection = raw.get("selection", "valid_accuracy")
-    if selection not in SELECTIONS:
-        raise ConfigError(f"'selection' is {selection!r}; choose one of {list(SELECTIONS)}")
+    selection = raw.get("selection", "auto")
+    if selection not in (*SELECTIONS, "auto"):
+        raise ConfigError(f"'selection' is {selection!r}; choose 'auto' or one of {list(SELECTIONS)}")
+    if selection == "auto":
+        selection = default_selection(methods)
     method_options = raw.get("method_options") or {}
     if not isinstance(method_options, dict):
         raise ConfigError("'method_options' must be a mapping of method name to keyword arguments")

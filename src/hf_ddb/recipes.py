@@ -316,17 +316,18 @@ class DebiasTrainer(Trainer):
         if bias_ce is not None:
             self.ema_b.update(index, bias_ce)
         self.ema_d.update(index, ce)
+        return self._current_weights(index).to(ce.device)
+
+    def _current_weights(self, index: torch.Tensor) -> torch.Tensor:
         loss_b, loss_d = self.ema_b.normalised(index), self.ema_d.normalised(index)
-        return (loss_b / (loss_b + loss_d + 1e-8)).to(ce.device)
+        return loss_b / (loss_b + loss_d + 1e-8)
 
     def _mass_factor(self, index: torch.Tensor) -> torch.Tensor:
         """Per-row factor that gives every class (``class``: mean weight 1 in each class) or every group
         (``group``: equal total weight per present group, mean weight 1 overall) the same mass, from the
         current weights of all rows (both loss EMAs, floor applied)."""
-        every = torch.arange(len(self.weight_keys))
-        loss_b, loss_d = self.ema_b.normalised(every), self.ema_d.normalised(every)
-        weights = (loss_b / (loss_b + loss_d + 1e-8)).clamp_min(self.inference.weight_floor)
         keys = self.weight_keys
+        weights = self._current_weights(torch.arange(len(keys))).clamp_min(self.inference.weight_floor)
         mass = torch.zeros(int(keys.max()) + 1).scatter_add(0, keys, weights).clamp_min(1e-12)
         counts = torch.bincount(keys).float()
         if self.inference.weight_normalisation == "class":
