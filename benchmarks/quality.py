@@ -127,7 +127,7 @@ VARIANTS = {
         f"ddb_ii_{weighting}": (lambda w: lambda ba, args: DDBEndToEnd(amplifier=ba, rule=args.rule, weighting=w))(
             weighting
         )
-        for weighting in ("floor", "class", "group")
+        for weighting in ("floor", "class", "group", "group_floor")
     },
     # the oracle at the setting its tuning chose at 1% in all three seeds (one training instead of four)
     "groupdro_oracle_tuned": lambda ba, args: GroupDROOracle(step_sizes=(0.01,), adjustments=(4.0,)),

@@ -26,6 +26,7 @@ METHOD_NAMES = {
     "ddb_ii_floor": "**DDB-II**, floor = flagged share",
     "ddb_ii_class": "**DDB-II**, class-normalised weights",
     "ddb_ii_group": "**DDB-II**, pseudo-group-balanced weights",
+    "ddb_ii_group_floor": "**DDB-II**, floor, then pseudo-group-balanced",
     "groupdro_oracle_tuned": "GroupDRO oracle (bias labels), at its 1% tuned setting",
     "groupdro_oracle": "GroupDRO oracle (bias labels)",
     "groupdro_oracle_uniform": "GroupDRO oracle, uniform batches, untuned (before issue 10)",

@@ -257,7 +257,10 @@ def heldout_synthetic_accuracy(
 
 
 # When the amplifier's own numbers say it did not learn a bias (no bias labels involved).
-FIDELITY_GAP = 0.25  # real-train accuracy this far below held-out synthetic accuracy
+# Real-train accuracy this far below held-out synthetic accuracy: measured gaps were -1 to +1 point where the
+# amplifier carried the bias (colored_mnist, background_mnist; AUROC >= 0.97) and 13 points where it did not
+# (corrupted_mnist at 1%, AUROC 0.71, DDB below ERM); README, "Generator check".
+FIDELITY_GAP = 0.05
 FIDELITY_MAX_FLAGGED = 0.5  # a biased set is mostly bias-aligned; flagging more than this is no bias signal
 
 
@@ -267,9 +270,10 @@ def generator_fidelity(synthetic_accuracy: float, real_correct: np.ndarray, num_
     ``synthetic_accuracy``: `heldout_synthetic_accuracy`; ``real_correct``: the amplifier's correctness on
     the real training set. Returns both accuracies, the share of real rows flagged (misclassified) and a
     list of ``warnings``: the held-out synthetic images barely recognisable (under halfway from chance to
-    perfect: the generator is too weak to carry anything), the amplifier far less accurate on the real
-    training set than on synthetic images (what it learned is rare in the real data), or more than half of
-    the real training set flagged (a biased set is mostly bias-aligned).
+    perfect: the generator is too weak to carry anything), the amplifier more than `FIDELITY_GAP` less
+    accurate on the real training set than on synthetic images (the generator's images do not carry the real
+    bias, unless the set is that far from bias-aligned), or more than half of the real training set flagged (a
+    biased set is mostly bias-aligned).
     """
     chance = 1.0 / num_classes
     real_accuracy = float(np.mean(real_correct))
@@ -284,8 +288,9 @@ def generator_fidelity(synthetic_accuracy: float, real_correct: np.ndarray, num_
     if real_accuracy < synthetic_accuracy - FIDELITY_GAP:
         warnings.append(
             f"the amplifier is right on {real_accuracy:.0%} of the real training images but on "
-            f"{synthetic_accuracy:.0%} of held-out synthetic ones: what it learned from the generator is rare in "
-            "the real data, so it did not learn the dataset's bias"
+            f"{synthetic_accuracy:.0%} of held-out synthetic ones: unless about {flagged:.0%} of the training set "
+            "is bias-conflicting, the generator did not reproduce the real bias and most of the amplifier's "
+            "flags are bias-aligned samples"
         )
     if flagged > FIDELITY_MAX_FLAGGED:
         warnings.append(

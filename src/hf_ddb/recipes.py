@@ -697,7 +697,7 @@ class DDBTwoStep(_DDB):
         )
 
 
-DDB_II_WEIGHTINGS = ("lff", "floor", "class", "group")
+DDB_II_WEIGHTINGS = ("lff", "floor", "class", "group", "group_floor")
 
 
 @dataclass
@@ -713,6 +713,9 @@ class DDBEndToEnd(_DDB):
       the conflicting ratio), so the aligned rows together weigh about as much as the flagged ones.
     * ``class`` - W rescaled to mean 1 within each class.
     * ``group`` - W rescaled so every pseudo group (class x flagged) carries the same total weight.
+    * ``group_floor`` - ``floor``, then ``group``: the floor spreads each aligned group's weight over its rows
+      (a near-perfect amplifier leaves it on a handful), the group rescaling keeps it from outweighing the
+      flagged rows.
     """
 
     weighting: str = "lff"
@@ -729,14 +732,16 @@ class DDBEndToEnd(_DDB):
     ) -> BiasInference:
         signals, groups, valid_groups = self._pseudo_groups(train, valid)
         flagged_share = float((groups % 2).mean())
-        floor = max(self.weight_floor, flagged_share) if self.weighting == "floor" else self.weight_floor
+        floored = self.weighting in ("floor", "group_floor")
+        floor = max(self.weight_floor, flagged_share) if floored else self.weight_floor
+        normalisation = {"class": "class", "group": "group", "group_floor": "group"}.get(self.weighting, "none")
         return BiasInference(
             objective="lff",
             bias_losses=signals["loss"],
             valid_group_ids=valid_groups,
             weight_floor=floor,
-            weight_normalisation={"class": "class", "group": "group"}.get(self.weighting, "none"),
-            group_ids=groups if self.weighting == "group" else None,
+            weight_normalisation=normalisation,
+            group_ids=groups if normalisation == "group" else None,
             info={"pseudo_conflicting": int((groups % 2).sum()), "weighting": self.weighting, "weight_floor": floor},
         )
 
