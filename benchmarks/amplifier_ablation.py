@@ -143,7 +143,10 @@ def main() -> None:
                     folder = workdir / "debias" / key / f"seed{seed}"
                     training = TrainingConfig(epochs=10, batch_size=256, learning_rate=1e-3, seed=seed)
                     amplifier = train_amplifier(synthetic, names, variant, seed, folder)
-                    recipe = (DDBTwoStep if method == "ddb_i" else DDBEndToEnd)(amplifier=amplifier, rule=rule)
+                    if method == "ddb_i":
+                        recipe = DDBTwoStep(amplifier=amplifier, rule=rule)
+                    else:  # LfF's weights, as this ablation measured them (before issue 15's default)
+                        recipe = DDBEndToEnd(amplifier=amplifier, rule=rule, weighting="lff")
                     make = lambda: build_classifier("mlp", names, image_size=28, seed=seed)[0]  # noqa: E731
                     model, info = train_with_recipe(recipe, data, make, training, str(folder))
                     metrics = evaluate_groups(model, data["test"])

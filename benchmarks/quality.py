@@ -234,7 +234,11 @@ def main() -> None:
                 elif method == "ddb_i":
                     recipe = DDBTwoStep(amplifier=amplifier, rule=args.rule)
                 elif method == "ddb_ii":
-                    recipe = DDBEndToEnd(amplifier=amplifier, rule=args.rule, weight_floor=args.weight_floor)
+                    # LfF's weights, as published (and as every JSON before issue 15 ran it); the library's
+                    # default weighting is measured as the variant ddb_ii_group_floor
+                    recipe = DDBEndToEnd(
+                        amplifier=amplifier, rule=args.rule, weighting="lff", weight_floor=args.weight_floor
+                    )
                 else:
                     recipe = RECIPES[method]()
                 training = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3, seed=seed)

@@ -127,7 +127,8 @@ def test_ddb_ii_weightings_configure_the_inference(small_cmnist):
     assert group.weight_normalisation == "group" and np.array_equal(group.group_ids % 2, conflicting)
     both = DDBEndToEnd(signals=signals, weighting="group_floor").infer(train, valid, None, config)
     assert both.weight_floor == pytest.approx(conflicting.mean()) and both.weight_normalisation == "group"
-    lff = DDBEndToEnd(signals=signals).infer(train, valid, None, config)
+    assert DDBEndToEnd().weighting == "group_floor"
+    lff = DDBEndToEnd(signals=signals, weighting="lff").infer(train, valid, None, config)
     assert lff.weight_floor == 0.0 and lff.weight_normalisation == "none" and lff.group_ids is None
     with pytest.raises(ValueError, match="weighting must be one of"):
         DDBEndToEnd(weighting="balanced")
