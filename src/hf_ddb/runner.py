@@ -32,12 +32,12 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 
 from .config import RunConfig
+from .recipes import PSEUDO_GROUP_SELECTIONS
 
 __all__ = ["STAGE_ORDER", "Run", "stage_key"]
 
 STAGE_ORDER = ("diffusion", "generation", "amplifier", "debias", "report")
 DDB_METHODS = ("ddb_i", "ddb_ii")
-PSEUDO_GROUP_SELECTIONS = ("valid_worst_pseudo_group", "valid_mean_pseudo_group")  # need the amplifier
 
 
 def stage_key(payload: Any) -> str:
