@@ -240,8 +240,8 @@ def heldout_synthetic_accuracy(
     """Accuracy on held-out synthetic images of an amplifier trained (``train_model``) on the rest.
 
     A twin of the run's amplifier, trained on ``1 - fraction`` of the synthetic images (stratified by class,
-    at least one held out per class):
-    how recognisable the generator's classes are. The run's own amplifier keeps every synthetic image.
+    at least one held out per class), measures how recognisable the generator's classes are; the run's own
+    amplifier keeps every synthetic image.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
@@ -259,7 +259,7 @@ def heldout_synthetic_accuracy(
 # When the amplifier's own numbers say it did not learn a bias (no bias labels involved).
 # Real-train accuracy this far below held-out synthetic accuracy: measured gaps were -1 to +1 point where the
 # amplifier carried the bias (colored_mnist, background_mnist; AUROC >= 0.97) and 13 points where it did not
-# (corrupted_mnist at 1%, AUROC 0.71, DDB below ERM); README, "Generator check".
+# (corrupted_mnist at 1%, AUROC 0.71, DDB below ERM); README, "The generator check" (issue 15).
 FIDELITY_GAP = 0.05
 FIDELITY_MAX_FLAGGED = 0.5  # a biased set is mostly bias-aligned; flagging more than this is no bias signal
 
