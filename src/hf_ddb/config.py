@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 METHODS = ("erm", "jtt", "lff", "disent", "bias_ensemble", "groupdro_oracle", "ddb_i", "ddb_ii")
+DDB_METHODS = ("ddb_i", "ddb_ii")  # the methods that need steps A and B (diffusion, amplifier)
 SELECTIONS = (
     "valid_accuracy",
     "valid_worst_pseudo_group",
@@ -62,7 +63,7 @@ def default_selection(methods: list[str]) -> str:
     """What ``selection: auto`` means for ``methods``: the amplifier's pseudo groups on valid when a DDB method
     trains an amplifier anyway (fair to every method: validation accuracy on a biased valid split picks the
     early, biased epochs of the reweighting methods), otherwise validation accuracy."""
-    return PSEUDO_GROUP_SELECTION if any(m in ("ddb_i", "ddb_ii") for m in methods) else "valid_accuracy"
+    return PSEUDO_GROUP_SELECTION if any(m in DDB_METHODS for m in methods) else "valid_accuracy"
 
 
 class ConfigError(ValueError):

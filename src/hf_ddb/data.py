@@ -298,6 +298,30 @@ def _to_dataset(images: np.ndarray, labels: np.ndarray, bias: np.ndarray, featur
     )
 
 
+def _biased_digit_splits(
+    conflict_ratio: float,
+    source: str,
+    seed: int,
+    bias_names: list[str],
+    render: Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray],
+) -> DatasetDict:
+    """LfF's digit protocol shared by colored_mnist and corrupted_mnist: per split, bias attribute ``c`` for
+    a share of class ``c`` (train and valid at ``1 - conflict_ratio``, so model selection never needs test;
+    test unbiased at 10%), then ``render(grey_digits, bias, rng)`` draws the images."""
+    if conflict_ratio not in CONFLICT_RATIOS:
+        raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {conflict_ratio}")
+    digits = load_mnist_digits(source)
+    rng = np.random.default_rng(seed)
+    features = _benchmark_features([str(d) for d in range(10)], bias_names)
+    aligned = {"train": 1.0 - conflict_ratio, "valid": 1.0 - conflict_ratio, "test": 0.1}
+    splits = {}
+    for name in SPLITS:
+        grey, labels = digits[name]
+        bias = assign_bias_labels(labels, len(bias_names), aligned[name], rng)
+        splits[name] = _to_dataset(render(grey, bias, rng), labels, bias, features)
+    return DatasetDict(splits)
+
+
 def _build_colored_mnist(
     *,
     conflict_ratio: float = 0.01,
@@ -306,20 +330,10 @@ def _build_colored_mnist(
     color_std: float = 0.005,
     seed: int = 0,
 ) -> DatasetDict:
-    if conflict_ratio not in CONFLICT_RATIOS:
-        raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {conflict_ratio}")
-    digits = load_mnist_digits(source)
-    rng = np.random.default_rng(seed)
-    features = _benchmark_features([str(d) for d in range(10)], COLOR_NAMES)
-    # valid is drawn with the training ratio so model selection never needs test; test is unbiased.
-    aligned = {"train": 1.0 - conflict_ratio, "valid": 1.0 - conflict_ratio, "test": 0.1}
-    splits = {}
-    for name in SPLITS:
-        grey, labels = digits[name]
-        bias = assign_bias_labels(labels, 10, aligned[name], rng)
-        images = _colorize(_resize_digits(grey, image_size), COLORED_MNIST_COLORS[bias], color_std, rng)
-        splits[name] = _to_dataset(images, labels, bias, features)
-    return DatasetDict(splits)
+    def render(grey: np.ndarray, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return _colorize(_resize_digits(grey, image_size), COLORED_MNIST_COLORS[bias], color_std, rng)
+
+    return _biased_digit_splits(conflict_ratio, source, seed, COLOR_NAMES, render)
 
 
 # Texture backgrounds bundled with scikit-image (CC0); tinted so that each bias group also has a hue.
@@ -504,24 +518,17 @@ def _build_corrupted_mnist(
     severity: int = 4,
     seed: int = 0,
 ) -> DatasetDict:
-    if conflict_ratio not in CONFLICT_RATIOS:
-        raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {conflict_ratio}")
     if not 1 <= severity <= 5:
         raise ValueError(f"severity must be 1-5, got {severity}")
-    digits = load_mnist_digits(source)
-    rng = np.random.default_rng(seed)
-    features = _benchmark_features([str(d) for d in range(10)], list(CORRUPTIONS))
-    aligned = {"train": 1.0 - conflict_ratio, "valid": 1.0 - conflict_ratio, "test": 0.1}  # as colored_mnist
-    splits = {}
-    for name in SPLITS:
-        grey, labels = digits[name]
-        bias = assign_bias_labels(labels, len(CORRUPTIONS), aligned[name], rng)
+
+    def render(grey: np.ndarray, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         images = _resize_digits(grey, image_size).copy()
         for index, corruption in enumerate(CORRUPTIONS):
             chosen = bias == index
             images[chosen] = corrupt(images[chosen], corruption, severity, rng)
-        splits[name] = _to_dataset(images, labels, bias, features)
-    return DatasetDict(splits)
+        return images
+
+    return _biased_digit_splits(conflict_ratio, source, seed, list(CORRUPTIONS), render)
 
 
 BENCHMARKS: dict[str, Callable[..., DatasetDict]] = {

@@ -161,10 +161,10 @@ def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
 
 def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Write the report files and model cards of a run; returns what results.json holds."""
+    from .config import DDB_METHODS
     from .data import sample_grid
     from .hub import render_model_card
     from .metrics import is_conflicting
-    from .runner import DDB_METHODS
 
     config, root = run.config, run.root
     benchmark = config.benchmark_name

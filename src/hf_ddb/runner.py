@@ -31,13 +31,12 @@ from typing import Any
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from .config import RunConfig
+from .config import DDB_METHODS, RunConfig
 from .recipes import PSEUDO_GROUP_SELECTIONS
 
 __all__ = ["STAGE_ORDER", "Run", "stage_key"]
 
 STAGE_ORDER = ("diffusion", "generation", "amplifier", "debias", "report")
-DDB_METHODS = ("ddb_i", "ddb_ii")
 
 
 def stage_key(payload: Any) -> str:
