@@ -27,10 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import Dataset
-from quality import bias_amplifier  # benchmarks/ is on sys.path when this script runs
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
-from hf_ddb.amplifier import bias_signals, detection_report, pseudo_bias_labels
+from hf_ddb.amplifier import (
+    AmplifierConfig,
+    bias_signals,
+    detection_report,
+    pseudo_bias_labels,
+    train_bias_amplifier,
+)
 from hf_ddb.recipes import DDBEndToEnd, DDBTwoStep, train_with_recipe
 
 RULES = ("misclassified", "loss_mixture", "top_fraction")
@@ -46,7 +51,9 @@ def per_class_subset(dataset: Dataset, count: int) -> Dataset:
 
 def train_amplifier(synthetic: Dataset, names: dict, variant: str, seed: int, workdir: Path):
     arch, loss = VARIANTS[variant]
-    return bias_amplifier(synthetic, names, arch, loss, 10.0, seed, workdir)
+    settings = AmplifierConfig(architecture=arch, loss=loss, epochs=10.0, seed=seed)
+    class_names = [names[i] for i in range(len(names))]
+    return train_bias_amplifier(synthetic, class_names, settings, workdir / "ba", fidelity=False, progress_bar=False)[0]
 
 
 def cached(path: Path, compute):

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
+from diffusers.utils import make_image_grid
 from PIL import Image as PILImage
 
 from hf_ddb.data import ColorOracle, load_benchmark
@@ -106,13 +107,16 @@ def sample(
 
 
 def save_grid(images: np.ndarray, labels: np.ndarray, path: Path, per_row: int = 10) -> None:
-    rows = []
-    for label in np.unique(labels):
-        chosen = images[labels == label][:per_row]
-        rows.append(np.concatenate(list(chosen), axis=1))
-    grid = (np.concatenate(rows, axis=0) * 255).round().astype(np.uint8)
+    """One row per class, its first ``per_row`` images (each class has at least that many)."""
+    classes = np.unique(labels)
+    pictures = [
+        PILImage.fromarray((image * 255).round().astype(np.uint8).squeeze())
+        for label in classes
+        for image in images[labels == label][:per_row]
+    ]
+    grid = make_image_grid(pictures, rows=len(classes), cols=per_row)
     path.parent.mkdir(parents=True, exist_ok=True)
-    PILImage.fromarray(grid).resize((grid.shape[1] * 3, grid.shape[0] * 3), PILImage.Resampling.NEAREST).save(path)
+    grid.resize((grid.width * 3, grid.height * 3), PILImage.Resampling.NEAREST).save(path)
 
 
 def write_report(report: dict, path: Path) -> None:

@@ -30,12 +30,12 @@ from transformers import TrainerCallback
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
 from hf_ddb.amplifier import (
-    BiasAmplifierTrainer,
+    AmplifierConfig,
     bias_signals,
     detection_report,
     generator_fidelity,
-    heldout_synthetic_accuracy,
     pseudo_bias_labels,
+    train_bias_amplifier,
 )
 from hf_ddb.diffusion import DiffusionConfig, train_diffusion
 from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
@@ -142,23 +142,14 @@ RATIO_OPTION = {
 
 
 def bias_amplifier(synthetic, names, arch: str, loss: str, epochs: float, seed: int, workdir: Path, fidelity=False):
-    """A BA trained on ``synthetic`` only, at the synthetic images' size (also used by amplifier_ablation.py).
-
-    With ``fidelity`` also the held-out synthetic accuracy of a twin trained on 90% of the images."""
-
-    def make():
-        return build_classifier(arch, names, image_size=synthetic[0]["image"].width, seed=seed)[0]
-
-    def train(model, images):
-        training = TrainingConfig(epochs=epochs, batch_size=128, learning_rate=1e-3, seed=seed)
-        trainer_args = training.to_training_arguments(workdir / "ba", disable_tqdm=True, logging_strategy="no")
-        BiasAmplifierTrainer(model, trainer_args, images, loss=loss, class_balanced=True).train()
-
-    model = make()
-    train(model, synthetic)
-    if not fidelity:
-        return model.eval()
-    return model.eval(), heldout_synthetic_accuracy(synthetic, make, train, seed=seed)
+    """The run's step B (`hf_ddb.amplifier.train_bias_amplifier`) at the benchmark's settings (also used by
+    amplifier_ablation.py); with ``fidelity`` also the generator check's held-out synthetic accuracy."""
+    settings = AmplifierConfig(architecture=arch, loss=loss, epochs=epochs, seed=seed)
+    class_names = [names[i] for i in range(len(names))]
+    model, _, accuracy = train_bias_amplifier(
+        synthetic, class_names, settings, workdir / "ba", fidelity=fidelity, progress_bar=False
+    )
+    return (model, accuracy) if fidelity else model
 
 
 def main() -> None:
@@ -169,7 +160,7 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=["erm", "jtt", "lff", "disent", "bias_ensemble", "ddb_i", "ddb_ii", "groupdro_oracle"],
+        default=list(RECIPES),
         help=f"recipes, or the variants {sorted(VARIANTS)}",
     )
     parser.add_argument("--arch", default="mlp", help="target classifier (LfF's MLP on colored_mnist)")
@@ -255,7 +246,7 @@ def main() -> None:
                 if probes[0].bias_model_detection:  # LfF: its co-trained bias model at the end of training
                     result["bias_model_detection"] = probes[0].bias_model_detection[-1]
                 if recipe.inference.conflict_scores is not None:  # BiasEnsemble: its committee
-                    scores, flags = recipe.inference.conflict_scores, ~recipe.inference.bias_train_mask
+                    scores, flags = recipe.inference.conflict_scores, ~recipe.inference.objective.bias_train_mask
                     truth = is_conflicting(data["train"]["label"], data["train"]["bias_label"])
                     result["bias_model_detection"] = detection_metrics(scores, truth, flagged=flags)
                 cache.parent.mkdir(parents=True, exist_ok=True)

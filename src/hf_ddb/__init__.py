@@ -1,6 +1,6 @@
 """hf-ddb: Diffusing DeBias (Ciranni et al., NeurIPS 2025) for the Hugging Face ecosystem."""
 
-from .amplifier import BiasAlignmentPipeline, BiasAmplifierTrainer, bias_signals, pseudo_bias_labels
+from .amplifier import BiasAmplifierTrainer, bias_signals, pseudo_bias_labels
 from .config import RunConfig, load_config
 from .data import load_benchmark, load_image_dataset
 from .diffusion import DiffusionConfig, train_diffusion
@@ -9,6 +9,7 @@ from .hub import load_artifact, push_folder, push_run
 from .metrics import detection_metrics, group_metrics
 from .models import MLPConfig, MLPForImageClassification, build_classifier, save_classifier
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+from .pipeline_bias_alignment import BiasAlignmentPipeline
 from .recipes import RECIPES, DDBEndToEnd, DDBTwoStep, DebiasTrainer, train_with_recipe
 from .runner import Run
 from .training import TrainingConfig, evaluate_groups, predict_logits, train_erm

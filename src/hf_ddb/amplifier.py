@@ -11,41 +11,38 @@ bias labels. `detection_report` compares flags and scores with the true bias lab
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
-from transformers import (
-    AutoModelForImageClassification,
-    Pipeline,
-    PreTrainedModel,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-)
-from transformers.image_utils import load_image
-from transformers.pipelines import PIPELINE_REGISTRY
+from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from .data import dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
 from .training import model_inputs, predict_logits
+from .utils import atomic_file
 
 __all__ = [
     "PSEUDO_LABEL_RULES",
-    "BiasAlignmentPipeline",
+    "SIGNAL_NAMES",
+    "AmplifierConfig",
+    "BiasSignals",
     "BiasAmplifierTrainer",
     "ClassifierLossTrainer",
+    "at_model_size",
     "bias_signals",
     "detection_report",
     "gce_loss",
     "generator_fidelity",
     "heldout_synthetic_accuracy",
-    "memorisation_analysis",
     "pseudo_bias_labels",
+    "train_bias_amplifier",
 ]
 
 
@@ -145,7 +142,7 @@ def bias_signals(model: PreTrainedModel, dataset: Dataset, batch_size: int = 102
     Real images of another size than the BA's are resized to it (the BA is usually trained at the
     diffusion resolution).
     """
-    logits = predict_logits(model, _at_model_size(model, dataset), batch_size=batch_size)
+    logits = predict_logits(model, at_model_size(model, dataset), batch_size=batch_size)
     labels = np.asarray(dataset["label"])
     log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=1).numpy()
     log_p_true = log_probs[np.arange(len(labels)), labels]
@@ -158,7 +155,8 @@ def bias_signals(model: PreTrainedModel, dataset: Dataset, batch_size: int = 102
     }
 
 
-def _at_model_size(model: PreTrainedModel, dataset: Dataset) -> Dataset:
+def at_model_size(model: PreTrainedModel, dataset: Dataset) -> Dataset:
+    """``dataset`` with its images resized (bilinear) to the classifier's input size, if they differ."""
     size = image_normalization(model.config)[0]
     if dataset[0]["image"].size == (size, size):
         return dataset
@@ -256,6 +254,101 @@ def heldout_synthetic_accuracy(
     return float(np.mean(logits.argmax(1) == np.asarray(split["test"]["label"])))
 
 
+@dataclass
+class AmplifierConfig:
+    """The bias amplifier: trained only on the synthetic images, at the diffusion resolution."""
+
+    architecture: str = "mlp"
+    loss: str = "gce"  # or "ce"; GCE (q = 0.7) gave DDB-II 2-12 points more (README, amplifier ablation)
+    epochs: float = 10.0
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    class_balanced: bool = True
+    rule: str = "misclassified"  # pseudo-label rule, see PSEUDO_LABEL_RULES
+    seed: int = 0
+
+
+def train_bias_amplifier(
+    synthetic: Dataset,
+    class_names: Sequence[str],
+    settings: AmplifierConfig,
+    output_dir: str | os.PathLike,
+    *,
+    fidelity: bool = True,
+    progress_bar: bool = True,
+) -> tuple[PreTrainedModel, Any, float | None]:
+    """Step B: a classifier trained only on ``synthetic``, at the synthetic images' size.
+
+    Returns the model (in eval mode), its image processor and, with ``fidelity``, the held-out synthetic
+    accuracy of a twin trained on 90% of the images (`heldout_synthetic_accuracy`, the generator check).
+    """
+    from .models import build_classifier
+    from .training import TrainingConfig
+
+    size = synthetic[0]["image"].width
+
+    def make_model() -> tuple[PreTrainedModel, Any]:
+        return build_classifier(
+            settings.architecture, dict(enumerate(class_names)), image_size=size, seed=settings.seed
+        )
+
+    def train(model: PreTrainedModel, images: Dataset) -> None:
+        training = TrainingConfig(
+            epochs=settings.epochs,
+            batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            seed=settings.seed,
+        )
+        args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
+        BiasAmplifierTrainer(model, args, images, loss=settings.loss, class_balanced=settings.class_balanced).train()
+
+    model, processor = make_model()
+    train(model, synthetic)
+    model.eval()
+    if not fidelity:
+        return model, processor, None
+    return model, processor, heldout_synthetic_accuracy(synthetic, lambda: make_model()[0], train, seed=settings.seed)
+
+
+SIGNAL_NAMES = ("loss", "prob_true", "correct", "prediction")
+
+
+@dataclass
+class BiasSignals:
+    """The amplifier's `bias_signals` on real splits and the pseudo bias-conflicting flags of one rule.
+
+    ``splits[split]`` maps each of `SIGNAL_NAMES` to one value per row of that split, ``flags[split]`` is
+    the rule's flags. Saved as one ``.npz`` of plain arrays (loaded without pickle).
+    """
+
+    splits: dict[str, dict[str, np.ndarray]]
+    flags: dict[str, np.ndarray]
+
+    @classmethod
+    def score(
+        cls, model: PreTrainedModel, data: Mapping[str, Dataset], rule: str, splits: Sequence[str] = ("train", "valid")
+    ) -> BiasSignals:
+        scored = {split: bias_signals(model, data[split]) for split in splits}
+        return cls(scored, {split: pseudo_bias_labels(signals, rule) for split, signals in scored.items()})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes ``<split>_<name>`` and ``<split>_pseudo_conflicting`` arrays, atomically."""
+        arrays = {f"{split}_{name}": value for split, block in self.splits.items() for name, value in block.items()}
+        arrays.update({f"{split}_pseudo_conflicting": flags for split, flags in self.flags.items()})
+        with atomic_file(path) as tmp:
+            np.savez(tmp, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> BiasSignals:
+        with np.load(path, allow_pickle=False) as arrays:
+            stored = {name: arrays[name] for name in arrays.files}
+        splits = sorted({name.split("_", 1)[0] for name in stored})
+        return cls(
+            {split: {name: stored[f"{split}_{name}"] for name in SIGNAL_NAMES} for split in splits},
+            {split: stored[f"{split}_pseudo_conflicting"] for split in splits},
+        )
+
+
 # When the amplifier's own numbers say it did not learn a bias (no bias labels involved).
 # Real-train accuracy this far below held-out synthetic accuracy: measured gaps were -1 to +1 point where the
 # amplifier carried the bias (colored_mnist, background_mnist; AUROC >= 0.97) and 13 points where it did not
@@ -303,103 +396,3 @@ def generator_fidelity(synthetic_accuracy: float, real_correct: np.ndarray, num_
         "flagged_share": flagged,
         "warnings": warnings,
     }
-
-
-class _DetectionEachEpoch(TrainerCallback):
-    def __init__(self, real_train: Dataset) -> None:
-        self.real_train, self.history = real_train, []
-
-    def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, model: PreTrainedModel = None, **kw: Any):
-        signals = bias_signals(model, self.real_train)
-        report = detection_report(signals, pseudo_bias_labels(signals), self.real_train)
-        self.history.append({"epoch": round(state.epoch), **report})
-        model.train()
-
-
-def memorisation_analysis(
-    real_train: Dataset,
-    synthetic: Dataset,
-    make_model: Callable[[], PreTrainedModel],
-    args: TrainingArguments,
-    *,
-    gce_q: float = 0.7,
-) -> dict[str, list[dict[str, Any]]]:
-    """The paper's central claim, measured: does a model trained on real biased data memorise the conflicting samples?
-
-    Trains the same architecture (``make_model``) three ways and, after every epoch, reports how well its
-    per-sample loss finds the bias-conflicting samples of the REAL training set (AUROC, precision@k, and
-    its accuracy on aligned vs conflicting samples): (a) ``synthetic_ce``, the bias amplifier on synthetic
-    images; (b) ``real_ce`` and (c) ``real_gce`` on the real biased set itself. A model that memorises the
-    conflicting samples fits them, so its detection quality falls as training goes on. Uses bias labels
-    for the report only.
-    """
-    real_at_size = _at_model_size(make_model(), real_train)  # the same resolution as the synthetic images
-    runs = {
-        "synthetic_ce": (BiasAmplifierTrainer, synthetic, "ce"),
-        "real_ce": (ClassifierLossTrainer, real_at_size, "ce"),
-        "real_gce": (ClassifierLossTrainer, real_at_size, "gce"),
-    }
-    results = {}
-    for name, (trainer_cls, data, loss) in runs.items():
-        tracker = _DetectionEachEpoch(real_at_size)
-        trainer_cls(make_model(), args, data, loss=loss, gce_q=gce_q, callbacks=[tracker]).train()
-        results[name] = tracker.history
-    return results
-
-
-class BiasAlignmentPipeline(Pipeline):
-    """``pipeline("bias-alignment", model=amplifier)``: how bias-aligned each labelled image is.
-
-    Input: ``{"image": image, "label": class id or name}`` (or a list of them). Output per image: the
-    amplifier's probability of the label (``alignment_score``: high = bias-aligned), its loss, its own
-    prediction, and ``bias_conflicting`` (the default pseudo-label rule: the amplifier gets it wrong).
-    """
-
-    _load_processor = False
-    _load_image_processor = True
-    _load_feature_extractor = False
-    _load_tokenizer = False
-
-    def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
-        return {}, {}, {}
-
-    def _label_id(self, label: Any) -> int:
-        config = self.model.config
-        if isinstance(label, str):
-            if label not in config.label2id:
-                raise ValueError(f"unknown class {label!r}; the amplifier knows {list(config.label2id)}")
-            return int(config.label2id[label])
-        if not 0 <= int(label) < config.num_labels:
-            raise ValueError(f"class id {label} out of range: the amplifier has {config.num_labels} classes")
-        return int(label)
-
-    def preprocess(self, inputs: Any) -> dict[str, torch.Tensor]:
-        if not isinstance(inputs, dict) or "image" not in inputs or "label" not in inputs:
-            raise ValueError(
-                "bias-alignment needs {'image': ..., 'label': ...} per image: alignment is relative to a class"
-            )
-        model_inputs = self.image_processor(images=load_image(inputs["image"]), return_tensors="pt")
-        model_inputs["label"] = torch.tensor([self._label_id(inputs["label"])])
-        return model_inputs
-
-    def _forward(self, model_inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        label = model_inputs.pop("label")
-        return {"logits": self.model(**model_inputs).logits, "label": label}
-
-    def postprocess(self, model_outputs: dict[str, torch.Tensor]) -> dict[str, Any]:
-        probabilities = F.softmax(model_outputs["logits"][0].float(), dim=-1)
-        label = int(model_outputs["label"][0])
-        predicted = int(probabilities.argmax())
-        names = self.model.config.id2label
-        return {
-            "label": names[label],
-            "alignment_score": float(probabilities[label]),
-            "loss": float(-torch.log(probabilities[label].clamp_min(1e-12))),
-            "predicted_label": names[predicted],
-            "bias_conflicting": predicted != label,
-        }
-
-
-PIPELINE_REGISTRY.register_pipeline(
-    "bias-alignment", pipeline_class=BiasAlignmentPipeline, pt_model=AutoModelForImageClassification, type="image"
-)

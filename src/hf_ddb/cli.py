@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ COMMANDS = {
     "train-diffusion": "train the class-conditional diffusion model (resumable, multi-process)",
     "generate": "generate the synthetic bias-aligned dataset (resumable, multi-process)",
     "train-amplifier": "train the bias amplifier on the synthetic images and score the real data",
-    "debias": "train every configured method (ERM, JTT, LfF, DDB-I, DDB-II, GroupDRO oracle)",
+    "debias": "train every method the config lists (its `methods`), each cached on its own",
     "evaluate": "write results.json/results.md, the plots and the model cards",
     "push": "push the diffusion pipeline, the amplifier and the debiased classifier to the Hub",
 }
@@ -72,6 +73,19 @@ def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: Data
     return 0
 
 
+def _configure_logging(level: int) -> None:
+    """The library's log (stage progress, cache hits) on stderr, one ``[hf-ddb]`` line per message; results
+    stay on stdout. Idempotent: repeated `main` calls (tests) replace the handler, never stack them."""
+    logger = logging.getLogger("hf_ddb")
+    for handler in [h for h in logger.handlers if getattr(h, "hf_ddb_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.hf_ddb_cli = True
+    handler.setFormatter(logging.Formatter("[hf-ddb] %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-ddb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -81,9 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("config", help="path of the YAML config, e.g. pipelines/colored_mnist.yaml")
         sub.add_argument("--output-dir", help="override the config's output_dir")
+        verbosity = sub.add_mutually_exclusive_group()
+        verbosity.add_argument("--verbose", "-v", action="store_true", help="log debug messages too")
+        verbosity.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
         if name == "push":
             sub.add_argument("--repo-prefix", help="e.g. you/colored-mnist-ddb (default: the config's hub.repo_prefix)")
     args = parser.parse_args(argv)
+    _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     data = None
     try:
         config = load_config(args.config)

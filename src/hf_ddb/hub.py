@@ -8,12 +8,13 @@ paths it sent; `push_run` sends the diffusion pipeline, the amplifier and the de
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 __all__ = ["CARD_KINDS", "load_artifact", "push_folder", "push_run", "render_model_card", "template_path"]
 
@@ -76,13 +77,17 @@ def render_model_card(
 
 
 def _artifact_files(folder: Path) -> list[Path]:
-    """Every file of an artefact folder, without hidden files or training leftovers."""
+    """Every regular file of an artefact folder, without hidden files, training leftovers or symbolic links
+    (a link could point outside the folder: it is never followed nor uploaded)."""
     skip = {"checkpoints", "trainer"}
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") or part in skip for part in p.relative_to(folder).parts)
-    )
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in skip)
+        for name in files:
+            path = Path(root) / name
+            if not name.startswith(".") and path.is_file() and not path.is_symlink():
+                found.append(path)
+    return sorted(found)
 
 
 def push_folder(
@@ -107,10 +112,14 @@ def push_folder(
         raise FileNotFoundError(f"{folder} has no README.md model card; run `hf-ddb evaluate` to write it")
     api = api or HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    operations = [
-        CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in zip(paths, files, strict=True)
-    ]
-    api.create_commit(repo_id, operations=operations, commit_message=commit_message, repo_type="model")
+    # exactly the listed files: upload_folder's own walk would follow links and take leftovers
+    api.upload_folder(
+        repo_id=repo_id,
+        folder_path=folder,
+        allow_patterns=[glob.escape(path) for path in paths],
+        commit_message=commit_message,
+        repo_type="model",
+    )
     return paths
 
 
@@ -123,12 +132,9 @@ def push_run(
     private: bool = False,
 ) -> dict[str, list[str]]:
     """Push a finished run's three artefacts to ``<repo_prefix>-diffusion|-amplifier|-classifier``."""
-    run_dir = Path(run_dir)
-    folders = {
-        "diffusion": run_dir / "diffusion" / "pipeline",
-        "amplifier": run_dir / "amplifier" / "model",
-        "classifier": run_dir / "methods" / classifier / "model",
-    }
+    from .layout import RunLayout
+
+    folders = RunLayout(Path(run_dir)).artefacts(classifier)
     for kind, folder in folders.items():
         if not folder.is_dir():
             raise FileNotFoundError(f"no {kind} artefact at {folder}; run `hf-ddb run` first")

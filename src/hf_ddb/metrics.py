@@ -1,4 +1,4 @@
-"""Group-robustness and bias-detection metrics, in plain numpy: the one implementation hf-ddb uses.
+"""Group-robustness metrics (numpy) and bias-detection metrics (scikit-learn): the ones hf-ddb uses.
 
 A *group* is a (class, bias attribute) pair. A sample is bias-aligned when its bias attribute is the
 one its class is aligned with (by default ``bias_label == label``, the convention of every embedded
@@ -87,39 +87,6 @@ def group_metrics(
     }
 
 
-def _auroc(scores: np.ndarray, positives: np.ndarray) -> float | None:
-    """Area under the ROC curve via the Mann-Whitney U statistic (ties count one half)."""
-    n_pos = int(positives.sum())
-    n_neg = positives.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    ranks = np.empty(scores.size, dtype=np.float64)
-    # average 1-based ranks over runs of tied scores
-    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
-    starts = np.concatenate([[0], boundaries])
-    stops = np.concatenate([boundaries, [scores.size]])
-    for start, stop in zip(starts, stops, strict=True):
-        ranks[order[start:stop]] = (start + stop + 1) / 2.0
-    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def _average_precision(scores: np.ndarray, positives: np.ndarray) -> float | None:
-    """Average precision, step-wise as scikit-learn defines it (tied scores form one threshold)."""
-    n_pos = int(positives.sum())
-    if n_pos == 0:
-        return None
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores, hits = scores[order], positives[order]
-    last_of_run = np.r_[np.diff(sorted_scores) != 0, True]
-    tp = np.cumsum(hits)[last_of_run]
-    seen = (np.arange(1, scores.size + 1))[last_of_run]
-    precision = tp / seen
-    recall_gain = np.diff(np.concatenate([[0], tp])) / n_pos
-    return float((precision * recall_gain).sum())
-
-
 def detection_metrics(
     scores: Sequence[float] | np.ndarray,
     is_conflicting: Sequence[bool] | np.ndarray,
@@ -132,31 +99,34 @@ def detection_metrics(
     that mark samples as conflicting) also ``precision``, ``recall`` and ``f1`` of those flags.
     Uses bias labels: for evaluation only.
     """
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
+
     scores = np.asarray(scores, dtype=np.float64)
     positives = np.asarray(is_conflicting, dtype=bool)
     if scores.shape != positives.shape or scores.ndim != 1:
         raise ValueError(f"scores {scores.shape} and is_conflicting {positives.shape} must be equal 1-D shapes")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"scores has {int((~np.isfinite(scores)).sum())} NaN or infinite values")
     k = int(positives.sum())
+    both_present = 0 < k < positives.size
     top_k = np.argsort(-scores, kind="mergesort")[:k]
     result: dict[str, Any] = {
         "num_conflicting": k,
-        "auroc": _auroc(scores, positives),
-        "average_precision": _average_precision(scores, positives),
+        "auroc": float(roc_auc_score(positives, scores)) if both_present else None,
+        "average_precision": float(average_precision_score(positives, scores)) if k else None,
         "precision_at_k": float(positives[top_k].mean()) if k else None,
     }
     if flagged is not None:
         flags = np.asarray(flagged, dtype=bool)
         if flags.shape != positives.shape:
             raise ValueError(f"flagged {flags.shape} must have the shape of is_conflicting {positives.shape}")
-        true_pos = int((flags & positives).sum())
-        precision = true_pos / int(flags.sum()) if flags.any() else None
-        recall = true_pos / k if k else None
-        f1 = (
-            2 * precision * recall / (precision + recall)
-            if precision is not None and recall is not None and precision + recall > 0
-            else None
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            positives, flags, average="binary", zero_division=np.nan
         )
-        result.update(num_flagged=int(flags.sum()), precision=precision, recall=recall, f1=f1)
+        undefined = lambda value: None if np.isnan(value) else float(value)  # noqa: E731  (no flags, no positives)
+        result.update(
+            num_flagged=int(flags.sum()), precision=undefined(precision), recall=undefined(recall), f1=undefined(f1)
+        )
     return result
 
 

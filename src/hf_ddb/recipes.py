@@ -1,10 +1,11 @@
-"""Debiasing recipes: infer bias groups or weights, then train robustly.
+"""Debiasing methods: infer bias groups or weights, then train robustly.
 
-One seam separates the two halves. A `Recipe` looks at the training data (and, for DDB, the bias
-amplifier's signals) and returns a `BiasInference`: per-sample groups and/or weights. `DebiasTrainer` (a
-`transformers.Trainer`) turns any `BiasInference` into a loss: weighted ERM, GroupDRO over groups, or
-LfF-style relative-difficulty weights. Co-trained auxiliary models (LfF's bias model) live inside the one
-module the Trainer optimises (`DebiasModel`). A recipe is therefore a small class:
+One seam separates the two halves. A `Recipe` (one class per method, carrying its name, display name and
+whether it uses bias labels or the amplifier) looks at the training data (and, for DDB, the bias amplifier's
+signals) and returns a `BiasInference` whose `Objective` (`hf_ddb.objectives`: weighted ERM, GroupDRO,
+LfF-style relative-difficulty weights, DFA's loss) `DebiasTrainer` (a `transformers.Trainer`) minimises.
+Co-trained auxiliary models (LfF's bias model) belong to the objective and live inside the one module the
+Trainer optimises (`DebiasModel`). The methods:
 
 * `ERM` - plain cross-entropy.
 * `JTT` (Liu et al., 2021) - an ERM identification model, its error set upweighted by ``upweight``.
@@ -31,21 +32,30 @@ groups on ``valid``: DDB recipes, or any recipe given the amplifier's flags) or
 from __future__ import annotations
 
 import copy
+import math
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import ModelOutput
 
-from .amplifier import ClassifierLossTrainer, bias_signals, gce_loss, pseudo_bias_labels
+from .amplifier import ClassifierLossTrainer, bias_signals, pseudo_bias_labels
 from .metrics import group_metrics
+from .objectives import (
+    DisEntObjective,
+    ERMObjective,
+    GroupBalancedSampler,
+    GroupDROObjective,
+    Objective,
+    RelativeDifficultyObjective,
+    check_unit_interval,
+)
 from .training import ImageTensorDataset, TrainingConfig, model_inputs, predict_logits, train_erm
 
 __all__ = [
@@ -68,6 +78,7 @@ __all__ = [
     "LfF",
     "Recipe",
     "committee_aligned",
+    "register_recipe",
     "train_with_recipe",
 ]
 
@@ -81,58 +92,19 @@ SELECTIONS = (
     "oracle_valid_unbiased",
 )
 PSEUDO_GROUP_SELECTIONS = ("valid_worst_pseudo_group", "valid_mean_pseudo_group")  # need the amplifier's flags
-WEIGHT_NORMALISATIONS = ("none", "class", "group")
 
 
 @dataclass
 class BiasInference:
-    """What a recipe learned about the bias: the input of robust training."""
+    """What a recipe learned about the bias: the objective to train with, and what selection and reports use."""
 
-    objective: str = "erm"  # "erm" | "weighted" | "groupdro" | "lff" | "disent"
+    objective: Objective = field(default_factory=ERMObjective)
     make_target: ModelFactory | None = None  # a target of another shape than make_model's (DFA's two encoders)
-    disent: DisEnt | None = None  # DFA's loss weights and swap schedule
-    sample_weights: np.ndarray | None = None
-    group_ids: np.ndarray | None = None
-    num_groups: int | None = None
-    group_balanced: bool = False  # draw batches group-balanced (`GroupBalancedSampler` over group_ids)
-    dro_step_size: float = 0.01  # GroupDRO's exponentiated-gradient step size
-    dro_adjustment: float = 0.0  # GroupDRO's generalisation adjustment C (adds C / sqrt(n_g))
-    bias_losses: np.ndarray | None = None  # fixed L_B per sample (DDB-II)
-    bias_model: PreTrainedModel | None = None  # trainable GCE bias model (LfF), co-trained inside `DebiasModel`
-    gce_q: float = 0.7  # the bias model's GCE parameter
-    bias_loss: str = "gce"  # the co-trained bias model's loss: "gce" (LfF) or "ce" (BiasEnsemble)
-    bias_train_mask: np.ndarray | None = None  # rows the co-trained bias model learns from (None: all)
-    ema_alpha: float = 0.7  # LfF's per-sample loss EMA
-    weight_floor: float = 0.0  # lower bound on LfF-style weights (0: as published)
-    weight_normalisation: str = "none"  # LfF-style weights rescaled to equal mass per "class" or per "group"
     valid_group_ids: np.ndarray | None = None  # pseudo groups on valid, for model selection
     conflict_scores: np.ndarray | None = None  # per train row, how bias-conflicting the recipe judges it (reports)
-    search: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # fields to tune: name -> candidates
+    search: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # objective fields to tune: name -> values
     tune_on: str | None = None  # the selection score that ranks the `search` candidates on valid
     info: dict[str, Any] = field(default_factory=dict)
-
-
-class _LossEMA:
-    """LfF's per-sample loss EMA: the first update takes the loss itself, then alpha-averages."""
-
-    def __init__(self, labels: torch.Tensor, alpha: float) -> None:
-        self.labels, self.alpha = labels, alpha
-        self.num_classes = int(labels.max()) + 1 if len(labels) else 0
-        self.values = torch.zeros(len(labels))
-        self.updated = torch.zeros(len(labels))
-
-    def update(self, index: torch.Tensor, loss: torch.Tensor) -> None:
-        index, loss = index.cpu(), loss.detach().float().cpu()
-        self.values[index] = self.alpha * self.values[index] + (1 - self.alpha * self.updated[index]) * loss
-        self.updated[index] = 1.0
-
-    def normalised(self, index: torch.Tensor) -> torch.Tensor:
-        """EMA of ``index`` divided by the largest EMA of its class (LfF's class-wise max normalisation)."""
-        index = index.cpu()
-        class_max = torch.zeros(self.num_classes).scatter_reduce(
-            0, self.labels, self.values, "amax", include_self=False
-        )
-        return self.values[index] / class_max[self.labels[index]].clamp_min(1e-8)
 
 
 @dataclass
@@ -165,46 +137,14 @@ class DebiasModel(nn.Module):
         return DebiasOutput(logits=output.logits, auxiliary_logits=auxiliary, target_output=output)
 
 
-class GroupBalancedSampler(torch.utils.data.Sampler[int]):
-    """Draws ``num_samples`` rows per epoch with replacement, each group equally likely (Sagawa et al.'s
-    ``--reweight_groups``: weight 1 / n_g per row).
-
-    The draw depends only on (``seed``, epoch): every process of a distributed run produces the same
-    sequence and Accelerate's batch sharding gives each process its own batches, as it does for
-    transformers' seeded random sampler. The Trainer advances the epoch through `set_epoch`.
-    """
-
-    def __init__(self, group_ids: Sequence[int] | np.ndarray, num_samples: int | None = None, seed: int = 0) -> None:
-        groups = torch.as_tensor(np.asarray(group_ids), dtype=torch.long)
-        if groups.numel() == 0 or int(groups.min()) < 0:
-            raise ValueError("group_ids must be a non-empty sequence of non-negative group ids")
-        counts = torch.bincount(groups).double()
-        self.weights = 1.0 / counts[groups]
-        self.num_samples = len(groups) if num_samples is None else int(num_samples)
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist()
-
-
 class DebiasTrainer(Trainer):
-    """A `Trainer` whose loss follows a `BiasInference`: ERM, weighted ERM, GroupDRO or LfF-style weights.
+    """A `Trainer` that minimises an `Objective` (`hf_ddb.objectives`): ERM, weighted ERM, GroupDRO, LfF-style
+    weights or DFA's loss.
 
-    The Trainer's ``model`` is a `DebiasModel` holding ``target`` and any co-trained auxiliary (LfF's bias
-    model), so one optimizer, ``zero_grad`` and device placement cover them all; ``trainer.target`` is the
-    classifier to keep. GroupDRO keeps online exponentiated-gradient group weights q (the inference's
-    ``dro_step_size``) and the optional group adjustment ``C / sqrt(n_g)`` (``dro_adjustment``); with
-    ``group_balanced`` the batches are drawn by `GroupBalancedSampler`. LfF-style weighting keeps a
-    per-sample loss EMA (``ema_alpha``) of the target and, with a trainable bias model, of the bias model,
-    which it trains with GCE (``gce_q``; BiasEnsemble: CE on its committee's aligned rows). The ``disent``
-    objective is DFA's loss on a disentangled target. Per-sample EMAs are single-process.
+    The Trainer's ``model`` is a `DebiasModel` holding ``target`` and the objective's co-trained auxiliaries
+    (LfF's bias model), so one optimizer, ``zero_grad`` and device placement cover them all;
+    ``trainer.target`` is the classifier to keep. The objective owns its state (GroupDRO's group weights,
+    LfF's per-sample loss EMAs, which are single-process) and may supply the train sampler.
     """
 
     loss_is_scaled_for_ga = False
@@ -214,189 +154,51 @@ class DebiasTrainer(Trainer):
         model: PreTrainedModel,
         args: TrainingArguments,
         train_dataset: Dataset,
-        inference: BiasInference,
+        objective: Objective,
         **kwargs: Any,
     ) -> None:
+        objective.check_target(model)
         tensors, collate = model_inputs(model, train_dataset, with_index=True)
-        auxiliaries = {"bias": inference.bias_model} if inference.bias_model is not None else {}
         self.target = model
         super().__init__(
-            model=DebiasModel(model, auxiliaries), args=args, train_dataset=tensors, data_collator=collate, **kwargs
+            model=DebiasModel(model, objective.auxiliaries()),
+            args=args,
+            train_dataset=tensors,
+            data_collator=collate,
+            **kwargs,
         )
-        self.inference = inference
-        labels = tensors.columns["labels"]
-        n = len(labels)
-        for name, values in (("sample_weights", inference.sample_weights), ("group_ids", inference.group_ids)):
-            if values is not None and len(values) != n:
-                raise ValueError(f"{name} has {len(values)} entries but the training set has {n} samples")
-        objective = inference.objective
-        if inference.group_balanced and inference.group_ids is None:
-            raise ValueError("group_balanced sampling needs group_ids")
-        if objective == "weighted":
-            weights = torch.as_tensor(inference.sample_weights, dtype=torch.float32)
-            self.sample_weights = (weights / weights.mean()).to(args.device)
-        elif objective == "groupdro":
-            groups = torch.as_tensor(inference.group_ids, dtype=torch.long)
-            num_groups = inference.num_groups or int(groups.max()) + 1
-            self.group_ids = groups.to(args.device)
-            self.group_sizes = torch.bincount(groups, minlength=num_groups).float().to(args.device)
-            self.group_weights = torch.full((num_groups,), 1.0 / num_groups, device=args.device)
-        elif objective == "disent":
-            if not getattr(model.config, "disentangled", False):
-                raise ValueError("the 'disent' objective needs a disentangled target (see DisEnt)")
-        elif objective == "lff":
-            if inference.bias_loss not in ("gce", "ce"):
-                raise ValueError(f"bias_loss must be 'gce' or 'ce', got {inference.bias_loss!r}")
-            if inference.bias_train_mask is not None:
-                if len(inference.bias_train_mask) != n:
-                    raise ValueError(f"bias_train_mask has {len(inference.bias_train_mask)} entries, not {n}")
-                self.bias_train_mask = torch.as_tensor(inference.bias_train_mask, dtype=torch.bool).to(args.device)
-            if inference.bias_losses is None and inference.bias_model is None:
-                raise ValueError("the 'lff' objective needs bias_losses (DDB-II) or a bias_model (LfF)")
-            if inference.weight_normalisation not in WEIGHT_NORMALISATIONS:
-                raise ValueError(
-                    f"weight_normalisation must be one of {list(WEIGHT_NORMALISATIONS)}, "
-                    f"got {inference.weight_normalisation!r}"
-                )
-            if inference.weight_normalisation != "none":
-                if inference.weight_normalisation == "group" and inference.group_ids is None:
-                    raise ValueError("weight_normalisation='group' needs group_ids")
-                keys = labels if inference.weight_normalisation == "class" else inference.group_ids
-                self.weight_keys = torch.as_tensor(np.asarray(keys), dtype=torch.long)
-        elif objective != "erm":
-            raise ValueError(f"unknown objective {objective!r}")
-        if objective in ("lff", "disent"):  # LfF's per-sample loss EMAs of the target (d) and the bias model (b)
-            self.ema_d = _LossEMA(labels, inference.ema_alpha)
-            self.ema_b = _LossEMA(labels, inference.ema_alpha)
-            if inference.bias_losses is not None:
-                fixed = torch.as_tensor(inference.bias_losses, dtype=torch.float32)
-                self.ema_b.update(torch.arange(n), fixed)  # EMA of a frozen model's loss is that loss
+        self.objective = objective
+        objective.bind(tensors.columns["labels"], args.device)
 
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
-        if not self.inference.group_balanced:
-            return super()._get_train_sampler(*args, **kwargs)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return GroupBalancedSampler(self.inference.group_ids, seed=seed)
+        sampler = self.objective.train_sampler(seed)
+        return sampler if sampler is not None else super()._get_train_sampler(*args, **kwargs)
 
     def compute_loss(
         self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False, **kwargs: Any
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         index = inputs.pop("index")
         labels = inputs.pop("labels")
-        objective = self.inference.objective
-        if objective == "disent":
-            return self._disent(model, inputs, labels, index, return_outputs)
-        outputs = model(**inputs)
-        ce = F.cross_entropy(outputs.logits.float(), labels, reduction="none")
-        if objective == "weighted":
-            loss = (self.sample_weights[index] * ce).mean()
-        elif objective == "groupdro":
-            loss = self._group_dro(ce, self.group_ids[index])
-        elif objective == "lff":
-            loss = self._lff(ce, outputs.auxiliary_logits.get("bias"), labels, index)
-        else:
-            loss = ce.mean()
+        loss, outputs = self.objective.loss(self, model, inputs, labels, index)
         return (loss, outputs) if return_outputs else loss
-
-    def _group_dro(self, ce: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-        num_groups = len(self.group_weights)
-        counts = torch.bincount(groups, minlength=num_groups).float()
-        group_loss = torch.zeros(num_groups, device=ce.device).scatter_add(0, groups, ce) / counts.clamp_min(1)
-        with torch.no_grad():
-            adjusted = group_loss + self.inference.dro_adjustment / self.group_sizes.clamp_min(1).sqrt()
-            present = counts > 0
-            self.group_weights[present] *= torch.exp(self.inference.dro_step_size * adjusted[present])
-            self.group_weights /= self.group_weights.sum()
-        return (self.group_weights * group_loss).sum()
-
-    def _relative_difficulty(self, ce: torch.Tensor, bias_ce: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
-        """LfF's W = L_B / (L_B + L_D) from both loss EMAs (updated with this batch), class-max normalised.
-
-        ``bias_ce`` None: the bias model is frozen (DDB-II) and its EMA holds its fixed losses already."""
-        if bias_ce is not None:
-            self.ema_b.update(index, bias_ce)
-        self.ema_d.update(index, ce)
-        return self._current_weights(index).to(ce.device)
-
-    def _current_weights(self, index: torch.Tensor) -> torch.Tensor:
-        loss_b, loss_d = self.ema_b.normalised(index), self.ema_d.normalised(index)
-        return loss_b / (loss_b + loss_d + 1e-8)
-
-    def _mass_factor(self, index: torch.Tensor) -> torch.Tensor:
-        """Per-row factor that gives every class (``class``: mean weight 1 in each class) or every group
-        (``group``: equal total weight per present group, mean weight 1 overall) the same mass, from the
-        current weights of all rows (both loss EMAs, floor applied)."""
-        keys = self.weight_keys
-        weights = self._current_weights(torch.arange(len(keys))).clamp_min(self.inference.weight_floor)
-        mass = torch.zeros(int(keys.max()) + 1).scatter_add(0, keys, weights).clamp_min(1e-12)
-        counts = torch.bincount(keys).float()
-        if self.inference.weight_normalisation == "class":
-            factor = counts / mass
-        else:
-            factor = len(keys) / (int((counts > 0).sum()) * mass)
-        return factor[keys[index.cpu()]]
-
-    def _disent(
-        self,
-        model: nn.Module,
-        inputs: dict[str, torch.Tensor],
-        labels: torch.Tensor,
-        index: torch.Tensor,
-        return_outputs: bool,
-    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        """DFA's loss (``train_ours``): W-weighted CE for the intrinsic head, GCE for the bias head, and after
-        the swap start the same on bias features permuted across the batch (the bias head then predicts the
-        label its swapped-in bias features came with)."""
-        settings = self.inference.disent
-        swap = self.state.global_step >= settings.swap_start * self.state.max_steps
-        if swap:  # one permutation per step, from (seed, step): the same on resume and on every process
-            generator = torch.Generator().manual_seed(self.args.seed * 1_000_003 + self.state.global_step)
-            inputs["permutation"] = torch.randperm(len(labels), generator=generator).to(labels.device)
-        result = model(**inputs)
-        target = result.target_output
-        ce = F.cross_entropy(target.logits.float(), labels, reduction="none")
-        bias_ce = F.cross_entropy(target.bias_logits.float(), labels, reduction="none")
-        weights = self._relative_difficulty(ce.detach(), bias_ce.detach(), index)
-        q = self.inference.gce_q  # q * GCE: LfF's and DFA's CE * q * p^q
-        loss = (ce * weights).mean() + settings.lambda_dis_align * q * gce_loss(target.bias_logits, labels, q).mean()
-        if swap:
-            swap_ce = F.cross_entropy(target.swap_logits.float(), labels, reduction="none")
-            swap_gce = q * gce_loss(target.swap_bias_logits, labels[inputs["permutation"]], q)
-            swap_loss = (swap_ce * weights).mean() + settings.lambda_swap_align * swap_gce.mean()
-            loss = loss + settings.lambda_swap * swap_loss
-        return (loss, result) if return_outputs else loss
-
-    def _lff(
-        self, ce: torch.Tensor, bias_logits: torch.Tensor | None, labels: torch.Tensor, index: torch.Tensor
-    ) -> torch.Tensor:
-        bias_loss_term = None
-        if bias_logits is not None:
-            per_sample = F.cross_entropy(bias_logits.float(), labels, reduction="none")
-            bias_ce = per_sample.detach()
-            if self.inference.bias_loss == "gce":
-                # LfF's code trains the bias model on CE * q * p^q (p detached): q times the GCE gradient
-                q = self.inference.gce_q
-                per_sample = q * gce_loss(bias_logits, labels, q)
-            if self.inference.bias_train_mask is None:
-                bias_loss_term = per_sample.mean()
-            else:  # BiasEnsemble: the bias model learns from the rows its committee found bias-aligned only
-                keep = self.bias_train_mask[index].float()
-                bias_loss_term = (per_sample * keep).sum() / keep.sum().clamp_min(1)
-        else:
-            bias_ce = None
-        weights = self._relative_difficulty(ce, bias_ce, index).clamp_min(self.inference.weight_floor)
-        if self.inference.weight_normalisation != "none":
-            weights = weights * self._mass_factor(index).to(weights.device)
-        loss = (ce * weights).mean()
-        return loss if bias_loss_term is None else loss + bias_loss_term
 
 
 # ------------------------------------------------------------------------------------------------ recipes
 class Recipe:
-    """Infers a `BiasInference` from the training data. Subclasses set ``name`` and override `infer`."""
+    """A debiasing method: infers from the training data which `Objective` to train with (a `BiasInference`).
+
+    Subclasses override `infer` and set the method's metadata, the one place each method is named:
+    ``name`` (its key in configs and run folders), ``display_name`` and ``summary`` (reports and cards),
+    ``uses_bias_labels`` (an oracle) and ``needs_amplifier`` (DDB: steps A and B run first). Their
+    dataclass fields are the method's options (``method_options`` in a config), checked when it is built.
+    """
 
     name = "recipe"
+    display_name = "recipe"
+    summary = ""
     uses_bias_labels = False
+    needs_amplifier = False
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
@@ -405,7 +207,8 @@ class Recipe:
 
 
 class ERM(Recipe):
-    name = "erm"
+    name, display_name = "erm", "ERM"
+    summary = "Plain empirical risk minimisation: the biased baseline."
 
 
 @dataclass
@@ -414,7 +217,14 @@ class JTT(Recipe):
 
     identification_epochs: float = 1.0
     upweight: float = 20.0
-    name = "jtt"
+    name, display_name = "jtt", "JTT"
+    summary = "Just Train Twice: an ERM model's training errors are upweighted and the model retrained."
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.upweight) and self.upweight > 0):
+            raise ValueError(f"upweight must be a finite number > 0, got {self.upweight}")
+        if not (math.isfinite(self.identification_epochs) and self.identification_epochs > 0):
+            raise ValueError(f"identification_epochs must be a finite number > 0, got {self.identification_epochs}")
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
@@ -427,7 +237,7 @@ class JTT(Recipe):
             )
         errors = predict_logits(identifier, train).argmax(1) != np.asarray(train["label"])
         weights = np.where(errors, self.upweight, 1.0)
-        return BiasInference(objective="weighted", sample_weights=weights, info={"error_set_size": int(errors.sum())})
+        return BiasInference(ERMObjective(sample_weights=weights), info={"error_set_size": int(errors.sum())})
 
 
 @dataclass
@@ -436,17 +246,19 @@ class LfF(Recipe):
 
     gce_q: float = 0.7
     ema_alpha: float = 0.7
-    name = "lff"
+    name, display_name = "lff", "LfF"
+    summary = "Learning from Failure: a GCE bias model co-trained on the real data reweights samples."
 
     def __post_init__(self) -> None:
-        _check_unit_interval("gce_q", self.gce_q, low_open=True)
-        _check_unit_interval("ema_alpha", self.ema_alpha)
+        check_unit_interval("gce_q", self.gce_q, low_open=True)
+        check_unit_interval("ema_alpha", self.ema_alpha)
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
     ) -> BiasInference:
         bias_model = _independent_init(make_model(), training.seed + 1)
-        return BiasInference(objective="lff", bias_model=bias_model, gce_q=self.gce_q, ema_alpha=self.ema_alpha)
+        objective = RelativeDifficultyObjective(bias_model=bias_model, gce_q=self.gce_q, ema_alpha=self.ema_alpha)
+        return BiasInference(objective)
 
 
 def _independent_init(model: PreTrainedModel, seed: int) -> PreTrainedModel:
@@ -486,7 +298,10 @@ class BiasEnsemble(Recipe):
     agreement: int = 3
     gce_q: float = 0.7
     ema_alpha: float = 0.7
-    name = "bias_ensemble"
+    name, display_name = "bias_ensemble", "BiasEnsemble"
+    summary = (
+        "BiasEnsemble + LfF: a committee of GCE models flags bias-aligned samples; LfF's bias model learns only them."
+    )
 
     def __post_init__(self) -> None:
         if not 1 <= self.agreement <= self.num_models:
@@ -495,8 +310,8 @@ class BiasEnsemble(Recipe):
             raise ValueError("committee_steps and check_every must be >= 1 and committee_learning_rate > 0")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        _check_unit_interval("gce_q", self.gce_q, low_open=True)
-        _check_unit_interval("ema_alpha", self.ema_alpha)
+        check_unit_interval("gce_q", self.gce_q, low_open=True)
+        check_unit_interval("ema_alpha", self.ema_alpha)
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
@@ -521,13 +336,15 @@ class BiasEnsemble(Recipe):
             prob_true.append(probabilities[np.arange(len(labels)), labels])
         prob_true = np.stack(prob_true)
         aligned = committee_aligned(prob_true, self.threshold, self.agreement)
-        return BiasInference(
-            objective="lff",
+        objective = RelativeDifficultyObjective(
             bias_model=_independent_init(make_model(), training.seed + 1),
             bias_loss="ce",
             bias_train_mask=aligned,
             gce_q=self.gce_q,
             ema_alpha=self.ema_alpha,
+        )
+        return BiasInference(
+            objective,
             conflict_scores=1.0 - prob_true.mean(axis=0),
             info={"pseudo_conflicting": int((~aligned).sum())},
         )
@@ -552,26 +369,29 @@ class DisEnt(Recipe):
     hidden_sizes: Sequence[int] | None = (100, 100, 16)
     gce_q: float = 0.7
     ema_alpha: float = 0.7
-    name = "disent"
+    name, display_name = "disent", "DFA (DisEnt)"
+    summary = (
+        "Learning Debiased Representation via Disentangled Feature Augmentation: intrinsic and bias encoders, "
+        "LfF's weights and bias features swapped across the batch."
+    )
 
     def __post_init__(self) -> None:
-        for key in ("lambda_dis_align", "lambda_swap", "lambda_swap_align"):
-            if not getattr(self, key) >= 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
-        _check_unit_interval("swap_start", self.swap_start)
-        _check_unit_interval("gce_q", self.gce_q, low_open=True)
-        _check_unit_interval("ema_alpha", self.ema_alpha)
+        self.objective()  # checks the loss settings
+
+    def objective(self) -> DisEntObjective:
+        return DisEntObjective(
+            lambda_dis_align=self.lambda_dis_align,
+            lambda_swap=self.lambda_swap,
+            lambda_swap_align=self.lambda_swap_align,
+            swap_start=self.swap_start,
+            gce_q=self.gce_q,
+            ema_alpha=self.ema_alpha,
+        )
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
     ) -> BiasInference:
-        return BiasInference(
-            objective="disent",
-            make_target=lambda: self.disentangled(make_model(), training.seed),
-            disent=self,
-            gce_q=self.gce_q,
-            ema_alpha=self.ema_alpha,
-        )
+        return BiasInference(self.objective(), make_target=lambda: self.disentangled(make_model(), training.seed))
 
     def disentangled(self, model: PreTrainedModel, seed: int) -> PreTrainedModel:
         """``model``'s MLP as DFA's intrinsic + bias pair (same labels, size and normalisation), seeded."""
@@ -587,16 +407,12 @@ class DisEnt(Recipe):
             return MLPForImageClassification(config)
 
 
-def _check_unit_interval(name: str, value: float, low_open: bool = False) -> None:
-    if not (0.0 < value <= 1.0 if low_open else 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be in {'(0' if low_open else '[0'}, 1], got {value}")
-
-
 def _check_group_dro(step_sizes: Sequence[float], adjustments: Sequence[float]) -> None:
     if not step_sizes or not adjustments:
         raise ValueError("step_sizes and adjustments need at least one value each")
-    if any(not float(v) > 0 for v in step_sizes) or any(not float(v) >= 0 for v in adjustments):
-        raise ValueError(f"step sizes must be > 0 and adjustments >= 0, got {list(step_sizes)}, {list(adjustments)}")
+    for step_size in step_sizes:
+        for adjustment in adjustments:
+            GroupDROObjective(group_ids=np.zeros(1, dtype=int), step_size=step_size, adjustment=adjustment)
 
 
 @dataclass
@@ -613,7 +429,11 @@ class GroupDROOracle(Recipe):
     step_sizes: Sequence[float] = (0.01, 0.1)
     adjustments: Sequence[float] = (0.0, 4.0)
     group_balanced: bool = True
-    name = "groupdro_oracle"
+    name, display_name = "groupdro_oracle", "GroupDRO (oracle)"
+    summary = (
+        "GroupDRO on the TRUE (class, bias) groups with group-balanced batches, tuned on valid mean-group "
+        "accuracy: it uses bias labels in training and selection, an upper reference."
+    )
     uses_bias_labels = True
 
     def __post_init__(self) -> None:
@@ -625,12 +445,16 @@ class GroupDROOracle(Recipe):
         num_bias = train.features["bias_label"].num_classes
         groups = np.asarray(train["label"]) * num_bias + np.asarray(train["bias_label"])
         num_groups = train.features["label"].num_classes * num_bias
-        return BiasInference(
-            objective="groupdro",
+        objective = GroupDROObjective(
             group_ids=groups,
             num_groups=num_groups,
+            step_size=self.step_sizes[0],
+            adjustment=self.adjustments[0],
             group_balanced=self.group_balanced,
-            search={"dro_step_size": list(self.step_sizes), "dro_adjustment": list(self.adjustments)},
+        )
+        return BiasInference(
+            objective,
+            search={"step_size": list(self.step_sizes), "adjustment": list(self.adjustments)},
             tune_on="oracle_valid_unbiased",
         )
 
@@ -644,6 +468,7 @@ class _DDB(Recipe):
     rule: str = "misclassified"
     rule_options: Mapping[str, Any] = field(default_factory=dict)
     signals: Mapping[str, Mapping[str, np.ndarray]] | None = None
+    needs_amplifier = True
 
     def _flags(self, dataset: Dataset, split: str) -> tuple[Mapping[str, np.ndarray], np.ndarray]:
         if self.signals is not None and split in self.signals:
@@ -675,7 +500,11 @@ class DDBTwoStep(_DDB):
     group_balanced: bool = False
     dro_step_size: float = 0.01
     dro_adjustment: float = 0.0
-    name = "ddb_i"
+    name, display_name = "ddb_i", "DDB-I"
+    summary = (
+        "Diffusing DeBias Recipe I, two-step: the bias amplifier's pseudo groups (class x aligned/conflicting) "
+        "and GroupDRO."
+    )
 
     def __post_init__(self) -> None:
         _check_group_dro([self.dro_step_size], [self.dro_adjustment])
@@ -685,13 +514,15 @@ class DDBTwoStep(_DDB):
     ) -> BiasInference:
         _, groups, valid_groups = self._pseudo_groups(train, valid)
         num_groups = 2 * train.features["label"].num_classes
-        return BiasInference(
-            objective="groupdro",
+        objective = GroupDROObjective(
             group_ids=groups,
             num_groups=num_groups,
+            step_size=self.dro_step_size,
+            adjustment=self.dro_adjustment,
             group_balanced=self.group_balanced,
-            dro_step_size=self.dro_step_size,
-            dro_adjustment=self.dro_adjustment,
+        )
+        return BiasInference(
+            objective,
             valid_group_ids=valid_groups,
             info={"pseudo_conflicting": int((groups % 2).sum())},
         )
@@ -721,12 +552,18 @@ class DDBEndToEnd(_DDB):
 
     weighting: str = "group_floor"
     weight_floor: float = 0.0
-    name = "ddb_ii"
+    ema_alpha: float = 0.7
+    name, display_name = "ddb_ii", "DDB-II"
+    summary = (
+        "Diffusing DeBias Recipe II, end to end: LfF-style weights L_B / (L_B + L_D) with the frozen bias "
+        "amplifier's loss."
+    )
 
     def __post_init__(self) -> None:
         if self.weighting not in DDB_II_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {list(DDB_II_WEIGHTINGS)}, got {self.weighting!r}")
-        _check_unit_interval("weight_floor", self.weight_floor)
+        check_unit_interval("weight_floor", self.weight_floor)
+        check_unit_interval("ema_alpha", self.ema_alpha)
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
@@ -736,20 +573,34 @@ class DDBEndToEnd(_DDB):
         floored = self.weighting in ("floor", "group_floor")
         floor = max(self.weight_floor, flagged_share) if floored else self.weight_floor
         normalisation = {"class": "class", "group": "group", "group_floor": "group"}.get(self.weighting, "none")
-        return BiasInference(
-            objective="lff",
+        objective = RelativeDifficultyObjective(
             bias_losses=signals["loss"],
-            valid_group_ids=valid_groups,
+            ema_alpha=self.ema_alpha,
             weight_floor=floor,
             weight_normalisation=normalisation,
             group_ids=groups if normalisation == "group" else None,
+        )
+        return BiasInference(
+            objective,
+            valid_group_ids=valid_groups,
             info={"pseudo_conflicting": int((groups % 2).sum()), "weighting": self.weighting, "weight_floor": floor},
         )
 
 
 RECIPES: dict[str, type[Recipe]] = {
-    cls.name: cls for cls in (ERM, JTT, LfF, DisEnt, BiasEnsemble, GroupDROOracle, DDBTwoStep, DDBEndToEnd)
+    cls.name: cls for cls in (ERM, JTT, LfF, DisEnt, BiasEnsemble, DDBTwoStep, DDBEndToEnd, GroupDROOracle)
 }
+
+
+def register_recipe(recipe: type[Recipe]) -> type[Recipe]:
+    """Makes a `Recipe` subclass a method configs can name (``methods``, ``method_options``), as
+    ``AutoConfig.register`` does for models; usable as a class decorator. Names are unique."""
+    if not (isinstance(recipe, type) and issubclass(recipe, Recipe)) or recipe.name == Recipe.name:
+        raise ValueError(f"{recipe!r} is not a Recipe subclass with its own `name`")
+    if RECIPES.get(recipe.name, recipe) is not recipe:
+        raise ValueError(f"a method named {recipe.name!r} is registered already ({RECIPES[recipe.name].__name__})")
+    RECIPES[recipe.name] = recipe
+    return recipe
 
 
 class _SelectBest(TrainerCallback):
@@ -809,7 +660,7 @@ def _candidates(inference: BiasInference) -> list[tuple[dict[str, Any], BiasInfe
     settings: list[dict[str, Any]] = [{}]
     for name, values in inference.search.items():
         settings = [{**setting, name: value} for setting in settings for value in values]
-    return [(setting, replace(inference, **setting)) for setting in settings]
+    return [(setting, replace(inference, objective=replace(inference.objective, **setting))) for setting in settings]
 
 
 def train_with_recipe(
@@ -849,7 +700,7 @@ def train_with_recipe(
         selector = _SelectBest(_selection_score(selection, valid, candidate), model) if selection != "last" else None
         args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
         trainer = DebiasTrainer(
-            model, args, train, candidate, callbacks=[*callbacks, *([selector] if selector else [])]
+            model, args, train, candidate.objective, callbacks=[*callbacks, *([selector] if selector else [])]
         )
         trainer.train()
         info: dict[str, Any] = {"recipe": recipe.name, "uses_bias_labels": recipe.uses_bias_labels, **candidate.info}

@@ -7,18 +7,39 @@ true bias-aligned / bias-conflicting samples.
 from __future__ import annotations
 
 import json
-import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
-if TYPE_CHECKING:
-    from .runner import Run
+from .layout import RunLayout
+from .utils import atomic_file, atomic_write_text
 
-__all__ = ["format_results_table", "write_report"]
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from .config import RunConfig
+
+__all__ = ["RunSummary", "format_results_table", "write_report"]
+
+
+@dataclass
+class RunSummary:
+    """Everything the report reads, gathered by `hf_ddb.runner.Run.report` once every stage has run (the
+    report never runs a stage). The amplifier fields are None when the run trained no amplifier;
+    ``train_conflicting`` (true bias labels, evaluation only) when the data has none."""
+
+    config: RunConfig
+    root: Path
+    results: dict[str, dict[str, Any]]
+    class_names: list[str]
+    amplifier_train_losses: np.ndarray | None = None
+    synthetic: Dataset | None = None
+    train_conflicting: np.ndarray | None = None
+
 
 TABLE_COLUMNS = [
     ("accuracy", "avg acc"),
@@ -27,33 +48,6 @@ TABLE_COLUMNS = [
     ("aligned_accuracy", "aligned acc"),
     ("conflicting_accuracy", "conflicting acc"),
 ]
-METHOD_TITLES = {
-    "erm": ("ERM", "Plain empirical risk minimisation: the biased baseline."),
-    "jtt": ("JTT", "Just Train Twice: an ERM model's training errors are upweighted and the model retrained."),
-    "lff": ("LfF", "Learning from Failure: a GCE bias model co-trained on the real data reweights samples."),
-    "disent": (
-        "DFA (DisEnt)",
-        "Learning Debiased Representation via Disentangled Feature Augmentation: intrinsic and bias encoders, "
-        "LfF's weights and bias features swapped across the batch.",
-    ),
-    "bias_ensemble": (
-        "BiasEnsemble",
-        "BiasEnsemble + LfF: a committee of GCE models flags bias-aligned samples; LfF's bias model learns only them.",
-    ),
-    "groupdro_oracle": (
-        "GroupDRO (oracle)",
-        "GroupDRO on the TRUE (class, bias) groups with group-balanced batches, tuned on valid mean-group "
-        "accuracy: it uses bias labels in training and selection, an upper reference.",
-    ),
-    "ddb_i": (
-        "DDB Recipe I",
-        "Diffusing DeBias, two-step: the bias amplifier's pseudo groups (class x aligned/conflicting) and GroupDRO.",
-    ),
-    "ddb_ii": (
-        "DDB Recipe II",
-        "Diffusing DeBias, end to end: LfF-style weights L_B / (L_B + L_D) with the frozen bias amplifier's loss.",
-    ),
-}
 DETECTION_KEYS = {
     "auroc": "bias-conflicting detection AUROC",
     "average_precision": "bias-conflicting detection average precision",
@@ -134,8 +128,8 @@ def _training_rows(settings: dict[str, Any], keys: list[str]) -> list[tuple[str,
     return [(key, settings[key]) for key in keys if key in settings]
 
 
-def _bias_text(run: Run) -> str:
-    ratio = run.config.bias_ratio
+def _bias_text(config: RunConfig) -> str:
+    ratio = config.bias_ratio
     return "bias ratio not stated" if ratio is None else f"{100 * ratio:g}% bias-aligned training samples"
 
 
@@ -143,9 +137,8 @@ def _write_card(card: Any, folder: Path, images: dict[str, Path]) -> None:
     for name, source in images.items():
         if source.is_file():
             shutil.copyfile(source, folder / name)
-    tmp = folder / ".README.md.tmp"
-    card.save(tmp)
-    os.replace(tmp, folder / "README.md")
+    with atomic_file(folder / "README.md") as tmp:
+        card.save(tmp)
 
 
 def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
@@ -159,23 +152,21 @@ def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def write_report(summary: RunSummary) -> dict[str, Any]:
     """Write the report files and model cards of a run; returns what results.json holds."""
-    from .config import DDB_METHODS
     from .data import sample_grid
     from .hub import render_model_card
-    from .metrics import is_conflicting
+    from .recipes import RECIPES
 
-    config, root = run.config, run.root
+    config, root, results = summary.config, summary.root, summary.results
     benchmark = config.benchmark_name
     dataset_id = config.benchmark.get("path") if benchmark == "hub" else None
     display = dataset_id or benchmark
     root.mkdir(parents=True, exist_ok=True)
-    with_amplifier = run.needs_amplifier
-    if with_amplifier:
-        run.amplifier()  # resolved (and cached) before reading its folder
-    stage_folders = {"diffusion": root / "diffusion", "generation": root / "synthetic", "amplifier": root / "amplifier"}
-    stage_folders.update({m: root / "methods" / m for m in results})
+    with_amplifier = summary.synthetic is not None
+    layout = RunLayout(root)
+    stage_folders = {"diffusion": layout.diffusion, "generation": layout.synthetic, "amplifier": layout.amplifier}
+    stage_folders.update({m: layout.method(m) for m in results})
     stage_seconds = {
         name: json.loads((folder / "stage.json").read_text())["seconds"]
         for name, folder in stage_folders.items()
@@ -189,7 +180,7 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
     }
     figures = {"groups": root / "group_accuracy.png"}
     _group_accuracy_plot(results, figures["groups"])
-    amplifier_dir = root / "amplifier"
+    amplifier_dir = layout.amplifier
     if with_amplifier:
         stage = json.loads((amplifier_dir / "stage.json").read_text())
         report["amplifier"] = {
@@ -197,21 +188,16 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             "fidelity": stage.get("fidelity"),
             "num_synthetic": stage.get("num_synthetic"),
         }
-        signals = run.amplifier_signals()
-        train = run.data["train"]
-        if "bias_label" in train.column_names:
-            conflicting = is_conflicting(train["label"], train["bias_label"], config.aligned_bias)
+        if summary.train_conflicting is not None:
             figures["losses"] = root / "amplifier_losses.png"
-            _loss_histogram(signals["train_loss"], conflicting, figures["losses"])
+            _loss_histogram(summary.amplifier_train_losses, summary.train_conflicting, figures["losses"])
         figures["samples"] = root / "synthetic_samples.png"
-        sample_grid(run.generation(), per_class=10, scale=3).save(figures["samples"])
+        sample_grid(summary.synthetic, per_class=10, scale=3).save(figures["samples"])
     # ---- results.json / results.md
-    tmp = root / ".results.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, root / "results.json")
+    atomic_write_text(root / "results.json", json.dumps(report, indent=2, default=str))
     fidelity = (report.get("amplifier") or {}).get("fidelity") or {}
     warnings = fidelity.get("warnings", [])
-    lines = [f"# hf-ddb results: {display} ({_bias_text(run)})", ""]
+    lines = [f"# hf-ddb results: {display} ({_bias_text(config)})", ""]
     if warnings:
         lines += [
             "**Warning: the bias amplifier did not learn a bias, so the DDB rows below are not a debiasing result.**",
@@ -236,7 +222,7 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             f"{detection['precision']:.2f}, recall {detection['recall']:.2f} (bias labels used for this line only).",
         ]
     lines += ["", *[f"![{name}]({path.name})" for name, path in figures.items()], ""]
-    (root / "results.md").write_text("\n".join(lines))
+    atomic_write_text(root / "results.md", "\n".join(lines))
     # ---- model cards
     training = config.training.to_dict()
     train_keys = ["epochs", "batch_size", "learning_rate", "weight_decay", "seed"]
@@ -251,8 +237,8 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
         for m in results
     ]
     for method, result in results.items():
-        folder = root / "methods" / method / "model"
-        title, text = METHOD_TITLES.get(method, (method, ""))
+        folder = layout.method_model(method)
+        title, text = RECIPES[method].display_name, RECIPES[method].summary
         metrics = {k: result["test"][k] for k, _ in TABLE_COLUMNS if result["test"].get(k) is not None}
         card = render_model_card(
             "classifier",
@@ -262,7 +248,7 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             metrics=metrics,
             metric_names={k: t for k, t in TABLE_COLUMNS},
             tags=[method],
-            bias_text=_bias_text(run),
+            bias_text=_bias_text(config),
             method_title=title,
             method_text=text,
             selection=result["info"].get("selection", config.selection),
@@ -279,7 +265,7 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             ),
             training_rows=_training_rows(training, train_keys)
             + [("architecture", config.classifier.architecture), ("selection", config.selection)],
-            warnings=warnings if method in DDB_METHODS else [],
+            warnings=warnings if RECIPES[method].needs_amplifier else [],
         )
         _write_card(card, folder, {figures["groups"].name: figures["groups"]})
     if with_amplifier:
@@ -292,29 +278,29 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             split="train",
             metrics={k: detection[k] for k in DETECTION_KEYS} if detection else None,
             metric_names=DETECTION_KEYS,
-            bias_text=_bias_text(run),
+            bias_text=_bias_text(config),
             metric_rows=[(t, f"{detection[k]:.3f}") for k, t in DETECTION_KEYS.items()] if detection else [],
             losses_image=figures["losses"].name if "losses" in figures else "",
             repo_or_path=f"{config.hub.repo_prefix}-amplifier"
             if config.hub.repo_prefix
-            else str(amplifier_dir / "model"),
+            else str(layout.amplifier_model),
             training_rows=list(settings.items()) + [("synthetic images", report["amplifier"]["num_synthetic"])],
             fidelity_rows=_fidelity_rows(fidelity),
             warnings=warnings,
         )
-        _write_card(amp_card, amplifier_dir / "model", {p.name: p for k, p in figures.items() if k == "losses"})
+        _write_card(amp_card, layout.amplifier_model, {p.name: p for k, p in figures.items() if k == "losses"})
         diffusion = config.diffusion
-        names = run.class_names
+        names = summary.class_names
         diff_card = render_model_card(
             "diffusion",
             model_name=f"{display} bias-aligned diffusion model (hf-ddb)",
             benchmark=display,
             dataset_id=dataset_id,
-            bias_text=_bias_text(run),
+            bias_text=_bias_text(config),
             samples_image=figures["samples"].name,
             repo_or_path=f"{config.hub.repo_prefix}-diffusion"
             if config.hub.repo_prefix
-            else str(root / "diffusion" / "pipeline"),
+            else str(layout.diffusion_pipeline),
             example_labels=", ".join(str(i) for i in range(min(4, len(names)))),
             guidance_scale=config.generation.guidance_scale,
             class_names=", ".join(f"{i}: {n}" for i, n in enumerate(names)),
@@ -329,5 +315,5 @@ def write_report(run: Run, results: dict[str, dict[str, Any]]) -> dict[str, Any]
             fidelity_rows=_fidelity_rows(fidelity),
             warnings=warnings,
         )
-        _write_card(diff_card, root / "diffusion" / "pipeline", {figures["samples"].name: figures["samples"]})
+        _write_card(diff_card, layout.diffusion_pipeline, {figures["samples"].name: figures["samples"]})
     return report

@@ -7,36 +7,55 @@ and moves the old folder aside (``<stage>.stale-<key>``) instead of deleting it.
 diffusion from its last checkpoint, generation from its finished shards; the amplifier and each method are
 written atomically, so they are either complete or redone.
 
-Folder layout::
-
-    output_dir/
-      diffusion/pipeline/           BiasAlignedGenerationPipeline (+ README.md model card)
-      synthetic/dataset/            the synthetic bias-aligned Dataset
-      amplifier/model/              the bias amplifier (+ README.md), amplifier/signals.npz
-      methods/<name>/model/         each trained classifier (+ README.md), methods/<name>/metrics.json
-      results.json  results.md  group_accuracy.png  amplifier_losses.png  synthetic_samples.png
+The stages are declared once (`STAGES`: what each reads and which config sections key it; one stage per
+method after them); the folder layout is `hf_ddb.layout.RunLayout`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from .config import DDB_METHODS, RunConfig
-from .recipes import PSEUDO_GROUP_SELECTIONS
+from .amplifier import BiasSignals
+from .config import RunConfig
+from .layout import RunLayout
+from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES
+from .utils import atomic_write_text
 
-__all__ = ["STAGE_ORDER", "Run", "stage_key"]
+__all__ = ["STAGES", "STAGE_ORDER", "Run", "Stage", "stage_key"]
 
-STAGE_ORDER = ("diffusion", "generation", "amplifier", "debias", "report")
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage before the methods: the stages whose keys enter its key, and the config sections it reads."""
+
+    name: str
+    inputs: tuple[str, ...]
+    sections: Callable[[RunConfig], dict[str, Any]]
+
+
+STAGES = {
+    stage.name: stage
+    for stage in (
+        Stage("diffusion", (), lambda c: {"benchmark": c.benchmark, "diffusion": asdict(c.diffusion)}),
+        Stage("generation", ("diffusion",), lambda c: {"generation": asdict(c.generation)}),
+        Stage("amplifier", ("generation",), lambda c: {"amplifier": asdict(c.amplifier)}),
+    )
+}
+STAGE_ORDER = (*STAGES, "debias", "report")  # "debias": one stage per method, keyed by `Run.method_key`
+
+
+logger = logging.getLogger(__name__)
 
 
 def stage_key(payload: Any) -> str:
@@ -47,18 +66,15 @@ def stage_key(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _log(message: str) -> None:
-    print(f"[hf-ddb] {message}", flush=True)
-
-
 class Run:
     """One run of a `RunConfig`; each method runs one stage (and, through the cache, the stages before it)."""
 
     def __init__(
-        self, config: RunConfig, *, data: DatasetDict | None = None, log: Callable[[str], None] = _log
+        self, config: RunConfig, *, data: DatasetDict | None = None, log: Callable[[str], None] = logger.info
     ) -> None:
         self.config = config
-        self.root = Path(config.output_dir)
+        self.layout = RunLayout(Path(config.output_dir))
+        self.root = self.layout.root
         self.log = log
         self._data = data  # the config's dataset when the caller loaded it already (the CLI validates it)
         self._resolved: dict[str, Any] = {}
@@ -112,34 +128,41 @@ class Run:
         if int(os.environ.get("RANK", "0")) != 0:
             return
         marker = {"stage": name, "key": key, "seconds": seconds, **extra}
-        tmp = folder / ".stage.json.tmp"
-        tmp.write_text(json.dumps(marker, indent=2, default=str))
-        os.replace(tmp, folder / "stage.json")
+        atomic_write_text(folder / "stage.json", json.dumps(marker, indent=2, default=str))
         (folder / "stage.pending.json").unlink(missing_ok=True)
         self.log(f"{name}: done in {seconds} s")
 
+    def _stage(self, name: str, folder: Path, key: str, work: Callable[[], dict[str, Any] | None]) -> None:
+        """Runs ``work`` unless ``folder`` holds a finished stage with ``key``; what it returns goes into
+        ``stage.json`` beside the key and the time taken."""
+        if self._cached(name, folder, key):
+            return
+        started = time.time()
+        self._finish(name, folder, key, started, **(work() or {}))
+
     # ---------------------------------------------------------------- keys
-    def key(self, stage: str, method: str | None = None) -> str:
+    def key(self, stage: str) -> str:
+        """The cache key of one of `STAGES`: its config sections and the keys of the stages it reads."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)} (methods: `method_key`)")
+        spec = STAGES[stage]
+        return stage_key({**{name: self.key(name) for name in spec.inputs}, **spec.sections(self.config)})
+
+    def method_key(self, method: str) -> str:
+        """The cache key of ``method``'s stage: the data, classifier, training, selection and its options, and
+        the amplifier's key when the method or its selection reads the amplifier."""
         c = self.config
-        if stage == "diffusion":
-            return stage_key({"benchmark": c.benchmark, "diffusion": asdict(c.diffusion)})
-        if stage == "generation":
-            return stage_key({"diffusion": self.key("diffusion"), "generation": asdict(c.generation)})
-        if stage == "amplifier":
-            return stage_key({"generation": self.key("generation"), "amplifier": asdict(c.amplifier)})
-        if stage == "debias":
-            payload = {
-                "benchmark": c.benchmark,
-                "classifier": asdict(c.classifier),
-                "training": c.training.to_dict(),
-                "selection": c.selection,
-                "method": method,
-                "options": c.method_options.get(method, {}),
-            }
-            if method in DDB_METHODS or c.selection in PSEUDO_GROUP_SELECTIONS:
-                payload["amplifier"] = self.key("amplifier")
-            return stage_key(payload)
-        raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGE_ORDER)}")
+        payload = {
+            "benchmark": c.benchmark,
+            "classifier": asdict(c.classifier),
+            "training": c.training.to_dict(),
+            "selection": c.selection,
+            "method": method,
+            "options": c.method_options.get(method, {}),
+        }
+        if RECIPES[method].needs_amplifier or c.selection in PSEUDO_GROUP_SELECTIONS:
+            payload["amplifier"] = self.key("amplifier")
+        return stage_key(payload)
 
     # ---------------------------------------------------------------- stages
     @property
@@ -155,7 +178,7 @@ class Run:
     def needs_amplifier(self) -> bool:
         """Whether the config needs steps A and B (a DDB method, or selection by BA pseudo groups)."""
         c = self.config
-        return any(m in DDB_METHODS for m in c.methods) or c.selection in PSEUDO_GROUP_SELECTIONS
+        return any(RECIPES[m].needs_amplifier for m in c.methods) or c.selection in PSEUDO_GROUP_SELECTIONS
 
     @property
     def class_names(self) -> list[str]:
@@ -168,13 +191,14 @@ class Run:
     def _diffusion(self) -> Path:
         from .diffusion import train_diffusion
 
-        folder, key = self.root / "diffusion", self.key("diffusion")
-        if not self._cached("diffusion", folder, key):
-            started = time.time()
+        folder = self.layout.diffusion
+
+        def work() -> dict[str, Any]:
             self.log(f"diffusion: training {self.config.diffusion.max_train_steps} steps (resumable)")
-            output = train_diffusion(self.data["train"], self.config.diffusion, folder)
-            self._finish("diffusion", folder, key, started, global_step=output.global_step)
-        return folder / "pipeline"
+            return {"global_step": train_diffusion(self.data["train"], self.config.diffusion, folder).global_step}
+
+        self._stage("diffusion", folder, self.key("diffusion"), work)
+        return self.layout.diffusion_pipeline
 
     def generation(self) -> Dataset:
         """Generate the synthetic bias-aligned dataset (resumes from finished shards)."""
@@ -185,102 +209,61 @@ class Run:
         from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 
         pipeline_dir = self.diffusion()
-        folder, key = self.root / "synthetic", self.key("generation")
-        if not self._cached("generation", folder, key):
-            started = time.time()
+
+        def work() -> None:
             generation = self.config.generation
             self.log(f"generation: {generation.num_images_per_class} images per class, w = {generation.guidance_scale}")
             pipeline = BiasAlignedGenerationPipeline.from_pretrained(pipeline_dir)
-            generate_synthetic_dataset(pipeline, folder, generation)
-            self._finish("generation", folder, key, started)
-        return Dataset.load_from_disk(str(folder / "dataset"))
+            generate_synthetic_dataset(pipeline, self.layout.synthetic, generation)
+
+        self._stage("generation", self.layout.synthetic, self.key("generation"), work)
+        return Dataset.load_from_disk(str(self.layout.synthetic_dataset))
 
     def amplifier(self) -> Path:
         """Train the bias amplifier on the synthetic images only and score the real train/valid splits."""
         return self._once("amplifier", self._amplifier)
 
     def _amplifier(self) -> Path:
-        from .amplifier import (
-            BiasAmplifierTrainer,
-            bias_signals,
-            detection_report,
-            generator_fidelity,
-            heldout_synthetic_accuracy,
-            pseudo_bias_labels,
-        )
-        from .models import build_classifier, save_classifier
-        from .training import TrainingConfig
+        from .amplifier import detection_report, generator_fidelity, train_bias_amplifier
+        from .models import save_classifier
 
         synthetic = self.generation()
-        folder, key = self.root / "amplifier", self.key("amplifier")
-        if not self._cached("amplifier", folder, key):
-            started = time.time()
+        layout = self.layout
+
+        def work() -> dict[str, Any]:
             settings = self.config.amplifier
             self.log(f"amplifier: {settings.architecture}, {settings.loss} loss, {len(synthetic)} synthetic images")
-            size = synthetic[0]["image"].width
-
-            def make_model() -> Any:
-                return build_classifier(
-                    settings.architecture, dict(enumerate(self.class_names)), image_size=size, seed=settings.seed
-                )
-
-            def train(model: Any, images: Dataset) -> None:
-                training = TrainingConfig(
-                    epochs=settings.epochs,
-                    batch_size=settings.batch_size,
-                    learning_rate=settings.learning_rate,
-                    seed=settings.seed,
-                )
-                args = training.to_training_arguments(folder / "trainer", logging_strategy="no")
-                BiasAmplifierTrainer(
-                    model, args, images, loss=settings.loss, class_balanced=settings.class_balanced
-                ).train()
-
-            model, processor = make_model()
-            train(model, synthetic)
-            model.eval()
-            synthetic_accuracy = heldout_synthetic_accuracy(
-                synthetic, lambda: make_model()[0], train, seed=settings.seed
+            model, processor, synthetic_accuracy = train_bias_amplifier(
+                synthetic, self.class_names, settings, layout.amplifier / "trainer"
             )
-            signals = {split: bias_signals(model, self.data[split]) for split in ("train", "valid")}
-            flags = {split: pseudo_bias_labels(signals[split], settings.rule) for split in signals}
-            arrays = {f"{split}_{name}": value for split, block in signals.items() for name, value in block.items()}
-            arrays.update({f"{split}_pseudo_conflicting": flag for split, flag in flags.items()})
-            fidelity = generator_fidelity(synthetic_accuracy, signals["train"]["correct"], len(self.class_names))
+            signals = BiasSignals.score(model, self.data, settings.rule)
+            fidelity = generator_fidelity(synthetic_accuracy, signals.splits["train"]["correct"], len(self.class_names))
             self.log(
                 f"amplifier: {fidelity['synthetic_heldout_accuracy']:.1%} right on held-out synthetic images, "
                 f"{fidelity['real_train_accuracy']:.1%} on the real training set"
             )
             for warning in fidelity["warnings"]:
-                self.log(f"WARNING: {warning}; DDB's results below are not a debiasing result")
-            tmp = folder / ".signals.tmp.npz"
-            np.savez(tmp, **arrays)
-            os.replace(tmp, folder / "signals.npz")
-            detection = (
-                detection_report(signals["train"], flags["train"], self.data["train"], self.config.aligned_bias)
-                if "bias_label" in self.data["train"].column_names
-                else None
-            )
-            save_classifier(model, processor, folder / "model")
-            self._finish(
-                "amplifier",
-                folder,
-                key,
-                started,
-                detection=detection,
-                fidelity=fidelity,
-                num_synthetic=len(synthetic),
-            )
-        return folder / "model"
+                logger.warning(f"{warning}; DDB's results below are not a debiasing result")
+            signals.save(layout.signals)
+            train = self.data["train"]
+            detection = None
+            if "bias_label" in train.column_names:
+                detection = detection_report(
+                    signals.splits["train"], signals.flags["train"], train, self.config.aligned_bias
+                )
+            save_classifier(model, processor, layout.amplifier_model)
+            return {"detection": detection, "fidelity": fidelity, "num_synthetic": len(synthetic)}
 
-    def amplifier_signals(self) -> dict[str, np.ndarray]:
+        self._stage("amplifier", layout.amplifier, self.key("amplifier"), work)
+        return layout.amplifier_model
+
+    def amplifier_signals(self) -> BiasSignals:
         """The amplifier stage's signals on train/valid, read from disk once per `Run`."""
         return self._once("amplifier_signals", self._read_signals)
 
-    def _read_signals(self) -> dict[str, np.ndarray]:
+    def _read_signals(self) -> BiasSignals:
         self.amplifier()
-        with np.load(self.root / "amplifier" / "signals.npz") as arrays:
-            return {name: arrays[name] for name in arrays.files}
+        return BiasSignals.load(self.layout.signals)
 
     def debias(self, methods: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """Train every configured method (each cached on its own); returns their metrics."""
@@ -290,25 +273,27 @@ class Run:
         return self._once(f"method:{method}", lambda: self._train_method(method))
 
     def _train_method(self, method: str) -> dict[str, Any]:
+        if RECIPES[method].needs_amplifier or self.config.selection in PSEUDO_GROUP_SELECTIONS:
+            self.amplifier_signals()  # the upstream stages first, so the stage's time is the method's own
+        folder = self.layout.method(method)
+        self._stage(method, folder, self.method_key(method), lambda: self._fit_method(method))
+        return json.loads(self.layout.method_metrics(method).read_text())
+
+    def _fit_method(self, method: str) -> None:
         from transformers import AutoModelForImageClassification
 
         from .models import build_classifier, save_classifier
-        from .recipes import RECIPES, train_with_recipe
+        from .recipes import train_with_recipe
         from .training import evaluate_groups, predict_logits
 
-        folder, key = self.root / "methods" / method, self.key("debias", method)
-        if self._cached(method, folder, key):
-            return json.loads((folder / "metrics.json").read_text())
         options = dict(self.config.method_options.get(method, {}))
-        if method in DDB_METHODS:  # the upstream stages first, so the timing below is the method's own
+        if RECIPES[method].needs_amplifier:
             options["amplifier"] = AutoModelForImageClassification.from_pretrained(self.amplifier()).eval()
             options.setdefault("rule", self.config.amplifier.rule)
-            arrays = self.amplifier_signals()  # scored once by the amplifier stage
-            names = ("loss", "prob_true", "correct", "prediction")
-            options["signals"] = {split: {n: arrays[f"{split}_{n}"] for n in names} for split in ("train", "valid")}
+            options["signals"] = self.amplifier_signals().splits  # scored once by the amplifier stage
         valid_flags = None
-        if self.config.selection in PSEUDO_GROUP_SELECTIONS and method not in DDB_METHODS:
-            valid_flags = self.amplifier_signals()["valid_pseudo_conflicting"]
+        if self.config.selection in PSEUDO_GROUP_SELECTIONS and not RECIPES[method].needs_amplifier:
+            valid_flags = self.amplifier_signals().flags["valid"]
         started = time.time()
         recipe = RECIPES[method](**options)
         classifier, training = self.config.classifier, self.config.training
@@ -335,12 +320,12 @@ class Run:
             self.data,
             make_model,
             training,
-            str(folder / "trainer"),
+            str(self.layout.method(method) / "trainer"),
             selection=self.config.selection,
             valid_pseudo_flags=valid_flags,
             progress_bar=True,
         )
-        save_classifier(model, processors[-1], folder / "model")
+        save_classifier(model, processors[-1], self.layout.method_model(method))
         metrics: dict[str, Any] = {"method": method, "info": info}
         for split in ("valid", "test"):
             if "bias_label" in self.data[split].column_names:
@@ -349,14 +334,19 @@ class Run:
                 logits = predict_logits(model, self.data[split])
                 metrics[split] = {"accuracy": float((logits.argmax(1) == np.asarray(self.data[split]["label"])).mean())}
         metrics["seconds"] = round(time.time() - started, 1)
-        tmp = folder / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2))
-        os.replace(tmp, folder / "metrics.json")
-        self._finish(method, folder, key, started)
-        return metrics
+        atomic_write_text(self.layout.method_metrics(method), json.dumps(metrics, indent=2))
 
     def report(self) -> dict[str, Any]:
         """Every stage the config needs, then results.json/results.md, the plots and the model cards."""
-        from .report import write_report
+        from .metrics import is_conflicting
+        from .report import RunSummary, write_report
 
-        return write_report(self, self.debias())
+        summary = RunSummary(self.config, self.root, self.debias(), self.class_names)
+        if self.needs_amplifier:
+            self.amplifier()
+            summary.amplifier_train_losses = self.amplifier_signals().splits["train"]["loss"]
+            summary.synthetic = self.generation()
+        train = self.data["train"]
+        if "bias_label" in train.column_names:
+            summary.train_conflicting = is_conflicting(train["label"], train["bias_label"], self.config.aligned_bias)
+        return write_report(summary)

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic folder writes."""
+"""Small shared helpers: atomic file and folder writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_directory", "force_cpu_processes"]
+__all__ = ["atomic_directory", "atomic_file", "atomic_write_text", "force_cpu_processes"]
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path to write; on success it replaces ``path`` in one rename, so readers
+    see the previous version or the complete new one, never a half-written file. The temporary name keeps
+    the suffix (``np.savez`` and ``ModelCard.save`` go by it)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """``Path(path).write_text(text)``, atomically (see `atomic_file`)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 @contextmanager
