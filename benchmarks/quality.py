@@ -40,6 +40,7 @@ from hf_ddb.amplifier import (
 from hf_ddb.diffusion import DiffusionConfig, train_diffusion
 from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
 from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
+from hf_ddb.pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, train_with_recipe
 from hf_ddb.training import model_inputs, predict_logits
 
@@ -193,7 +194,12 @@ def main() -> None:
         needs_ba = any(m.startswith("ddb") for m in args.methods)
         if needs_ba:
             config = DiffusionConfig.from_preset("cpu", max_train_steps=args.diffusion_steps)
-            pipe = train_diffusion(small["train"], config, cell / "diffusion").pipeline
+            saved = cell / "diffusion" / "diffusion_config.json"
+            finished = (cell / "diffusion" / "pipeline").is_dir() and saved.is_file()
+            if finished and json.loads(saved.read_text())["max_train_steps"] == args.diffusion_steps:
+                pipe = BiasAlignedGenerationPipeline.from_pretrained(cell / "diffusion" / "pipeline")  # trained already
+            else:
+                pipe = train_diffusion(small["train"], config, cell / "diffusion").pipeline
             generation = GenerationConfig(
                 num_images_per_class=args.per_class,
                 guidance_scale=args.guidance,

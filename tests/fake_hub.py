@@ -1,7 +1,7 @@
 """A loopback stand-in for the Hub's upload API: records which files each commit sends to which repo.
 
-Answers the four routes `HfApi.create_repo` / `create_commit` use (create, preupload, validate-yaml,
-commit) and 404 for anything else, so an unexpected call fails the test.
+Answers the routes `HfApi.whoami` / `create_repo` / `create_commit` use (whoami, create, preupload,
+validate-yaml, commit) and 404 for anything else, so an unexpected call fails the test.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeHub:
-    def __init__(self) -> None:
+    def __init__(self, token: str = "hf_fake") -> None:
+        self.token = token  # the one token whoami accepts
         self.repos: dict[str, dict] = {}  # repo id -> {"private": bool}
         self.commits: list[dict] = []  # {"repo", "message", "files": {path: bytes}}
         hub = self
@@ -64,6 +65,10 @@ class FakeHub:
                 return self._reply(404, {"error": f"fake hub: no route POST {self.path}"})
 
             def do_GET(self) -> None:  # noqa: N802
+                if self.path == "/api/whoami-v2":  # the token check before any push
+                    if self.headers.get("Authorization") == f"Bearer {hub.token}":
+                        return self._reply(200, {"name": "me", "type": "user"})
+                    return self._reply(401, {"error": "Invalid credentials in Authorization header"})
                 return self._reply(404, {"error": f"fake hub: no route GET {self.path}"})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -27,7 +27,7 @@ def test_shipped_configs_are_valid():
         ({"epochz": 3}, "unknown key 'epochz'"),
         ({"training": {"epochz": 3}}, "unknown key 'training.epochz'"),
         ({"training": {"batch_size": "big"}}, "'training.batch_size' must be int"),
-        ({"training": {"learning_rate": -1.0}}, "must be > 0"),
+        ({"training": {"learning_rate": -1.0}}, "'training.learning_rate': learning_rate must be in"),
         ({"benchmark": {"name": "colored_mnist", "ratio": 0.1}}, "unknown key 'benchmark.ratio'"),
         ({"benchmark": {"name": "imagenet"}}, "'benchmark.name' is 'imagenet'"),
         ({"methods": ["magic"]}, "unknown method 'magic'"),
@@ -65,7 +65,7 @@ def test_diffusion_and_generation_sections_are_validated():
         parse_config({**TINY, "diffusion": {"preset": "tiny", "stepz": 3}})
     with pytest.raises(ConfigError, match="'diffusion.preset': unknown preset"):
         parse_config({**TINY, "diffusion": {"preset": "giant"}})
-    with pytest.raises(ConfigError, match="'generation': guidance_scale is the paper's w"):
+    with pytest.raises(ConfigError, match=r"'generation.guidance_scale': guidance_scale \(the paper's w\)"):
         parse_config({**TINY, "generation": {"guidance_scale": -1.0}})
     with pytest.raises(ConfigError, match="'generation.scheduler' must be str"):
         parse_config({**TINY, "generation": {"scheduler": 3}})

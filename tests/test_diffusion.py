@@ -46,8 +46,8 @@ def test_interrupted_training_resumes_with_identical_state(tiny_train, tmp_path,
 
     original = diffusion._save_checkpoint
 
-    def save_then_die(accelerator, folder, step, limit):
-        original(accelerator, folder, step, limit)
+    def save_then_die(accelerator, folder, step, limit, ema=None):
+        original(accelerator, folder, step, limit, ema)
         if step == 3:
             raise KeyboardInterrupt("simulated kill after checkpoint 3")
 
@@ -55,8 +55,15 @@ def test_interrupted_training_resumes_with_identical_state(tiny_train, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         train_diffusion(tiny_train, config, tmp_path / "resumed")
     monkeypatch.setattr(diffusion, "_save_checkpoint", original)
-    assert [p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()] == ["checkpoint-3"]
+    checkpoint = tmp_path / "resumed" / "checkpoints" / "checkpoint-3"
+    assert [p.name for p in checkpoint.parent.iterdir()] == ["checkpoint-3"]
     assert not (tmp_path / "resumed" / "pipeline").exists()
+    assert not list(checkpoint.glob("custom_checkpoint_*")) and (checkpoint / "ema.safetensors").is_file()
+    saved = (checkpoint / "ema.json").read_text()
+    (checkpoint / "ema.json").write_text(saved.replace('"decay": ', '"decay": "0.9", "x": ', 1))
+    with pytest.raises(ValueError, match="EMA state .* does not fit"):  # a tampered state is refused
+        train_diffusion(tiny_train, config, tmp_path / "resumed")
+    (checkpoint / "ema.json").write_text(saved)
 
     resumed = train_diffusion(tiny_train, config, tmp_path / "resumed")
     assert resumed.resumed_from == 3 and resumed.global_step == 6 and len(resumed.losses) == 3
@@ -135,7 +142,7 @@ def test_cfg_arithmetic_and_null_id_from_config(w):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"guidance_scale": -0.5}, "guidance_scale is the paper's w and must be >= 0"),
+        ({"guidance_scale": -0.5}, "guidance_scale is the paper's w and must be a finite number >= 0"),
         ({"class_labels": [3]}, r"unknown class id\(s\) \[3\]"),
         ({"class_labels": ["zebra"]}, "unknown class name"),
         ({"num_images_per_class": 0}, "num_images_per_class must be >= 1"),
@@ -185,7 +192,7 @@ def test_generation_resumes_without_duplicates(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in sorted((tmp_path / "a" / "shards").iterdir())[2:]} == kept
     assert [np.asarray(x).tobytes() for x in again["image"]] == [np.asarray(x).tobytes() for x in first["image"]]
     assert not [p for p in (tmp_path / "a").rglob(".*")]  # no temp files left
-    with pytest.raises(ValueError, match="num_images_per_class must be >= 1"):
+    with pytest.raises(ValueError, match=r"num_images_per_class must be an integer in \[1, inf\]"):
         generate_synthetic_dataset(pipe, tmp_path / "b", GenerationConfig(num_images_per_class=0))
     with pytest.raises(ValueError, match=r"unknown class id\(s\) \[7\]"):
         generate_synthetic_dataset(pipe, tmp_path / "b", config, class_labels=[7])

@@ -214,8 +214,8 @@ def test_artefacts_reload_into_their_pipelines(finished_run, small_cmnist):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"amplifier": {"loss": "mse"}}, "'amplifier.loss' is 'mse'"),
-        ({"amplifier": {"rule": "vibes"}}, "'amplifier.rule' is 'vibes'"),
+        ({"amplifier": {"loss": "mse"}}, "'amplifier.loss': loss must be one of"),
+        ({"amplifier": {"rule": "vibes"}}, "'amplifier.rule': rule must be one of"),
         ({"amplifier": {"epochz": 1}}, "unknown key 'amplifier.epochz'"),
         ({"selection": "test_accuracy"}, "'selection' is 'test_accuracy'"),
         ({"method_options": {"jtt": {"upweight": 5.0, "lambda": 1}}}, "unknown key 'method_options.jtt.lambda'"),
@@ -320,7 +320,7 @@ def test_pretrained_timm_classifier_gets_a_new_head(tmp_path):
 
 def test_push_before_the_run_fails_cleanly(tmp_path, capsys):
     path = _write(tmp_path, {**TINY_RUN, "output_dir": str(tmp_path / "nothing")})
-    assert main(["push", str(path)]) == 1
+    assert main(["push", str(path)]) == 2
     assert "no diffusion artefact" in capsys.readouterr().err
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
+from .checks import check_choice, check_integer, check_number
 from .data import dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
@@ -169,11 +170,11 @@ def at_model_size(model: PreTrainedModel, dataset: Dataset) -> Dataset:
     )
 
 
-def _rule_misclassified(signals: dict[str, np.ndarray], **_: Any) -> np.ndarray:
-    return ~signals["correct"]
+def _rule_misclassified(signals: dict[str, np.ndarray]) -> np.ndarray:
+    return ~np.asarray(signals["correct"], dtype=bool)
 
 
-def _rule_loss_mixture(signals: dict[str, np.ndarray], seed: int = 0, **_: Any) -> np.ndarray:
+def _rule_loss_mixture(signals: dict[str, np.ndarray], seed: int = 0) -> np.ndarray:
     """Two-component Gaussian mixture on log(loss); the component with the higher mean is 'conflicting'."""
     from sklearn.mixture import GaussianMixture
 
@@ -183,9 +184,10 @@ def _rule_loss_mixture(signals: dict[str, np.ndarray], seed: int = 0, **_: Any) 
     return mixture.predict_proba(x)[:, high] > 0.5
 
 
-def _rule_top_fraction(signals: dict[str, np.ndarray], fraction: float = 0.01, **_: Any) -> np.ndarray:
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+def _rule_top_fraction(signals: dict[str, np.ndarray], fraction: float = 0.01) -> np.ndarray:
+    check_number("fraction", fraction, low=0.0, high=1.0, low_open=True)
+    if fraction == 1.0:
+        raise ValueError("fraction must be below 1: flagging every sample is no pseudo label")
     count = max(1, int(round(fraction * len(signals["loss"]))))
     flags = np.zeros(len(signals["loss"]), dtype=bool)
     flags[np.argsort(-signals["loss"], kind="mergesort")[:count]] = True
@@ -203,11 +205,21 @@ def pseudo_bias_labels(signals: dict[str, np.ndarray], rule: str = "misclassifie
     """Boolean "bias-conflicting" flag per sample from BA signals; no bias labels involved.
 
     Rules: ``misclassified`` (default; flagged when the BA gets the sample wrong), ``loss_mixture`` (a
-    two-component Gaussian mixture on the log-losses picks the threshold), ``top_fraction`` (the
-    ``fraction`` of samples with the highest loss).
+    two-component Gaussian mixture on the log-losses picks the threshold; option ``seed``), ``top_fraction``
+    (the ``fraction`` of samples with the highest loss). An option the rule does not take, or a NaN or
+    infinite loss, is an error.
     """
     if rule not in PSEUDO_LABEL_RULES:
         raise ValueError(f"unknown pseudo-label rule {rule!r}; choose one of {sorted(PSEUDO_LABEL_RULES)}")
+    import inspect
+
+    known = set(inspect.signature(PSEUDO_LABEL_RULES[rule]).parameters) - {"signals"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"rule {rule!r} takes no option(s) {unknown}; its options: {sorted(known)}")
+    loss = np.asarray(signals["loss"], dtype=float)
+    if not np.isfinite(loss).all():
+        raise ValueError(f"signals['loss'] has {int((~np.isfinite(loss)).sum())} NaN or infinite values")
     return PSEUDO_LABEL_RULES[rule](signals, **options)
 
 
@@ -266,6 +278,14 @@ class AmplifierConfig:
     class_balanced: bool = True
     rule: str = "misclassified"  # pseudo-label rule, see PSEUDO_LABEL_RULES
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("loss", self.loss, ("ce", "gce"))
+        check_choice("rule", self.rule, PSEUDO_LABEL_RULES)
+        check_number("epochs", self.epochs, low=0.0, low_open=True)
+        check_integer("batch_size", self.batch_size, low=1)
+        check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
+        check_integer("seed", self.seed, low=0, high=2**32 - 1)
 
 
 def train_bias_amplifier(

@@ -20,12 +20,13 @@ from collections.abc import Sequence
 
 from datasets import DatasetDict
 
-from .config import ConfigError, RunConfig, load_config, load_run_dataset
+from .config import ConfigError, RunConfig, load_config
 from .report import format_results_table
 
 __all__ = ["main"]
 
 COMMANDS = {
+    "validate": "check the config, the data and the models it needs, without training anything",
     "run": "run the whole pipeline and print the results table",
     "train-diffusion": "train the class-conditional diffusion model (resumable, multi-process)",
     "generate": "generate the synthetic bias-aligned dataset (resumable, multi-process)",
@@ -54,8 +55,7 @@ def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: Data
 
         prefix = args.repo_prefix or config.hub.repo_prefix
         if not prefix:
-            print("hf-ddb: push needs --repo-prefix or 'hub.repo_prefix' in the config", file=sys.stderr)
-            return 2
+            raise ConfigError("push needs --repo-prefix or 'hub.repo_prefix' in the config")
         for repo, files in push_run(
             run.root, prefix, classifier=config.hub.classifier, private=config.hub.private
         ).items():
@@ -86,7 +86,27 @@ def _configure_logging(level: int) -> None:
     logger.setLevel(level)
 
 
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Errors a user can cause and fix (a bad config, data, path, token or network): one line, exit 2."""
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
+    from requests.exceptions import ConnectionError as NetworkError
+
+    from .data import DatasetValidationError
+
+    return (
+        ConfigError,
+        DatasetValidationError,
+        OSError,  # missing, unreadable or unwritable files and folders
+        HfHubHTTPError,
+        HFValidationError,
+        OfflineModeIsEnabled,
+        NetworkError,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``hf-ddb`` command; returns its exit status: 0 done, 2 a user error (one line on stderr, no
+    traceback unless ``--debug``), 1 an unexpected failure, 130 interrupted."""
     parser = argparse.ArgumentParser(
         prog="hf-ddb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -98,25 +118,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbosity = sub.add_mutually_exclusive_group()
         verbosity.add_argument("--verbose", "-v", action="store_true", help="log debug messages too")
         verbosity.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
+        sub.add_argument("--debug", action="store_true", help="show the full traceback of an error")
         if name == "push":
             sub.add_argument("--repo-prefix", help="e.g. you/colored-mnist-ddb (default: the config's hub.repo_prefix)")
     args = parser.parse_args(argv)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
-    data = None
     try:
         config = load_config(args.config)
         if args.output_dir:
             config.output_dir = args.output_dir
+        data = None
         if args.command != "push":
-            data = load_run_dataset(config)  # a missing column or split fails here, before any training
-    except ConfigError as err:
-        print(f"hf-ddb: invalid config {args.config}: {err}", file=sys.stderr)
-        return 2
-    try:
+            from .validation import validate_run
+
+            data = validate_run(config)  # every check before any stage: nothing is written if one fails
+        if args.command == "validate":
+            sizes = ", ".join(f"{split} {len(rows):,}" for split, rows in data.items())
+            print(f"{args.config}: valid ({config.benchmark_name}: {sizes}; methods {', '.join(config.methods)})")
+            return 0
         return _stage(config, args.command, args, data)
-    except FileNotFoundError as err:  # e.g. push before the run finished
-        print(f"hf-ddb: {err}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        print("hf-ddb: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        user_error = isinstance(err, _user_error_types())
+        where = f"{args.config}: " if isinstance(err, ConfigError) else ""
+        kind = "" if user_error else f"unexpected {type(err).__name__}: "
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"hf-ddb: error: {where}{kind}{first_line} (--debug shows the traceback)", file=sys.stderr)
+        return 2 if user_error else 1
 
 
 if __name__ == "__main__":

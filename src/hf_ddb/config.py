@@ -32,7 +32,6 @@ __all__ = [
     "parse_config",
 ]
 
-AMPLIFIER_LOSSES = ("ce", "gce")
 HUB_BENCHMARK_KEYS = {
     "name": str,
     "path": str,  # a Hub dataset id or a local folder
@@ -171,7 +170,11 @@ def _section(cls: type, values: Any, where: str) -> Any:
     for key, value in values.items():
         if not _matches(value, hints[key]):
             raise ConfigError(f"'{where}.{key}' must be {_type_name(hints[key])}, got {value!r}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as err:  # the section's own checks name the setting first
+        name = str(err).split(" ", 1)[0]
+        raise ConfigError(f"'{where}.{name}': {err}" if name in hints else f"'{where}': {err}") from err
 
 
 def parse_config(raw: dict[str, Any]) -> RunConfig:
@@ -207,22 +210,12 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
             raise ConfigError(f"'method_options.{method}' must be a mapping")
         _check_recipe_options(method, options)
     amplifier = _section(AmplifierConfig, raw.get("amplifier"), "amplifier")
-    if amplifier.loss not in AMPLIFIER_LOSSES:
-        raise ConfigError(f"'amplifier.loss' is {amplifier.loss!r}; choose one of {list(AMPLIFIER_LOSSES)}")
-    from .amplifier import PSEUDO_LABEL_RULES
-
-    if amplifier.rule not in PSEUDO_LABEL_RULES:
-        raise ConfigError(f"'amplifier.rule' is {amplifier.rule!r}; choose one of {sorted(PSEUDO_LABEL_RULES)}")
-    if amplifier.epochs <= 0 or amplifier.batch_size <= 0 or amplifier.learning_rate <= 0:
-        raise ConfigError("'amplifier.epochs', 'amplifier.batch_size' and 'amplifier.learning_rate' must be > 0")
     hub = _section(HubConfig, raw.get("hub"), "hub")
     if hub.classifier is None:
         hub.classifier = next((m for m in ("ddb_ii", "ddb_i") if m in methods), methods[0])
     elif hub.classifier not in methods:
         raise ConfigError(f"'hub.classifier' is {hub.classifier!r}, which is not in 'methods' {methods}")
     training = _section(TrainingConfig, raw.get("training"), "training")
-    if training.epochs <= 0 or training.batch_size <= 0 or training.learning_rate <= 0:
-        raise ConfigError("'training.epochs', 'training.batch_size' and 'training.learning_rate' must be > 0")
     diffusion_raw = raw.get("diffusion") or {}
     if not isinstance(diffusion_raw, dict):
         raise ConfigError("'diffusion' must be a mapping")
@@ -233,11 +226,6 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"'diffusion.preset': {err}") from err
     diffusion = _section(DiffusionConfig, {**diffusion.to_dict(), **diffusion_raw}, "diffusion")
     generation = _section(GenerationConfig, raw.get("generation"), "generation")
-    for name, section in (("diffusion", diffusion), ("generation", generation)):
-        try:
-            section.validate()
-        except ValueError as err:
-            raise ConfigError(f"'{name}': {err}") from err
     output_dir = raw.get("output_dir", "runs/default")
     if not isinstance(output_dir, str):
         raise ConfigError(f"'output_dir' must be a string, got {output_dir!r}")
@@ -315,18 +303,29 @@ def load_run_dataset(config: RunConfig) -> DatasetDict:
     if b.get("config_name"):
         kwargs["name"] = b["config_name"]
     try:
-        dataset = load_image_dataset(b["path"], **kwargs)
+        dataset = load_image_dataset(b["path"], uniform_size=not b.get("image_size"), **kwargs)
     except DatasetValidationError as err:
         message = str(err)
         for key in columns:
             if kwargs.get(key) and message.startswith(f"column {kwargs[key]!r}"):
                 raise ConfigError(f"'benchmark.{key}': {message}") from err
         raise ConfigError(f"'benchmark.path' {b['path']!r}: {message}") from err
+    except (OSError, ValueError) as err:  # not found, no network, not a dataset (raised by `datasets`)
+        raise ConfigError(f"'benchmark.path' {b['path']!r} cannot be loaded: {str(err).strip()}") from err
     missing = [split for split in ("train", "valid", "test") if split not in dataset]
     if missing:
         raise ConfigError(f"'benchmark.path' {b['path']!r} has no split(s) {missing}; found {sorted(dataset)}")
     if b.get("image_size"):
         dataset = _resized(dataset, b["image_size"])
+    aligned = b.get("aligned_bias")
+    if aligned is not None and "bias_label" in dataset["train"].column_names:
+        num_classes = dataset["train"].features["label"].num_classes
+        num_bias = dataset["train"].features["bias_label"].num_classes
+        if len(aligned) != num_classes or not all(isinstance(v, int) and 0 <= v < num_bias for v in aligned):
+            raise ConfigError(
+                f"'benchmark.aligned_bias' must give one bias class id (0..{num_bias - 1}) per class, "
+                f"{num_classes} in all; got {aligned}"
+            )
     return dataset
 
 
@@ -345,11 +344,55 @@ def _resized(dataset: DatasetDict, size: int) -> DatasetDict:
     return dataset.map(resize, batched=True, batch_size=256, desc=f"resizing to {size} px")
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a run config is a few hundred bytes; anything this large is not one
+MAX_YAML_ALIASES = 100  # YAML aliases can nest into exponentially large documents ("billion laughs")
+MAX_CONFIG_VALUES = 100_000  # values once aliases are expanded (a real config has under a hundred)
+
+
+def _too_large(value: Any, budget: int = MAX_CONFIG_VALUES) -> bool:
+    """Whether ``value`` holds more than ``budget`` values with aliases expanded; stops as soon as it does."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > budget:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` (no Python tags) that refuses documents with more than `MAX_YAML_ALIASES` aliases."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases_seen = getattr(self, "aliases_seen", 0) + 1
+            if self.aliases_seen > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases (*name); write the values out")
+        return super().compose_node(parent, index)
+
+
 def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read and validate a YAML run config."""
+    """Read and validate a YAML run config (safe, size- and alias-bounded YAML)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
-    with path.open() as handle:
-        raw = yaml.safe_load(handle)
-    return parse_config(raw or {})
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {str(path)!r} is over {MAX_CONFIG_BYTES:,} bytes; not a run config")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            raw = yaml.load(handle, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{line}: {problem}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from err
+    if _too_large(raw):
+        raise ConfigError(f"config file {str(path)!r} expands to over {MAX_CONFIG_VALUES:,} values (nested aliases?)")
+    return parse_config(raw if raw is not None else {})

@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import os
 import pickle
 from collections.abc import Callable, Mapping
@@ -38,6 +39,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Im
 from PIL import Image as PILImage
 
 from .utils import atomic_directory
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "BENCHMARKS",
@@ -676,27 +679,69 @@ def _open_any(path_or_name: str | os.PathLike | Dataset | DatasetDict, **load_kw
     return load_dataset(str(path_or_name), **load_kwargs)
 
 
-def _check_images(split: Dataset, column: str, split_name: str) -> None:
-    """Every image must open and all must share one PIL mode (header reads, no full decode)."""
-    raw = split.cast_column(column, Image(decode=False))
-    modes: dict[str, int] = {}
-    for row, item in enumerate(raw[column]):
-        if item is None:
-            raise DatasetValidationError(f"split {split_name!r}, row {row}: column {column!r} is empty")
-        try:
-            source = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
-            with PILImage.open(source) as image:
-                mode = image.mode
-        except Exception as err:
+GRAYSCALE_MODES = ("L", "1")
+
+
+def _check_images(dataset: DatasetDict, column: str, *, full_decode: bool, shown: str | None = None) -> dict[str, Any]:
+    """Opens every image of every split (``full_decode``: decodes its pixels too, so truncated bytes fail here
+    and not mid-run); returns its PIL mode per image and, per size, where it was first seen."""
+    from tqdm.auto import tqdm
+
+    shown = shown or column  # the user's name of the column, in messages
+    sizes: dict[tuple[int, int], tuple[str, int]] = {}
+    modes: set[str] = set()
+    for split_name, split in dataset.items():
+        if len(split) == 0:
+            raise DatasetValidationError(f"split {split_name!r} is empty")
+        raw = split.cast_column(column, Image(decode=False))
+        for row, item in enumerate(tqdm(raw[column], desc=f"checking {split_name} images", leave=False)):
+            if item is None:
+                raise DatasetValidationError(f"split {split_name!r}, row {row}: column {shown!r} is empty")
+            try:
+                source = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
+                with PILImage.open(source) as image:
+                    if full_decode:
+                        image.load()
+                    mode, size = image.mode, image.size
+            except Exception as err:
+                raise DatasetValidationError(
+                    f"split {split_name!r}, row {row}: image in column {shown!r} is unreadable ({err})"
+                ) from err
+            modes.add(mode)
+            sizes.setdefault(size, (split_name, row))
+    return {"modes": modes, "sizes": sizes}
+
+
+def _one_mode(dataset: DatasetDict, modes: set[str]) -> DatasetDict:
+    """Grayscale stays grayscale (``L``: one channel end to end); any other mix (RGBA, palette, CMYK, RGB with
+    grayscale) becomes RGB, as transformers' ``load_image`` does."""
+    if modes == {"L"} or modes == {"RGB"}:
+        return dataset
+    target = "L" if modes <= set(GRAYSCALE_MODES) else "RGB"
+    logger.info(f"converting images of modes {sorted(modes)} to {target}")
+    return dataset.map(
+        lambda batch: {"image": [image.convert(target) for image in batch["image"]]},
+        batched=True,
+        desc=f"converting images to {target}",
+    )
+
+
+def _check_labels(dataset: DatasetDict, column: str, what: str, require_all: bool) -> None:
+    """Every value a class id of the column's `ClassLabel` (no -1, none past the last class); with
+    ``require_all`` every class present in ``train``."""
+    names = dataset["train"].features[column].names
+    for split_name, split in dataset.items():
+        values = np.asarray(split[column])
+        bad = np.flatnonzero((values < 0) | (values >= len(names)))
+        if len(bad):
             raise DatasetValidationError(
-                f"split {split_name!r}, row {row}: image in column {column!r} is unreadable ({err})"
-            ) from err
-        modes.setdefault(mode, row)
-        if len(modes) > 1:
-            seen = ", ".join(f"{m!r} (first at row {r})" for m, r in modes.items())
+                f"split {split_name!r}, row {int(bad[0])}: {what} {int(values[bad[0]])} is outside 0..{len(names) - 1}"
+            )
+    if require_all:
+        missing = sorted(set(range(len(names))) - set(np.unique(dataset["train"][column]).tolist()))
+        if missing:
             raise DatasetValidationError(
-                f"split {split_name!r}: images in column {column!r} have mixed modes: {seen}; "
-                "convert them to one mode (e.g. RGB) first"
+                f"split 'train' has no sample of class(es) {[names[i] for i in missing]}; every class needs some"
             )
 
 
@@ -707,16 +752,30 @@ def load_image_dataset(
     label_column: str = "label",
     bias_column: str | None = None,
     check_images: bool = True,
+    full_decode: bool = True,
+    uniform_size: bool = True,
     **load_kwargs: Any,
 ) -> DatasetDict:
     """Load any image-classification dataset (Hub id, local folder or in-memory) in hf-ddb's shape.
 
     Columns are renamed to ``image``/``label``/``bias_label`` and split names ``validation``/``val``
     become ``valid``. Everything is validated before any long work: a missing column, non-integer
-    labels, fewer than two classes, and unreadable or mixed-mode images raise
-    `DatasetValidationError` naming the problem.
+    labels, a label outside the classes or a class absent from train, fewer than two classes, an empty
+    split, unreadable images (every image fully decoded unless ``full_decode=False``: headers only) and,
+    with ``uniform_size``, images of different sizes raise `DatasetValidationError` naming the split and
+    row. Grayscale images stay grayscale; RGBA, palette or mixed modes are converted to RGB.
     """
-    dataset = _open_any(path_or_name, **load_kwargs)
+    columns = [image_column, label_column] + ([bias_column] if bias_column is not None else [])
+    if len(set(columns)) < len(columns):
+        raise DatasetValidationError(
+            f"image_column, label_column and bias_column must be different columns, got {columns}"
+        )
+    try:
+        dataset = _open_any(path_or_name, **load_kwargs)
+    except (OSError, ValueError):  # not found, no network: the caller names its own key
+        raise
+    except Exception as err:  # `datasets` fails on some malformed folders with e.g. an IndexError
+        raise DatasetValidationError(f"{str(path_or_name)!r} cannot be loaded ({type(err).__name__}: {err})") from err
     dataset = DatasetDict({_SPLIT_ALIASES.get(k, k): v for k, v in dataset.items()})
     if "train" not in dataset:
         raise DatasetValidationError(f"no 'train' split; found splits {sorted(dataset)}")
@@ -746,8 +805,6 @@ def load_image_dataset(
                 f"column {image_column!r} in split {split_name!r} is {split.features[image_column]}, "
                 "not a datasets.Image feature"
             )
-        if check_images:
-            _check_images(split, image_column, split_name)
     train_labels = dataset["train"].features[label_column]
     num_classes = (
         train_labels.num_classes if isinstance(train_labels, ClassLabel) else len(set(dataset["train"][label_column]))
@@ -760,6 +817,16 @@ def load_image_dataset(
     dataset = DatasetDict({k: v.rename_columns(renames) if renames else v for k, v in dataset.items()})
     for column in ("label", "bias_label") if bias_column else ("label",):
         dataset = _as_class_label(dataset, column)
+        _check_labels(dataset, column, "label" if column == "label" else "bias label", require_all=column == "label")
+    if check_images:
+        found = _check_images(dataset, "image", full_decode=full_decode, shown=image_column)
+        if uniform_size and len(found["sizes"]) > 1:
+            (first, (s1, r1)), (other, (s2, r2)) = list(found["sizes"].items())[:2]
+            raise DatasetValidationError(
+                f"images differ in size: {first[0]}x{first[1]} (split {s1!r}, row {r1}) and {other[0]}x{other[1]} "
+                f"(split {s2!r}, row {r2}); set 'benchmark.image_size' to resize them all"
+            )
+        dataset = _one_mode(dataset, found["modes"])
     return dataset
 
 

@@ -39,6 +39,7 @@ from diffusers.utils import make_image_grid
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
+from .checks import check_choice, check_integer, check_number
 from .data import image_channels
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, force_cpu_processes
@@ -161,8 +162,37 @@ class DiffusionConfig:
             raise ValueError(f"unknown diffusion setting(s) {unknown}; known: {sorted(known)}")
         return cls(**{"preset": preset, **PRESETS[preset], **overrides})
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting."""
+        """Raise ``ValueError`` naming the first bad setting (the UNet is built on the meta device, which
+        checks block names and widths without allocating anything)."""
+        from diffusers.optimization import SchedulerType
+
+        check_choice("preset", self.preset, PRESETS)
+        for name in ("resolution", "layers_per_block", "norm_num_groups", "num_train_timesteps"):
+            check_integer(name, getattr(self, name), low=1)
+        for name in ("lr_warmup_steps", "sample_every", "seed"):
+            check_integer(name, getattr(self, name), low=0)
+        if self.checkpoints_total_limit is not None:
+            check_integer("checkpoints_total_limit", self.checkpoints_total_limit, low=1)
+        check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
+        check_number("dropout", self.dropout, low=0.0, high=1.0)
+        for name in ("adam_beta1", "adam_beta2", "ema_max_decay"):
+            check_number(name, getattr(self, name), low=0.0, high=1.0)
+        for name in ("adam_weight_decay", "max_grad_norm", "ema_power"):
+            check_number(name, getattr(self, name), low=0.0)
+        check_number("adam_epsilon", self.adam_epsilon, low=0.0, low_open=True)
+        check_number("beta_start", self.beta_start, low=0.0, high=1.0, low_open=True)
+        check_number("beta_end", self.beta_end, low=self.beta_start, high=1.0)
+        check_choice("lr_scheduler", self.lr_scheduler, [s.value for s in SchedulerType])
+        check_choice("mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
+        check_choice("beta_schedule", self.beta_schedule, ("linear", "scaled_linear", "squaredcos_cap_v2"))
+        if not self.block_out_channels or any(
+            isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.block_out_channels
+        ):
+            raise ValueError(f"block_out_channels must be positive integers, got {self.block_out_channels}")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ValueError(
                 f"norm_num_groups={self.norm_num_groups} must divide every block width {self.block_out_channels}"
@@ -179,8 +209,12 @@ class DiffusionConfig:
             "gradient_accumulation_steps",
             "checkpointing_steps",
         ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_integer(name, getattr(self, name), low=1)
+        try:
+            with torch.device("meta"):
+                build_unet(self, num_classes=2)
+        except (ValueError, TypeError, AttributeError) as err:  # e.g. an unknown down_block_types name
+            raise ValueError(f"the UNet cannot be built from these settings: {err}") from err
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -344,8 +378,7 @@ def train_diffusion(
             model_cls=UNet2DModel,
             model_config=accelerator.unwrap_model(unet).config,
         )
-        ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
+        ema.to(accelerator.device)  # checkpointed as safetensors + JSON beside Accelerate's state, never pickled
 
     checkpoint_dir = output_dir / "checkpoints"
     global_step, resumed_from = 0, None
@@ -353,6 +386,8 @@ def train_diffusion(
         _check_resumable(output_dir / "diffusion_config.json", config, names, num_channels)
         global_step, path = _checkpoints(checkpoint_dir)[-1]
         accelerator.load_state(str(path))
+        if ema is not None:
+            _load_ema(ema, path)
         resumed_from = global_step
         logger.info(f"resuming diffusion training from {path} (step {global_step})", main_process_only=True)
     if accelerator.is_main_process:
@@ -420,7 +455,7 @@ def train_diffusion(
         progress.update(1)
         progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr_schedule.get_last_lr()[0]:.2e}")
         if global_step % config.checkpointing_steps == 0 or global_step == config.max_train_steps:
-            _save_checkpoint(accelerator, checkpoint_dir, global_step, config.checkpoints_total_limit)
+            _save_checkpoint(accelerator, checkpoint_dir, global_step, config.checkpoints_total_limit, ema)
         if config.sample_every and global_step % config.sample_every == 0 and accelerator.is_main_process:
             pipe = _final_pipeline(accelerator, unet, ema, config, names, use_ema=False)
             _sample_grid(pipe, output_dir / "samples" / f"step-{global_step:06d}.png", config.seed)
@@ -474,7 +509,47 @@ def _check_resumable(saved_config: Path, config: DiffusionConfig, names: list[st
             )
 
 
-def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int, limit: int | None) -> None:
+EMA_TENSORS, EMA_SETTINGS = "ema.safetensors", "ema.json"
+
+
+def _save_ema(ema: EMAModel, folder: Path) -> None:
+    """The EMA weights as safetensors and its counters as JSON (Accelerate would pickle the object)."""
+    from safetensors.torch import save_file
+
+    state = ema.state_dict()
+    shadow = state.pop("shadow_params")
+    save_file({f"shadow.{i}": p.detach().contiguous().cpu() for i, p in enumerate(shadow)}, folder / EMA_TENSORS)
+    (folder / EMA_SETTINGS).write_text(json.dumps(state))
+
+
+def _load_ema(ema: EMAModel, folder: Path) -> None:
+    """Restores `_save_ema`'s files into ``ema``, refusing anything that does not fit the UNet."""
+    from safetensors.torch import load_file
+
+    if not (folder / EMA_TENSORS).is_file():
+        pickled = " (a pickled EMA state from hf-ddb < 0.4 is never loaded)" if any(folder.glob("*.pkl")) else ""
+        raise FileNotFoundError(
+            f"checkpoint {folder} has no {EMA_TENSORS}{pickled}; delete {folder.parent} to train from scratch"
+        )
+    tensors = load_file(folder / EMA_TENSORS)
+    state = json.loads((folder / EMA_SETTINGS).read_text())
+    shadow = [tensors.get(f"shadow.{i}") for i in range(len(ema.shadow_params))]
+    pairs = list(zip(shadow, ema.shadow_params, strict=True))
+    fits = len(tensors) == len(shadow) and all(
+        t is not None and t.shape == p.shape and bool(torch.isfinite(t).all()) for t, p in pairs
+    )
+    numbers = all(
+        isinstance(state.get(key), int | float) and not isinstance(state.get(key), bool)
+        for key in ("decay", "min_decay", "optimization_step", "update_after_step", "inv_gamma", "power")
+    )
+    if not (fits and numbers and isinstance(state.get("use_ema_warmup"), bool)):
+        raise ValueError(f"the EMA state in {folder} does not fit this UNet (or is corrupt); delete {folder.parent}")
+    ema.load_state_dict({**state, "shadow_params": [t.to(p.device) for t, p in pairs]})
+
+
+def _save_checkpoint(
+    accelerator: Accelerator, folder: Path, step: int, limit: int | None, ema: EMAModel | None = None
+) -> None:
     """``accelerator.save_state`` into a temporary folder, renamed when complete; keeps the newest ``limit``."""
     accelerator.wait_for_everyone()
     target = folder / f"checkpoint-{step}"
@@ -486,6 +561,8 @@ def _save_checkpoint(accelerator: Accelerator, folder: Path, step: int, limit: i
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if ema is not None:
+            _save_ema(ema, tmp)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
         if limit is not None:

@@ -27,9 +27,10 @@ from datasets import ClassLabel, Dataset, Features, Image
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from tqdm.auto import tqdm
 
+from .checks import check_integer, check_number
 from .data import origin_info
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
-from .utils import atomic_directory, force_cpu_processes
+from .utils import atomic_directory, atomic_write_text, force_cpu_processes
 
 __all__ = ["SCHEDULERS", "GenerationConfig", "generate_synthetic_dataset", "set_scheduler"]
 
@@ -51,17 +52,17 @@ class GenerationConfig:
     batch_size: int = 250
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self, num_classes: int | None = None) -> None:
-        if self.num_images_per_class < 1:
-            raise ValueError(f"num_images_per_class must be >= 1, got {self.num_images_per_class}")
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale is the paper's w and must be >= 0, got {self.guidance_scale}")
+        """Raise ``ValueError`` naming the first bad setting (NaN and infinities included)."""
+        for name in ("num_images_per_class", "num_inference_steps", "batch_size"):
+            check_integer(name, getattr(self, name), low=1)
+        check_integer("seed", self.seed, low=0)
+        check_number("guidance_scale (the paper's w)", self.guidance_scale, low=0.0)
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
-        if self.num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 def set_scheduler(pipeline: BiasAlignedGenerationPipeline, name: str) -> BiasAlignedGenerationPipeline:
@@ -83,6 +84,28 @@ def _png_bytes(image: Any) -> bytes:
     return buffer.getvalue()
 
 
+SETTINGS_FILE = "generation_settings.json"
+
+
+def _check_same_settings(output_dir: Path, settings: dict[str, Any]) -> None:
+    """A folder holding shards or a set made with other settings is never reused (nor silently mixed)."""
+    record = output_dir / SETTINGS_FILE
+    legacy = output_dir / "dataset" / "generation.json"  # sets made before the settings file existed
+    if record.is_file():
+        saved = json.loads(record.read_text())
+    elif legacy.is_file():
+        saved = {key: json.loads(legacy.read_text()).get(key) for key in settings if key != "class_names"}
+        settings = {key: value for key, value in settings.items() if key != "class_names"}
+    else:
+        return
+    changed = sorted(key for key in settings if saved.get(key) != settings[key])
+    if changed:
+        raise ValueError(
+            f"{output_dir} holds synthetic images generated with other settings ({', '.join(changed)} differ); "
+            "use another output folder or delete it"
+        )
+
+
 def generate_synthetic_dataset(
     pipeline: BiasAlignedGenerationPipeline,
     output_dir: str | os.PathLike,
@@ -101,9 +124,15 @@ def generate_synthetic_dataset(
     pipeline._resolve_labels(labels, None)  # unknown class ids fail before any work
     output_dir = Path(output_dir)
     final = output_dir / "dataset"
+    settings = {**asdict(config), "class_labels": labels, "class_names": names}
+    _check_same_settings(output_dir, settings)
     if (final / "dataset_info.json").is_file():
         return Dataset.load_from_disk(str(final))
     state = PartialState(cpu=force_cpu_processes())
+    if state.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(output_dir / SETTINGS_FILE, json.dumps(settings, indent=2))
+    state.wait_for_everyone()
     shard_dir = output_dir / "shards"
     shard_dir.mkdir(parents=True, exist_ok=True)
     per_shard = config.batch_size

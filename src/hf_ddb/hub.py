@@ -16,7 +16,15 @@ from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
-__all__ = ["CARD_KINDS", "load_artifact", "push_folder", "push_run", "render_model_card", "template_path"]
+__all__ = [
+    "CARD_KINDS",
+    "check_push_access",
+    "load_artifact",
+    "push_folder",
+    "push_run",
+    "render_model_card",
+    "template_path",
+]
 
 CARD_KINDS = {"diffusion": "diffusers", "amplifier": "transformers", "classifier": "transformers"}
 ARTIFACT_SUFFIXES = {"diffusion": "diffusion", "amplifier": "amplifier", "classifier": "classifier"}
@@ -135,15 +143,40 @@ def push_run(
     from .layout import RunLayout
 
     folders = RunLayout(Path(run_dir)).artefacts(classifier)
+    repos = {kind: f"{repo_prefix}-{ARTIFACT_SUFFIXES[kind]}" for kind in folders}
     for kind, folder in folders.items():
         if not folder.is_dir():
             raise FileNotFoundError(f"no {kind} artefact at {folder}; run `hf-ddb run` first")
-    return {
-        f"{repo_prefix}-{ARTIFACT_SUFFIXES[kind]}": push_folder(
-            folder, f"{repo_prefix}-{ARTIFACT_SUFFIXES[kind]}", api=api, private=private
-        )
-        for kind, folder in folders.items()
-    }
+    api = api or HfApi()
+    check_push_access(list(repos.values()), api)  # before the first upload: all three go, or none
+    return {repos[kind]: push_folder(folder, repos[kind], api=api, private=private) for kind, folder in folders.items()}
+
+
+def check_push_access(repo_ids: Sequence[str], api: HfApi) -> str:
+    """Checks, before any upload, that each repo id is valid, that the Hub is reachable (not offline mode)
+    and that the token is accepted (``whoami``); returns the user name. Each failure is one clear error."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    for repo_id in repo_ids:
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError as err:
+            raise HFValidationError(f"invalid Hub repo id {repo_id!r} (from the repo prefix): {err}") from err
+        if "/" not in repo_id:
+            raise HFValidationError(f"repo id {repo_id!r} needs a namespace: '<user or org>/<name>'")
+    if constants.HF_HUB_OFFLINE:
+        raise ConnectionError("the Hub is in offline mode (HF_HUB_OFFLINE=1): pushing needs the network")
+    try:
+        return api.whoami()["name"]
+    except HfHubHTTPError as err:
+        status = getattr(err.response, "status_code", None)
+        if status == 401:
+            raise PermissionError("the Hub token was refused: log in with `hf auth login` or set HF_TOKEN") from err
+        raise
+    except OSError as err:  # no token at all (LocalTokenNotFoundError), or no network
+        raise PermissionError(f"cannot authenticate with the Hub ({err}); log in with `hf auth login`") from err
 
 
 def load_artifact(kind: str, repo_id_or_path: str | os.PathLike, **kwargs: Any) -> Any:

@@ -18,13 +18,40 @@ import numpy as np
 __all__ = ["detection_metrics", "evaluate_module_path", "group_metrics", "is_conflicting"]
 
 
+def class_ids(name: str, values: Any) -> np.ndarray:
+    """``values`` as int64 class ids: integers (or integral floats such as 3.0) >= 0; 1.7, -1, NaN or text
+    are errors, never truncated or turned into a group of their own."""
+    array = np.asarray(values)
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"{name} must be integer class ids, got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.floating):
+        bad = ~np.isfinite(array) | (array != np.round(array))
+        if bad.any():
+            raise ValueError(f"{name} must be integer class ids; row {int(np.flatnonzero(bad)[0])} is {array[bad][0]}")
+    if array.size and array.min() < 0:
+        raise ValueError(f"{name} must be class ids >= 0; row {int(np.argmin(array))} is {array.min()}")
+    return array.astype(np.int64)
+
+
+def _flags(name: str, values: Any) -> np.ndarray:
+    """A boolean mask from booleans or 0/1 integers; anything else (e.g. "no"/"yes" strings) is an error."""
+    array = np.asarray(values)
+    if array.dtype == bool:
+        return array
+    if np.issubdtype(array.dtype, np.integer) and np.isin(array, (0, 1)).all():
+        return array.astype(bool)
+    raise ValueError(f"{name} must be booleans (or 0/1), got dtype {array.dtype}")
+
+
 def _as_predictions(predictions: Any) -> np.ndarray:
     array = np.asarray(predictions)
     if array.ndim == 2:  # logits or probabilities
+        if not np.isfinite(array).all():
+            raise ValueError(f"predictions have {int((~np.isfinite(array)).sum())} NaN or infinite logits")
         return array.argmax(axis=1)
     if array.ndim != 1:
         raise ValueError(f"predictions must be 1-D class ids or 2-D logits, got shape {array.shape}")
-    return array.astype(np.int64)
+    return class_ids("predictions", array)
 
 
 def is_conflicting(
@@ -36,11 +63,12 @@ def is_conflicting(
 
     ``aligned_bias[c]`` is the bias attribute class ``c`` is aligned with; default: ``c`` itself.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    bias_labels = np.asarray(bias_labels, dtype=np.int64)
+    labels, bias_labels = class_ids("labels", labels), class_ids("bias_labels", bias_labels)
     if labels.shape != bias_labels.shape:
         raise ValueError(f"labels {labels.shape} and bias_labels {bias_labels.shape} differ in shape")
-    aligned = labels if aligned_bias is None else np.asarray(aligned_bias, dtype=np.int64)[labels]
+    if aligned_bias is not None and labels.size and labels.max() >= len(aligned_bias):
+        raise ValueError(f"aligned_bias has {len(aligned_bias)} entries but a label is {labels.max()}")
+    aligned = labels if aligned_bias is None else class_ids("aligned_bias", aligned_bias)[labels]
     return bias_labels != aligned
 
 
@@ -61,8 +89,7 @@ def group_metrics(
     is their minimum. Accuracies of an empty subset are ``None``.
     """
     preds = _as_predictions(predictions)
-    labels = np.asarray(labels, dtype=np.int64)
-    bias_labels = np.asarray(bias_labels, dtype=np.int64)
+    labels, bias_labels = class_ids("labels", labels), class_ids("bias_labels", bias_labels)
     if not preds.shape == labels.shape == bias_labels.shape:
         raise ValueError(
             f"predictions {preds.shape}, labels {labels.shape} and bias_labels {bias_labels.shape} "
@@ -102,7 +129,7 @@ def detection_metrics(
     from sklearn.metrics import average_precision_score, precision_recall_fscore_support, roc_auc_score
 
     scores = np.asarray(scores, dtype=np.float64)
-    positives = np.asarray(is_conflicting, dtype=bool)
+    positives = _flags("is_conflicting", is_conflicting)
     if scores.shape != positives.shape or scores.ndim != 1:
         raise ValueError(f"scores {scores.shape} and is_conflicting {positives.shape} must be equal 1-D shapes")
     if not np.isfinite(scores).all():
@@ -117,7 +144,7 @@ def detection_metrics(
         "precision_at_k": float(positives[top_k].mean()) if k else None,
     }
     if flagged is not None:
-        flags = np.asarray(flagged, dtype=bool)
+        flags = _flags("flagged", flagged)
         if flags.shape != positives.shape:
             raise ValueError(f"flagged {flags.shape} must have the shape of is_conflicting {positives.shape}")
         precision, recall, f1, _ = precision_recall_fscore_support(

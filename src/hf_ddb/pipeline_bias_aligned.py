@@ -14,6 +14,7 @@ is read from the UNet config: the last class embedding, ``num_class_embeds - 1``
 from __future__ import annotations
 
 import inspect
+import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,9 +128,9 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
             eta: DDIM's eta, passed only to schedulers whose ``step`` takes it.
             output_type: ``"pil"``, ``"np"`` (NHWC float in [0, 1]) or ``"pt"`` (NCHW float in [0, 1]).
         """
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale is the paper's w and must be >= 0, got {guidance_scale}")
-        if num_inference_steps < 1:
+        if not (isinstance(guidance_scale, int | float) and math.isfinite(guidance_scale) and guidance_scale >= 0):
+            raise ValueError(f"guidance_scale is the paper's w and must be a finite number >= 0, got {guidance_scale}")
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")

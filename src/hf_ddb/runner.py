@@ -30,7 +30,7 @@ from .amplifier import BiasSignals
 from .config import RunConfig
 from .layout import RunLayout
 from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES
-from .utils import atomic_write_text
+from .utils import atomic_write_text, remove_leftovers
 
 __all__ = ["STAGES", "STAGE_ORDER", "Run", "Stage", "stage_key"]
 
@@ -105,6 +105,9 @@ class Run:
         return self._check_cache(name, folder, key)
 
     def _check_cache(self, name: str, folder: Path, key: str) -> bool:
+        if folder.is_dir() and int(os.environ.get("RANK", "0")) == 0:  # the others wait (main_process_first)
+            for path in remove_leftovers(folder):
+                self.log(f"{name}: removed {path.name}, left by an interrupted write")
         marker = self._marker(folder)
         if marker is not None and marker.get("key") == key:
             self.log(f"{name}: cache hit ({folder}, key {key})")

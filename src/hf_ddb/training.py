@@ -18,6 +18,7 @@ import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
+from .checks import check_choice, check_integer, check_number
 from .metrics import group_metrics
 from .models import image_normalization
 
@@ -139,6 +140,18 @@ class TrainingConfig:
     lr_scheduler: str = "constant"
     max_grad_norm: float = 0.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Every value checked here, so a bad one fails before any training (``epochs=-1`` is no no-op)."""
+        from transformers import SchedulerType
+
+        check_number("epochs", self.epochs, low=0.0, low_open=True)
+        check_integer("batch_size", self.batch_size, low=1)
+        check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
+        check_number("weight_decay", self.weight_decay, low=0.0)
+        check_number("max_grad_norm", self.max_grad_norm, low=0.0)
+        check_integer("seed", self.seed, low=0, high=2**32 - 1)
+        check_choice("lr_scheduler", self.lr_scheduler, [s.value for s in SchedulerType])
 
     def to_training_arguments(self, output_dir: str | os.PathLike, **overrides: Any) -> TrainingArguments:
         """`TrainingArguments` for these settings; ``overrides`` pass straight to transformers."""

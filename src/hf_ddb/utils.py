@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_file", "atomic_write_text", "force_cpu_processes"]
+__all__ = ["atomic_directory", "atomic_file", "atomic_write_text", "force_cpu_processes", "remove_leftovers"]
 
 
 @contextmanager
@@ -67,3 +67,24 @@ def force_cpu_processes() -> bool:
     import torch
 
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def _is_leftover(name: str) -> bool:
+    """Names hf-ddb's atomic writes use while writing: hidden, with ``.tmp`` or ``.old-`` in them."""
+    return name.startswith(".") and (".tmp" in name or ".old-" in name)
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
+    """Deletes what interrupted atomic writes left under ``folder`` (temporary files and folders); returns them.
+
+    Call it only where no other process is writing (the runner does, on the main process, before a stage)."""
+    removed = []
+    for root, dirs, files in os.walk(folder):
+        for name in [d for d in dirs if _is_leftover(d)]:
+            shutil.rmtree(Path(root) / name, ignore_errors=True)
+            removed.append(Path(root) / name)
+            dirs.remove(name)
+        for name in filter(_is_leftover, files):
+            (Path(root) / name).unlink(missing_ok=True)
+            removed.append(Path(root) / name)
+    return removed

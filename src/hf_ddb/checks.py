@@ -1,0 +1,36 @@
+"""Value checks shared by the config dataclasses: each raises `ValueError` naming the setting, so a bad value
+fails when the object is built (before any work), never silently coerced. NaN and infinities are refused."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Any
+
+__all__ = ["check_choice", "check_integer", "check_number"]
+
+
+def check_number(
+    name: str, value: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> None:
+    """A finite real number (not a bool) in [low, high] (``(low, high]`` with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or (high is not None and value > high):
+        left = "(" if low_open else "["
+        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
+
+
+def check_integer(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> None:
+    """An integer (not a bool, not a float such as 1.7) in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer in [{low}, {'inf' if high is None else high}], got {value!r}")
+
+
+def check_choice(name: str, value: Any, choices: Collection[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices, key=str)}, got {value!r}")
