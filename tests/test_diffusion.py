@@ -198,6 +198,7 @@ def test_generation_resumes_without_duplicates(tmp_path):
         generate_synthetic_dataset(pipe, tmp_path / "b", config, class_labels=[7])
 
 
+@pytest.mark.slow  # several processes; CI runs it (no -m filter)
 def test_sharded_generation_over_two_processes(tmp_path):
     script = os.path.join(os.path.dirname(__file__), "scripts", "generate_two_processes.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -26,7 +26,7 @@ from .checks import check_choice, check_integer, check_number
 from .data import dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
-from .training import model_inputs, predict_logits
+from .training import log_instead_of_print, model_inputs, predict_logits
 from .utils import atomic_file
 
 __all__ = [
@@ -89,6 +89,7 @@ class ClassifierLossTrainer(Trainer):
         self._labels = np.asarray(train_dataset["label"])
         tensors, collate = model_inputs(model, train_dataset)
         super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
+        log_instead_of_print(self)
 
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
         if not self.class_balanced:

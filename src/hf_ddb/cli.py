@@ -110,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="hf-ddb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"hf-ddb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in COMMANDS.items():
         sub = commands.add_parser(name, help=text)
@@ -119,12 +122,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbosity.add_argument("--verbose", "-v", action="store_true", help="log debug messages too")
         verbosity.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
         sub.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config key, e.g. --set training.epochs=2 (VALUE is YAML; validated like the file)",
+        )
         if name == "push":
             sub.add_argument("--repo-prefix", help="e.g. you/colored-mnist-ddb (default: the config's hub.repo_prefix)")
     args = parser.parse_args(argv)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, overrides=args.set)
         if args.output_dir:
             config.output_dir = args.output_dir
         data = None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import collections.abc
+import copy
 import dataclasses
 import math
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,8 +378,30 @@ class _BoundedLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
-    """Read and validate a YAML run config (safe, size- and alias-bounded YAML)."""
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``raw`` with each ``"a.b.c=value"`` set (the value read as YAML, so ``2``, ``0.5``, ``[erm, lff]`` and
+    ``null`` mean what they do in the file); the result is validated like the file itself."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=2")
+        try:
+            value = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader subclass)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from err
+        *parents, leaf = key.strip().split(".")
+        node = raw
+        for index, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{'.'.join(parents[: index + 1])}' is not a mapping")
+        node[leaf] = value
+    return raw
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read and validate a YAML run config (safe, size- and alias-bounded YAML), with ``--set`` overrides."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
@@ -395,4 +419,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from err
     if _too_large(raw):
         raise ConfigError(f"config file {str(path)!r} expands to over {MAX_CONFIG_VALUES:,} values (nested aliases?)")
-    return parse_config(raw if raw is not None else {})
+    raw = raw if raw is not None else {}
+    if overrides:
+        if not isinstance(raw, dict):
+            raise ConfigError("a config must be a mapping of keys to values")
+        raw = apply_overrides(raw, overrides)
+    return parse_config(raw)

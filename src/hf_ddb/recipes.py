@@ -56,7 +56,14 @@ from .objectives import (
     RelativeDifficultyObjective,
     check_unit_interval,
 )
-from .training import ImageTensorDataset, TrainingConfig, model_inputs, predict_logits, train_erm
+from .training import (
+    ImageTensorDataset,
+    TrainingConfig,
+    log_instead_of_print,
+    model_inputs,
+    predict_logits,
+    train_erm,
+)
 
 __all__ = [
     "DDB_II_WEIGHTINGS",
@@ -169,6 +176,7 @@ class DebiasTrainer(Trainer):
         )
         self.objective = objective
         objective.bind(tensors.columns["labels"], args.device)
+        log_instead_of_print(self)
 
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed

@@ -7,6 +7,7 @@ model trained here behaves the same inside ``pipeline("image-classification")``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -16,11 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 
 from .checks import check_choice, check_integer, check_number
 from .metrics import group_metrics
 from .models import image_normalization
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ImageBatchCollator",
@@ -181,13 +185,31 @@ class TrainingConfig:
         return asdict(self)
 
 
+class LogCallback(TrainerCallback):
+    """Sends the Trainer's logged metrics to the ``hf_ddb`` logger (debug level) instead of ``print``: with
+    ``disable_tqdm`` transformers adds a `PrinterCallback` that prints every log, e.g. the final
+    ``train_runtime`` of each inner training (JTT's identification model, BiasEnsemble's committee)."""
+
+    def on_log(self, args: TrainingArguments, state: Any, control: Any, logs: dict | None = None, **kwargs: Any):
+        if state.is_local_process_zero and logs:
+            logger.debug("step %d: %s", state.global_step, logs)
+
+
+def log_instead_of_print(trainer: Trainer) -> Trainer:
+    """Replaces ``trainer``'s `PrinterCallback` (if any) by `LogCallback`; returns the trainer."""
+    if any(isinstance(callback, PrinterCallback) for callback in trainer.callback_handler.callbacks):
+        trainer.remove_callback(PrinterCallback)
+        trainer.add_callback(LogCallback())
+    return trainer
+
+
 def train_erm(
     model: PreTrainedModel, train: Dataset, args: TrainingArguments, *, callbacks: Sequence[Any] = ()
 ) -> Trainer:
     """Empirical risk minimisation: plain cross-entropy on ``train`` with `transformers.Trainer`."""
     tensors, collate = model_inputs(model, train)
     trainer = Trainer(model=model, args=args, train_dataset=tensors, data_collator=collate, callbacks=list(callbacks))
-    trainer.train()
+    log_instead_of_print(trainer).train()
     return trainer
 
 
