@@ -19,14 +19,13 @@ Every row is cached under ``--workdir``. Prints tables and writes ``--output``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Dataset
+from results_io import cached, write_results
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
 from hf_ddb.amplifier import (
@@ -54,15 +53,6 @@ def train_amplifier(synthetic: Dataset, names: dict, variant: str, seed: int, wo
     settings = AmplifierConfig(architecture=arch, loss=loss, epochs=10.0, seed=seed)
     class_names = [names[i] for i in range(len(names))]
     return train_bias_amplifier(synthetic, class_names, settings, workdir / "ba", fidelity=False, progress_bar=False)[0]
-
-
-def cached(path: Path, compute):
-    if path.is_file():
-        return json.loads(path.read_text())
-    value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value))
-    return value
 
 
 def main() -> None:
@@ -171,10 +161,8 @@ def main() -> None:
             unbiased = mean_std([r["test"]["unbiased_accuracy"] for r in results], 100, 1)
             worst = mean_std([r["test"]["worst_group_accuracy"] for r in results], 100, 1)
             print(f"| {method} | {rule} | {variant} | {unbiased} | {worst} |")
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    info = {
-        "command": "python benchmarks/amplifier_ablation.py "
+    command = (
+        "python benchmarks/amplifier_ablation.py "
         + " ".join(f"--synthetic {k}={v}" for k, v in sources.items())
         + f" --counts {' '.join(map(str, args.counts))} --variants {' '.join(args.variants)}"
         + f" --seeds {' '.join(map(str, args.seeds))} --threads {args.threads} --workdir {args.workdir}"
@@ -183,14 +171,11 @@ def main() -> None:
             f" --debias --debias-seeds {' '.join(map(str, args.debias_seeds))} --rules {' '.join(args.rules)}"
             if args.debias
             else ""
-        ),
-        "machine": f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}",
-        "wall_seconds": round(time.time() - start, 1),
-        "detection": detection,
-        "debias": debias,
-    }
-    output.write_text(json.dumps(info, indent=2))
-    print(f"\nwrote {output} ({info['wall_seconds']} s)")
+        )
+    )
+    write_results(
+        args.output, "amplifier_ablation.py", args, start, command=command, detection=detection, debias=debias
+    )
 
 
 if __name__ == "__main__":

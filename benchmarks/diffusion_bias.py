@@ -10,7 +10,7 @@ On ``colored_mnist`` (1 % conflicting, full MNIST, 16 px) with the ``cpu`` prese
    interleaved rounds, ratio; both timings include getting the batch);
 3. training throughput of the full run (resumable: a re-run reuses ``runs/bench_diffusion``);
 4. per sampler (DDPM-1000, DDIM-50, DPM-Solver++-20) and guidance w: sampling img/s and the fraction of
-   generated images whose digit has its class's bias colour, read by `hf_ddb.data.ColorOracle` (trained on
+   generated images whose digit has its class's bias colour, read by `color_oracle.ColorOracle` (trained on
    real digits with colours independent of the digit; its accuracy on the real test images is printed).
    The real training set is 99 % aligned; the goal is >= 95 % at w = 1.
 Prints markdown tables and writes ``benchmarks/results/diffusion_bias.json`` and a sample grid PNG.
@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from color_oracle import ColorOracle
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 from diffusers.utils import make_image_grid
 from PIL import Image as PILImage
+from results_io import machine
 
-from hf_ddb.data import ColorOracle, load_benchmark
+from hf_ddb.data import load_benchmark
 from hf_ddb.diffusion import DiffusionConfig, build_unet, train_diffusion
 from hf_ddb.generation import set_scheduler
 from hf_ddb.pipeline_bias_aligned import BiasAlignedGenerationPipeline
@@ -145,7 +146,7 @@ def main() -> None:
     report: dict = {
         "command": "python benchmarks/diffusion_bias.py "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if not isinstance(v, (bool, list))),
-        "machine": f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}",
+        "machine": machine(args.threads),
     }
     data = load_benchmark("colored_mnist", conflict_ratio=0.01, image_size=16)
     train = data["train"]

@@ -11,13 +11,12 @@ Colored MNIST: LfF's MLP, Adam 1e-3, batch 256, 10 epochs, last epoch, unbiased 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from results_io import write_results
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark, train_erm
 
@@ -87,20 +86,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     header = "| benchmark | bias | model | " + " | ".join(f"{m} % (test)" for m in METRICS) + " | train s/run |"
     print("\n" + header + "\n" + "|---" * (len(METRICS) + 4) + "|\n" + "\n".join(rows))
-    info = {
-        "command": "python benchmarks/erm_baselines.py "
-        + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items()
-        ),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "wall_seconds": round(time.time() - start, 1),
-        "seeds": args.seeds,
-        "results": raw,
-    }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(info, indent=2))
-    print(f"\nwrote {args.output} ({info['wall_seconds']} s)")
+    write_results(args.output, "erm_baselines.py", args, start, seeds=args.seeds, results=raw)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,14 @@ Uses the synthetic set cached by ``benchmarks/quality.py`` under ``--workdir``. 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import Dataset
+from results_io import write_results
 from transformers import PreTrainedModel, TrainerCallback, TrainingArguments
 
 from hf_ddb import TrainingConfig, build_classifier, load_benchmark
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default="runs/quality")
     args = parser.parse_args()
+    start = time.time()
     torch.set_num_threads(args.threads)
     synthetic_dir = Path(args.workdir) / f"colored_mnist-{args.ratio:g}" / "synthetic" / "dataset"
     if not synthetic_dir.is_dir():
@@ -104,12 +105,9 @@ def main() -> None:
                 f"| {name} | {row['epoch']} | {row['auroc']:.3f} | {row['precision_at_k']:.3f} | "
                 f"{100 * row['ba_accuracy_aligned']:.1f} | {100 * row['ba_accuracy_conflicting']:.1f} |"
             )
-    output = Path(f"benchmarks/results/memorisation_{args.ratio:g}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/memorisation.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items())
-    info = {"command": command, "machine": f"{platform.machine()}, {args.threads} threads", "results": results}
-    output.write_text(json.dumps(info, indent=2))
-    print(f"\nwrote {output}")
+    write_results(
+        f"benchmarks/results/memorisation_{args.ratio:g}.json", "memorisation.py", args, start, results=results
+    )
 
 
 if __name__ == "__main__":

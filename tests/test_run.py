@@ -205,6 +205,8 @@ def test_artefacts_reload_into_their_pipelines(finished_run, small_cmnist):
         scorer({"image": image, "label": "cat"})
     with pytest.raises(ValueError, match="needs \\{'image'"):
         scorer(image)
+    with pytest.raises(TypeError, match="takes no argument"):  # not silently dropped
+        scorer({"image": image, "label": label}, top_k=3)
     generator = load_artifact("diffusion", run_dir / "diffusion" / "pipeline")
     images = generator(class_labels=["3"], num_inference_steps=2, guidance_scale=1.0).images
     assert images[0].size == (8, 8)
@@ -271,7 +273,7 @@ def test_hub_benchmark_configs_are_valid():
 
 def test_hub_style_dataset_with_bool_columns_is_resized_and_encoded(tmp_path, small_cmnist):
     """CelebA-like data: boolean label/bias columns become classes; benchmark.image_size resizes."""
-    from hf_ddb.config import load_run_dataset
+    from hf_ddb.validation import load_run_dataset
 
     def to_bool(split):
         split = split.filter(lambda row: row["label"] < 2)

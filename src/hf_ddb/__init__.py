@@ -14,7 +14,7 @@ from .recipes import RECIPES, DDBEndToEnd, DDBTwoStep, DebiasTrainer, train_with
 from .runner import Run
 from .training import TrainingConfig, evaluate_groups, predict_logits, train_erm
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "RECIPES",

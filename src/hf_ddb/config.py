@@ -1,4 +1,5 @@
-"""Declarative run configs (YAML files in ``pipelines/``), validated before any work starts."""
+"""Declarative run configs (YAML files in ``pipelines/``): parsed and checked key by key (`parse_config`);
+the data they name is loaded and checked by `hf_ddb.validation`."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from datasets import DatasetDict
 
 from .amplifier import AmplifierConfig
 from .data import BENCHMARK_OPTIONS
@@ -30,7 +30,6 @@ __all__ = [
     "HubConfig",
     "RunConfig",
     "load_config",
-    "load_run_dataset",
     "parse_config",
 ]
 
@@ -289,61 +288,6 @@ def _check_recipe_options(method: str, options: dict[str, Any]) -> None:
         RECIPES[method](**options)  # the recipe checks its own values (e.g. DDB-II's weight_floor range)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"'method_options.{method}': {err}") from err
-
-
-def load_run_dataset(config: RunConfig) -> DatasetDict:
-    """The config's dataset with ``train``/``valid``/``test``; a missing column fails naming the config key."""
-    from .data import DatasetValidationError, load_benchmark, load_image_dataset
-
-    if config.benchmark_name != "hub":
-        return load_benchmark(config.benchmark_name, **config.benchmark_options)
-    b = config.benchmark
-    columns = {"image_column": "image", "label_column": "label", "bias_column": None}
-    kwargs = {key: b.get(key, default) for key, default in columns.items()}
-    if b.get("revision"):
-        kwargs["revision"] = b["revision"]
-    if b.get("config_name"):
-        kwargs["name"] = b["config_name"]
-    try:
-        dataset = load_image_dataset(b["path"], uniform_size=not b.get("image_size"), **kwargs)
-    except DatasetValidationError as err:
-        message = str(err)
-        for key in columns:
-            if kwargs.get(key) and message.startswith(f"column {kwargs[key]!r}"):
-                raise ConfigError(f"'benchmark.{key}': {message}") from err
-        raise ConfigError(f"'benchmark.path' {b['path']!r}: {message}") from err
-    except (OSError, ValueError) as err:  # not found, no network, not a dataset (raised by `datasets`)
-        raise ConfigError(f"'benchmark.path' {b['path']!r} cannot be loaded: {str(err).strip()}") from err
-    missing = [split for split in ("train", "valid", "test") if split not in dataset]
-    if missing:
-        raise ConfigError(f"'benchmark.path' {b['path']!r} has no split(s) {missing}; found {sorted(dataset)}")
-    if b.get("image_size"):
-        dataset = _resized(dataset, b["image_size"])
-    aligned = b.get("aligned_bias")
-    if aligned is not None and "bias_label" in dataset["train"].column_names:
-        num_classes = dataset["train"].features["label"].num_classes
-        num_bias = dataset["train"].features["bias_label"].num_classes
-        if len(aligned) != num_classes or not all(isinstance(v, int) and 0 <= v < num_bias for v in aligned):
-            raise ConfigError(
-                f"'benchmark.aligned_bias' must give one bias class id (0..{num_bias - 1}) per class, "
-                f"{num_classes} in all; got {aligned}"
-            )
-    return dataset
-
-
-def _resized(dataset: DatasetDict, size: int) -> DatasetDict:
-    """Every image as a ``size`` x ``size`` square (bicubic; grayscale stays grayscale, else RGB), cached by
-    `datasets` between runs."""
-    from PIL import Image as PILImage
-
-    def square(image: PILImage.Image) -> PILImage.Image:
-        image = image.convert("L" if image.mode in ("L", "1") else "RGB")
-        return image.resize((size, size), PILImage.Resampling.BICUBIC)
-
-    def resize(batch: dict[str, list]) -> dict[str, list]:
-        return {"image": [square(im) for im in batch["image"]]}
-
-    return dataset.map(resize, batched=True, batch_size=256, desc=f"resizing to {size} px")
 
 
 MAX_CONFIG_BYTES = 1_000_000  # a run config is a few hundred bytes; anything this large is not one

@@ -527,7 +527,11 @@ def _load_ema(ema: EMAModel, folder: Path) -> None:
     from safetensors.torch import load_file
 
     if not (folder / EMA_TENSORS).is_file():
-        pickled = " (a pickled EMA state from hf-ddb < 0.4 is never loaded)" if any(folder.glob("*.pkl")) else ""
+        pickled = (
+            " (the pickled EMA state of hf-ddb 0.3 and earlier is never loaded)"
+            if any(folder.glob("custom_checkpoint_*"))
+            else ""
+        )
         raise FileNotFoundError(
             f"checkpoint {folder} has no {EMA_TENSORS}{pickled}; delete {folder.parent} to train from scratch"
         )

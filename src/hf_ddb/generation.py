@@ -120,8 +120,8 @@ def generate_synthetic_dataset(
     """
     config.validate()
     names = [pipeline.config.id2label[i] if pipeline.config.id2label else str(i) for i in range(pipeline.num_classes)]
-    labels = list(range(pipeline.num_classes)) if class_labels is None else [int(c) for c in class_labels]
-    pipeline._resolve_labels(labels, None)  # unknown class ids fail before any work
+    labels = list(range(pipeline.num_classes)) if class_labels is None else list(class_labels)
+    labels = pipeline._resolve_labels(labels, None)  # unknown or non-integer class ids fail before any work
     output_dir = Path(output_dir)
     final = output_dir / "dataset"
     settings = {**asdict(config), "class_labels": labels, "class_names": names}

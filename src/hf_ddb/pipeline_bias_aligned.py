@@ -91,6 +91,8 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
         for label in class_labels:
             if isinstance(label, str):
                 ids.extend(self.get_label_ids(label))
+            elif isinstance(label, bool) or not isinstance(label, int | np.integer):
+                raise ValueError(f"class labels are integer ids or class names, got {label!r}")  # 1.7 is no class
             else:
                 ids.append(int(label))
         bad = [i for i in ids if not 0 <= i < self.num_classes]

@@ -28,6 +28,8 @@ class BiasAlignmentPipeline(Pipeline):
     _load_tokenizer = False
 
     def _sanitize_parameters(self, **kwargs: Any) -> tuple[dict, dict, dict]:
+        if kwargs:  # e.g. top_k: this task scores the given label, it ranks nothing
+            raise TypeError(f"bias-alignment takes no argument(s) {sorted(kwargs)}; pass {{'image', 'label'}} inputs")
         return {}, {}, {}
 
     def _label_id(self, label: Any) -> int:

@@ -172,7 +172,7 @@ class Run:
     def data(self) -> DatasetDict:
         """The benchmark (loaded once; embedded benchmarks are cached by `load_benchmark`)."""
         if self._data is None:
-            from .config import load_run_dataset
+            from .validation import load_run_dataset
 
             self._data = load_run_dataset(self.config)
         return self._data

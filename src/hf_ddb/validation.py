@@ -15,9 +15,64 @@ from typing import Any
 import torch
 from datasets import DatasetDict
 
-from .config import ConfigError, RunConfig, load_run_dataset
+from .config import ConfigError, RunConfig
 
-__all__ = ["validate_run"]
+__all__ = ["load_run_dataset", "validate_run"]
+
+
+def load_run_dataset(config: RunConfig) -> DatasetDict:
+    """The config's dataset with ``train``/``valid``/``test``; a missing column fails naming the config key."""
+    from .data import DatasetValidationError, load_benchmark, load_image_dataset
+
+    if config.benchmark_name != "hub":
+        return load_benchmark(config.benchmark_name, **config.benchmark_options)
+    b = config.benchmark
+    columns = {"image_column": "image", "label_column": "label", "bias_column": None}
+    kwargs = {key: b.get(key, default) for key, default in columns.items()}
+    if b.get("revision"):
+        kwargs["revision"] = b["revision"]
+    if b.get("config_name"):
+        kwargs["name"] = b["config_name"]
+    try:
+        dataset = load_image_dataset(b["path"], uniform_size=not b.get("image_size"), **kwargs)
+    except DatasetValidationError as err:
+        message = str(err)
+        for key in columns:
+            if kwargs.get(key) and message.startswith(f"column {kwargs[key]!r}"):
+                raise ConfigError(f"'benchmark.{key}': {message}") from err
+        raise ConfigError(f"'benchmark.path' {b['path']!r}: {message}") from err
+    except (OSError, ValueError) as err:  # not found, no network, not a dataset (raised by `datasets`)
+        raise ConfigError(f"'benchmark.path' {b['path']!r} cannot be loaded: {str(err).strip()}") from err
+    missing = [split for split in ("train", "valid", "test") if split not in dataset]
+    if missing:
+        raise ConfigError(f"'benchmark.path' {b['path']!r} has no split(s) {missing}; found {sorted(dataset)}")
+    if b.get("image_size"):
+        dataset = _resized(dataset, b["image_size"])
+    aligned = b.get("aligned_bias")
+    if aligned is not None and "bias_label" in dataset["train"].column_names:
+        num_classes = dataset["train"].features["label"].num_classes
+        num_bias = dataset["train"].features["bias_label"].num_classes
+        if len(aligned) != num_classes or not all(isinstance(v, int) and 0 <= v < num_bias for v in aligned):
+            raise ConfigError(
+                f"'benchmark.aligned_bias' must give one bias class id (0..{num_bias - 1}) per class, "
+                f"{num_classes} in all; got {aligned}"
+            )
+    return dataset
+
+
+def _resized(dataset: DatasetDict, size: int) -> DatasetDict:
+    """Every image as a ``size`` x ``size`` square (bicubic; grayscale stays grayscale, else RGB), cached by
+    `datasets` between runs."""
+    from PIL import Image as PILImage
+
+    def square(image: PILImage.Image) -> PILImage.Image:
+        image = image.convert("L" if image.mode in ("L", "1") else "RGB")
+        return image.resize((size, size), PILImage.Resampling.BICUBIC)
+
+    def resize(batch: dict[str, list]) -> dict[str, list]:
+        return {"image": [square(im) for im in batch["image"]]}
+
+    return dataset.map(resize, batched=True, batch_size=256, desc=f"resizing to {size} px")
 
 
 def _check_output_dir(output_dir: str) -> None:
