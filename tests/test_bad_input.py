@@ -361,3 +361,20 @@ def test_push_checks_repo_ids_token_and_offline_mode_before_uploading(monkeypatc
         with pytest.raises(ConnectionError, match="offline mode"):
             check_push_access(["me/a-diffusion"], good)
     assert not fake.repos and not fake.commits  # nothing created, nothing sent
+
+
+def test_sampled_image_check_decodes_part_of_each_split(tmp_path, monkeypatch):
+    from hf_ddb import data as data_module
+    from hf_ddb.data import load_image_dataset
+
+    monkeypatch.setattr(data_module, "SAMPLE_DECODES", 4)  # 12 rows per split: rows 0, 3, 6, 9 decoded
+    noise = io.BytesIO()
+    PILImage.fromarray(np.random.default_rng(0).integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(noise, "PNG")
+    cut = {"bytes": noise.getvalue()[: len(noise.getvalue()) - 30], "path": None}  # header intact, pixels cut
+    images = [{"bytes": _png(), "path": None}] * 12
+    truncated_at_row_1 = _dataset_case(train=_split(images=[images[0], cut, *images[2:]]))
+    load_image_dataset(truncated_at_row_1, image_check="sample")  # row 1 is only opened, not decoded
+    with pytest.raises(ValueError, match="split 'train', row 1"):
+        load_image_dataset(truncated_at_row_1)  # the default decodes every image
+    with pytest.raises(ValueError, match="image_check must be one of"):
+        load_image_dataset(truncated_at_row_1, image_check="none")

@@ -123,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbosity.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
         sub.add_argument("--debug", action="store_true", help="show the full traceback of an error")
         sub.add_argument(
+            "--image-check",
+            choices=["all", "sample"],
+            default="all",
+            help="decode every image of a hub/local dataset before any work (default), or 256 per split",
+        )
+        sub.add_argument(
             "--set",
             action="append",
             default=[],
@@ -141,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "push":
             from .validation import validate_run
 
-            data = validate_run(config)  # every check before any stage: nothing is written if one fails
+            # every check before any stage: nothing is written if one fails
+            data = validate_run(config, image_check=args.image_check)
         if args.command == "validate":
             sizes = ", ".join(f"{split} {len(rows):,}" for split, rows in data.items())
             print(f"{args.config}: valid ({config.benchmark_name}: {sizes}; methods {', '.join(config.methods)})")

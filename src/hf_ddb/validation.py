@@ -20,8 +20,9 @@ from .config import ConfigError, RunConfig
 __all__ = ["load_run_dataset", "validate_run"]
 
 
-def load_run_dataset(config: RunConfig) -> DatasetDict:
-    """The config's dataset with ``train``/``valid``/``test``; a missing column fails naming the config key."""
+def load_run_dataset(config: RunConfig, image_check: str = "all") -> DatasetDict:
+    """The config's dataset with ``train``/``valid``/``test``; a missing column fails naming the config key.
+    ``image_check`` (``all`` or ``sample``) says how many images of a ``hub`` dataset are fully decoded."""
     from .data import DatasetValidationError, load_benchmark, load_image_dataset
 
     if config.benchmark_name != "hub":
@@ -34,7 +35,7 @@ def load_run_dataset(config: RunConfig) -> DatasetDict:
     if b.get("config_name"):
         kwargs["name"] = b["config_name"]
     try:
-        dataset = load_image_dataset(b["path"], uniform_size=not b.get("image_size"), **kwargs)
+        dataset = load_image_dataset(b["path"], uniform_size=not b.get("image_size"), image_check=image_check, **kwargs)
     except DatasetValidationError as err:
         message = str(err)
         for key in columns:
@@ -101,7 +102,7 @@ def _check_model(key: str, architecture: str, num_classes: int, image_size: int,
         raise ConfigError(f"'{key}' {architecture!r} cannot classify {image_size} px images: {err}") from err
 
 
-def validate_run(config: RunConfig, *, data: DatasetDict | None = None) -> DatasetDict:
+def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_check: str = "all") -> DatasetDict:
     """Every check a run needs before its first stage; returns the loaded (and checked) dataset.
 
     Raises `ConfigError` naming the config key (or the data's split and row) of the first problem.
@@ -109,7 +110,7 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None) -> Datas
     from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES
 
     _check_output_dir(config.output_dir)
-    data = data if data is not None else load_run_dataset(config)
+    data = data if data is not None else load_run_dataset(config, image_check)
     train = data["train"]
     num_classes = train.features["label"].num_classes
     classifier = config.classifier
