@@ -570,3 +570,21 @@ def test_objective_settings_come_from_method_options(small_cmnist):
     for bad in ({"ddb_i": {"dro_step_size": float("nan")}}, {"ddb_ii": {"ema_alpha": 1.5}}, {"jtt": {"upweight": -5}}):
         with pytest.raises(ConfigError, match=f"method_options.{next(iter(bad))}"):
             parse_config({"benchmark": {"name": "colored_mnist"}, "methods": list(bad), "method_options": bad})
+
+
+def test_lff_bias_model_keeps_pretrained_weights(tmp_path, small_cmnist):
+    from hf_ddb import save_classifier
+
+    names = {i: str(i) for i in range(10)}
+    source, processor = build_classifier("test_resnet", names, image_size=16, seed=3)
+    save_classifier(source, processor, tmp_path / "pretrained")
+
+    def make():
+        return build_classifier("test_resnet", names, image_size=16, seed=0, pretrained=str(tmp_path / "pretrained"))[0]
+
+    target = make().state_dict()
+    bias = LfF().infer(small_cmnist["train"], None, make, TrainingConfig(seed=0)).objective.bias_model
+    head = {f"timm_model.{name}" for name, _ in bias.timm_model.get_classifier().named_parameters(prefix="fc")}
+    state = bias.state_dict()
+    assert head and all(not torch.equal(state[k], target[k]) for k in head)  # its own head
+    assert all(torch.equal(state[k], target[k]) for k in target if k not in head)  # the pretrained body kept

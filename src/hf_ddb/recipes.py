@@ -270,11 +270,16 @@ class LfF(Recipe):
 
 
 def _independent_init(model: PreTrainedModel, seed: int) -> PreTrainedModel:
-    """Re-draws every parameter from ``seed``: LfF and BiasEnsemble initialise their bias models independently
-    of the target, and ``make_model()`` repeats the target's initial weights."""
+    """Re-draws the parameters of a fresh ``make_model()`` from ``seed``: LfF and BiasEnsemble initialise their
+    bias models independently of the target, and ``make_model()`` repeats the target's initial weights.
+
+    A model loaded from pretrained weights keeps them and only its classification head is re-drawn: LfF's code
+    builds both models alike, so with a pretrained target the bias model starts from the same weights."""
+    pretrained = bool(getattr(model.config, "_name_or_path", "")) and hasattr(model, "timm_model")
+    modules = model.timm_model.get_classifier().modules() if pretrained else model.modules()
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        for module in model.modules():
+        for module in modules:
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
     return model
