@@ -227,3 +227,29 @@ def _tiny_pipeline_like_script():
     unet = build_unet(DiffusionConfig.from_preset("tiny"), num_classes=3)
     pipe = BiasAlignedGenerationPipeline(unet=unet, scheduler=DDPMScheduler(), id2label={0: "a", 1: "b", 2: "c"})
     return pipe
+
+
+def test_launcher_precision_is_honoured_unless_the_config_sets_one(tiny_train, tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    from accelerate.state import AcceleratorState
+
+    def record(**kwargs):
+        AcceleratorState._reset_state(reset_partial_state=True)  # a fresh process, as under a launcher
+        seen.append(Accelerator(**kwargs).mixed_precision)
+        raise Stop
+
+    monkeypatch.setattr(diffusion, "Accelerator", record)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # what `accelerate launch --mixed_precision bf16` sets
+    try:
+        for setting in (None, "no"):
+            with pytest.raises(Stop):
+                train_diffusion(tiny_train, DiffusionConfig.from_preset("tiny", mixed_precision=setting), tmp_path)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)  # later tests start from a clean state
+    assert seen == ["bf16", "no"]

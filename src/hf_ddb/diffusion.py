@@ -146,7 +146,7 @@ class DiffusionConfig:
     beta_schedule: str = "linear"
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    mixed_precision: str = "no"
+    mixed_precision: str | None = None  # None: the launcher's (`accelerate launch --mixed_precision`), else "no"
     checkpointing_steps: int = 500
     checkpoints_total_limit: int | None = 2
     sample_every: int = 0
@@ -187,7 +187,7 @@ class DiffusionConfig:
         check_number("beta_start", self.beta_start, low=0.0, high=1.0, low_open=True)
         check_number("beta_end", self.beta_end, low=self.beta_start, high=1.0)
         check_choice("lr_scheduler", self.lr_scheduler, [s.value for s in SchedulerType])
-        check_choice("mixed_precision", self.mixed_precision, ("no", "fp16", "bf16"))
+        check_choice("mixed_precision", self.mixed_precision, (None, "no", "fp16", "bf16"))
         check_choice("beta_schedule", self.beta_schedule, ("linear", "scaled_linear", "squaredcos_cap_v2"))
         if not self.block_out_channels or any(
             isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.block_out_channels
@@ -340,10 +340,9 @@ def train_diffusion(
             f"labels span {int(labels_all.min())}..{int(labels_all.max())} but the model has {len(names)} classes"
         )
     output_dir = Path(output_dir)
-    accelerator = accelerator or Accelerator(
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        mixed_precision=config.mixed_precision,
-        cpu=force_cpu_processes(),
+    precision = {} if config.mixed_precision is None else {"mixed_precision": config.mixed_precision}
+    accelerator = accelerator or Accelerator(  # no precision given: Accelerate reads the launcher's setting
+        gradient_accumulation_steps=config.gradient_accumulation_steps, cpu=force_cpu_processes(), **precision
     )
     if accelerator.gradient_accumulation_steps != config.gradient_accumulation_steps:
         raise ValueError("the Accelerator's gradient_accumulation_steps differs from the config's")
