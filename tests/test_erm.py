@@ -71,3 +71,14 @@ def test_unknown_architecture_and_single_class():
         build_classifier("not_a_net", {0: "a", 1: "b"})
     with pytest.raises(ValueError, match="at least 2 classes"):
         build_classifier("mlp", {0: "a"})
+
+
+def test_precision_compile_and_tracking_reach_the_trainer(tmp_path):
+    settings = TrainingConfig(mixed_precision="bf16", torch_compile=True, report_to="tensorboard")
+    args = settings.to_training_arguments(tmp_path, use_cpu=True)  # bf16 on CPU needs use_cpu
+    assert args.bf16 and not args.fp16 and args.torch_compile and args.report_to == ["tensorboard"]
+    plain = TrainingConfig().to_training_arguments(tmp_path)
+    assert not plain.bf16 and not plain.torch_compile and plain.report_to == []
+    for bad in ({"mixed_precision": "fp8"}, {"report_to": "slack"}, {"torch_compile": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainingConfig(**bad)

@@ -144,6 +144,9 @@ class TrainingConfig:
     lr_scheduler: str = "constant"
     max_grad_norm: float = 0.0
     seed: int = 0
+    mixed_precision: str | None = None  # "bf16" / "fp16" (devices that have it); None or "no": full precision
+    torch_compile: bool = False
+    report_to: str = "none"  # or "tensorboard", "wandb", ...: transformers' integrations
 
     def __post_init__(self) -> None:
         """Every value checked here, so a bad one fails before any training (``epochs=-1`` is no no-op)."""
@@ -156,6 +159,10 @@ class TrainingConfig:
         check_number("max_grad_norm", self.max_grad_norm, low=0.0)
         check_integer("seed", self.seed, low=0, high=2**32 - 1)
         check_choice("lr_scheduler", self.lr_scheduler, [s.value for s in SchedulerType])
+        check_choice("mixed_precision", self.mixed_precision, (None, "no", "bf16", "fp16"))
+        check_choice("report_to", self.report_to, ("none", "all", "tensorboard", "wandb", "mlflow", "trackio"))
+        if not isinstance(self.torch_compile, bool):
+            raise ValueError(f"torch_compile must be true or false, got {self.torch_compile!r}")
 
     def to_training_arguments(self, output_dir: str | os.PathLike, **overrides: Any) -> TrainingArguments:
         """`TrainingArguments` for these settings; ``overrides`` pass straight to transformers."""
@@ -174,7 +181,10 @@ class TrainingConfig:
             save_strategy="no",
             eval_strategy="no",
             logging_strategy="epoch",
-            report_to="none",
+            report_to=self.report_to,
+            bf16=self.mixed_precision == "bf16",
+            fp16=self.mixed_precision == "fp16",
+            torch_compile=self.torch_compile,
             remove_unused_columns=False,
             dataloader_pin_memory=torch.cuda.is_available(),
         )
