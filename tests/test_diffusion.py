@@ -253,3 +253,24 @@ def test_launcher_precision_is_honoured_unless_the_config_sets_one(tiny_train, t
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)  # later tests start from a clean state
     assert seen == ["bf16", "no"]
+
+
+def test_push_to_hub_uploads_the_pipeline_code_too(tmp_path, monkeypatch):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import huggingface_hub
+
+    pipe = BiasAlignedGenerationPipeline(
+        unet=build_unet(DiffusionConfig.from_preset("tiny"), 2), scheduler=DDPMScheduler()
+    )
+    uploads = []
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo_id, **kw: SimpleNamespace(repo_id=repo_id))
+    monkeypatch.setattr(
+        BiasAlignedGenerationPipeline,
+        "_upload_folder",
+        lambda self, folder, repo_id, **kw: uploads.append((repo_id, sorted(p.name for p in Path(folder).iterdir()))),
+    )
+    pipe.save_pretrained(tmp_path / "pipe", push_to_hub=True, repo_id="me/pipe", token="hf_fake")
+    assert uploads == [("me/pipe", sorted(p.name for p in (tmp_path / "pipe").iterdir()))]
+    assert "pipeline.py" in uploads[0][1]  # the code is in the folder when it is uploaded

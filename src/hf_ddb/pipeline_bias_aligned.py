@@ -176,7 +176,28 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
             return (output, ids)
         return BiasAlignedGenerationOutput(images=output, class_labels=ids)
 
-    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
-        """Save as diffusers does, plus this file as ``pipeline.py`` for loading without hf-ddb."""
+    def save_pretrained(self, save_directory: str | Path, *args: Any, push_to_hub: bool = False, **kwargs: Any) -> None:
+        """Save as diffusers does, plus this file as ``pipeline.py`` for loading without hf-ddb; with
+        ``push_to_hub`` (and diffusers' ``repo_id``, ``token``, ``private``, ``commit_message``, ``create_pr``)
+        the folder is uploaded after ``pipeline.py`` is in it, so the Hub repo carries the pipeline code."""
+        hub = {
+            key: kwargs.pop(key)
+            for key in ("repo_id", "token", "private", "commit_message", "create_pr")
+            if key in kwargs
+        }
         super().save_pretrained(save_directory, *args, **kwargs)
         shutil.copyfile(inspect.getfile(BiasAlignedGenerationPipeline), Path(save_directory) / "pipeline.py")
+        if push_to_hub:
+            from huggingface_hub import create_repo
+
+            token = hub.get("token")
+            repo = create_repo(
+                hub.get("repo_id", Path(save_directory).name), exist_ok=True, private=hub.get("private"), token=token
+            )
+            self._upload_folder(
+                str(save_directory),
+                repo.repo_id,
+                token=token,
+                commit_message=hub.get("commit_message"),
+                create_pr=hub.get("create_pr", False),
+            )
