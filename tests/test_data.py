@@ -267,3 +267,21 @@ def test_generic_loader_needs_train_split():
 def test_sample_grid_shape(small_cmnist):
     grid = data.sample_grid(small_cmnist["train"], per_class=4, scale=1)
     assert grid.size == (4 * 16, 10 * 16)
+
+
+def test_atomic_directory_removes_what_a_killed_write_left(tmp_path):
+    import os
+    import time
+
+    from hf_ddb.utils import STALE_SECONDS, atomic_directory
+
+    old = tmp_path / ".cache.tmp-killed"
+    old.mkdir()
+    (old / "half.arrow").write_text("half-written")
+    hour_ago = time.time() - STALE_SECONDS - 60
+    os.utime(old, (hour_ago, hour_ago))
+    recent = tmp_path / ".cache.tmp-running"  # another process's write in progress: kept
+    recent.mkdir()
+    with atomic_directory(tmp_path / "cache") as tmp:
+        (tmp / "done").write_text("ok")
+    assert not old.exists() and recent.exists() and (tmp_path / "cache" / "done").is_file()

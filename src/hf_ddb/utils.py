@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["atomic_directory", "atomic_file", "atomic_write_text", "force_cpu_processes", "remove_leftovers"]
+
+
+STALE_SECONDS = 3600  # a temporary folder untouched this long was left by a killed write, not one in progress
 
 
 @contextmanager
@@ -44,6 +48,10 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for pattern in (f".{target.name}.tmp-*", f".{target.name}.old-*"):  # what an earlier kill left behind
+        for stale in target.parent.glob(pattern):
+            if time.time() - stale.stat().st_mtime > STALE_SECONDS:  # not another process's write in progress
+                shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
