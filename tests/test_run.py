@@ -22,7 +22,14 @@ TINY_RUN = {
     "amplifier": {"epochs": 1},
     "hub": {"repo_prefix": "me/cmnist-ddb", "classifier": "ddb_i"},
 }
-REPORT_FILES = ["results.json", "results.md", "group_accuracy.png", "amplifier_losses.png", "synthetic_samples.png"]
+REPORT_FILES = [
+    "results.json",
+    "results.md",
+    "group_accuracy.png",
+    "amplifier_losses.png",
+    "synthetic_samples.png",
+    "amplifier_findings.png",
+]
 
 
 def _write(tmp_path, config, name="run.yaml"):
@@ -64,6 +71,12 @@ def test_run_writes_report_and_prints_table(finished_run, small_cmnist, capsys):
     assert "did not learn a bias" in (run_dir / "amplifier" / "model" / "README.md").read_text()
     assert "not a debiased model" in (run_dir / "methods" / "ddb_i" / "model" / "README.md").read_text()
     assert "not a debiased model" not in (run_dir / "methods" / "erm" / "model" / "README.md").read_text()
+    assert "amplifier_findings.png" in (run_dir / "methods" / "ddb_ii" / "model" / "README.md").read_text()
+    assert "amplifier_findings.png" not in (run_dir / "methods" / "erm" / "model" / "README.md").read_text()
+    from PIL import Image
+
+    with Image.open(run_dir / "amplifier_findings.png") as grid:  # one row per class, 5 + gap + 5 per row
+        assert grid.size == (11 * 16 * 2, 10 * 16 * 2)
     for png in ("group_accuracy.png", "amplifier_losses.png", "synthetic_samples.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -168,9 +181,14 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         "model.safetensors",
         "preprocessor_config.json",
         "group_accuracy.png",
+        "amplifier_findings.png",  # a DDB classifier's card shows what the amplifier flagged
     }
-    assert sent["me/cmnist-ddb-amplifier"] == sent["me/cmnist-ddb-classifier"] - {"group_accuracy.png"} | {
-        "amplifier_losses.png"
+    assert sent["me/cmnist-ddb-amplifier"] == {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "amplifier_losses.png",
     }
     assert {
         "README.md",
@@ -183,7 +201,7 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
     } == sent["me/cmnist-ddb-diffusion"]
     readme = fake.commits[-1]["files"]["README.md"]
     assert readme == (run_dir / "methods" / "ddb_i" / "model" / "README.md").read_bytes()
-    assert "pushed 5 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
+    assert "pushed 6 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
 
 
 def test_artefacts_reload_into_their_pipelines(finished_run, small_cmnist):

@@ -59,6 +59,7 @@ __all__ = [
     "load_image_dataset",
     "load_mnist_digits",
     "origin_info",
+    "findings_grid",
     "sample_grid",
 ]
 
@@ -815,6 +816,31 @@ def sample_grid(dataset: Dataset, per_class: int = 8, *, scale: int = 2, seed: i
         row = [dataset[int(i)]["image"].convert("RGB") for i in index]
         images += row + [PILImage.new("RGB", row[0].size)] * (per_class - len(row))  # black where a class is short
     picture = make_image_grid(images, rows=len(classes), cols=per_class)
+    return picture.resize((picture.width * scale, picture.height * scale), PILImage.Resampling.NEAREST)
+
+
+def findings_grid(
+    dataset: Dataset, losses: np.ndarray, flags: np.ndarray, per_side: int = 5, *, scale: int = 2
+) -> PILImage.Image:
+    """What a bias amplifier found, one row per class: its ``per_side`` flagged images with the highest loss
+    (the minority it discovered), a gap, then its ``per_side`` most confidently bias-aligned images (lowest
+    loss). No bias labels involved."""
+    from diffusers.utils import make_image_grid
+
+    labels, losses, flags = np.asarray(dataset["label"]), np.asarray(losses), np.asarray(flags, dtype=bool)
+    blank = PILImage.new("RGB", dataset[0]["image"].size)
+    images: list[PILImage.Image] = []
+    for cls in np.unique(labels):
+        flagged = np.flatnonzero((labels == cls) & flags)
+        aligned = np.flatnonzero((labels == cls) & ~flags)
+        sides = (
+            flagged[np.argsort(-losses[flagged], kind="stable")],
+            aligned[np.argsort(losses[aligned], kind="stable")],
+        )
+        for side, rows in enumerate(sides):
+            picked = [dataset[int(i)]["image"].convert("RGB") for i in rows[:per_side]]
+            images += picked + [blank] * (per_side - len(picked)) + ([blank] if side == 0 else [])
+    picture = make_image_grid(images, rows=len(np.unique(labels)), cols=2 * per_side + 1)
     return picture.resize((picture.width * scale, picture.height * scale), PILImage.Resampling.NEAREST)
 
 

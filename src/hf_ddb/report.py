@@ -37,6 +37,8 @@ class RunSummary:
     results: dict[str, dict[str, Any]]
     class_names: list[str]
     amplifier_train_losses: np.ndarray | None = None
+    amplifier_train_flags: np.ndarray | None = None
+    train: Dataset | None = None  # the real training split (for the grid of what the amplifier flags)
     synthetic: Dataset | None = None
     train_conflicting: np.ndarray | None = None
 
@@ -154,7 +156,7 @@ def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
 
 def write_report(summary: RunSummary) -> dict[str, Any]:
     """Write the report files and model cards of a run; returns what results.json holds."""
-    from .data import sample_grid
+    from .data import findings_grid, sample_grid
     from .hub import render_model_card
     from .recipes import RECIPES
 
@@ -193,6 +195,10 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             _loss_histogram(summary.amplifier_train_losses, summary.train_conflicting, figures["losses"])
         figures["samples"] = root / "synthetic_samples.png"
         sample_grid(summary.synthetic, per_class=10, scale=3).save(figures["samples"])
+        if summary.train is not None and summary.amplifier_train_flags is not None:
+            figures["findings"] = root / "amplifier_findings.png"
+            grid = findings_grid(summary.train, summary.amplifier_train_losses, summary.amplifier_train_flags)
+            grid.save(figures["findings"])
     # ---- results.json / results.md
     atomic_write_text(root / "results.json", json.dumps(report, indent=2, default=str))
     fidelity = (report.get("amplifier") or {}).get("fidelity") or {}
@@ -221,6 +227,13 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             f"bias-conflicting detection AUROC {detection['auroc']:.3f}, pseudo-label precision "
             f"{detection['precision']:.2f}, recall {detection['recall']:.2f} (bias labels used for this line only).",
         ]
+    if "findings" in figures:
+        lines += [
+            "",
+            "`amplifier_findings.png`, one row per class: left, the real training images the amplifier flags as "
+            "bias-conflicting (highest loss first: the minority it discovered); right, the ones it finds most "
+            "bias-aligned. No bias labels are used for it.",
+        ]
     lines += ["", *[f"![{name}]({path.name})" for name, path in figures.items()], ""]
     atomic_write_text(root / "results.md", "\n".join(lines))
     # ---- model cards
@@ -238,6 +251,7 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
     ]
     for method, result in results.items():
         folder = layout.method_model(method)
+        with_findings = "findings" in figures and RECIPES[method].needs_amplifier  # DDB trained on those flags
         title, text = RECIPES[method].display_name, RECIPES[method].summary
         metrics = {k: result["test"][k] for k, _ in TABLE_COLUMNS if result["test"].get(k) is not None}
         card = render_model_card(
@@ -266,8 +280,10 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             training_rows=_training_rows(training, train_keys)
             + [("architecture", config.classifier.architecture), ("selection", config.selection)],
             warnings=warnings if RECIPES[method].needs_amplifier else [],
+            findings_image=figures["findings"].name if with_findings else "",
         )
-        _write_card(card, folder, {figures["groups"].name: figures["groups"]})
+        shown = [figures["groups"], *([figures["findings"]] if with_findings else [])]
+        _write_card(card, folder, {path.name: path for path in shown})
     if with_amplifier:
         settings = config.to_dict()["amplifier"]
         amp_card = render_model_card(

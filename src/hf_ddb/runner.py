@@ -347,7 +347,10 @@ class Run:
         summary = RunSummary(self.config, self.root, self.debias(), self.class_names)
         if self.needs_amplifier:
             self.amplifier()
-            summary.amplifier_train_losses = self.amplifier_signals().splits["train"]["loss"]
+            signals = self.amplifier_signals()
+            summary.amplifier_train_losses = signals.splits["train"]["loss"]
+            summary.amplifier_train_flags = signals.flags["train"]
+            summary.train = self.data["train"]
             summary.synthetic = self.generation()
         train = self.data["train"]
         if "bias_label" in train.column_names:
