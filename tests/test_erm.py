@@ -82,3 +82,33 @@ def test_precision_compile_and_tracking_reach_the_trainer(tmp_path):
     for bad in ({"mixed_precision": "fp8"}, {"report_to": "slack"}, {"torch_compile": "yes"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainingConfig(**bad)
+
+
+def test_saved_mlp_loads_where_hf_ddb_is_not_installed(tmp_path):
+    """The folder carries the model code and ``auto_map``: a Python in which ``import hf_ddb`` fails loads it
+    with ``trust_remote_code=True`` and predicts the same logits."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    model, processor = build_classifier("mlp", {0: "a", 1: "b"}, image_size=8, seed=0)
+    save_classifier(model, processor, tmp_path / "mlp")
+    assert json.loads((tmp_path / "mlp" / "config.json").read_text())["auto_map"]["AutoModelForImageClassification"]
+    pixels = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.save(pixels, tmp_path / "pixels.pt")
+    script = (
+        "import sys; sys.modules['hf_ddb'] = None\n"  # importing hf_ddb fails in this process
+        "import torch\n"
+        "from transformers import AutoModelForImageClassification\n"
+        f"model = AutoModelForImageClassification.from_pretrained({str(tmp_path / 'mlp')!r}, trust_remote_code=True)\n"
+        f"logits = model(pixel_values=torch.load({str(tmp_path / 'pixels.pt')!r})).logits\n"
+        "print(type(model).__module__.startswith('transformers_modules'), logits.tolist())\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stdout
+    remote, logits = out.strip().splitlines()[-1].split(" ", 1)
+    assert remote == "True"
+    torch.testing.assert_close(torch.tensor(json.loads(logits)), model(pixel_values=pixels).logits)

@@ -180,6 +180,7 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         "config.json",
         "model.safetensors",
         "preprocessor_config.json",
+        "modeling_mlp.py",  # the model code: loadable without hf-ddb (trust_remote_code)
         "group_accuracy.png",
         "amplifier_findings.png",  # a DDB classifier's card shows what the amplifier flagged
     }
@@ -188,6 +189,7 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         "config.json",
         "model.safetensors",
         "preprocessor_config.json",
+        "modeling_mlp.py",
         "amplifier_losses.png",
     }
     assert {
@@ -201,7 +203,7 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
     } == sent["me/cmnist-ddb-diffusion"]
     readme = fake.commits[-1]["files"]["README.md"]
     assert readme == (run_dir / "methods" / "ddb_i" / "model" / "README.md").read_bytes()
-    assert "pushed 6 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
+    assert "pushed 7 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
 
 
 def test_artefacts_reload_into_their_pipelines(finished_run, small_cmnist):

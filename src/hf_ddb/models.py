@@ -1,8 +1,9 @@
 """CPU-sized image classifiers as `AutoModelForImageClassification` models.
 
-* ``mlp``: LfF's Colored-MNIST MLP (C·H·W -> 100 -> 100 -> 100 -> K, ReLU), a small transformers
-  model registered with the Auto classes at import, so ``from_pretrained`` and
-  ``pipeline("image-classification")`` work on a saved folder once ``hf_ddb`` is imported.
+* ``mlp``: LfF's Colored-MNIST MLP (C·H·W -> 100 -> 100 -> 100 -> K, ReLU; `hf_ddb.modeling_mlp`), registered
+  with the Auto classes at import and saved with its code and ``auto_map``: a saved folder works in
+  ``from_pretrained`` and ``pipeline("image-classification")`` once ``hf_ddb`` is imported, and without
+  hf-ddb with ``trust_remote_code=True``.
 * any timm architecture (e.g. ``resnet18``, ``test_resnet``) through transformers' timm wrapper,
   with random weights (nothing is downloaded) and an explicit ``pretrained_cfg`` so timm neither
   resizes to 224 nor looks anything up on the Hub.
@@ -15,21 +16,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 from transformers import (
-    AutoConfig,
     AutoModelForImageClassification,
     PretrainedConfig,
     PreTrainedModel,
     TimmWrapperConfig,
     ViTImageProcessor,
 )
-from transformers.modeling_outputs import ImageClassifierOutput
 
+from .modeling_mlp import DisentangledClassifierOutput, MLPConfig, MLPForImageClassification
 from .utils import atomic_directory
 
 __all__ = [
@@ -40,110 +38,6 @@ __all__ = [
     "image_normalization",
     "save_classifier",
 ]
-
-
-class MLPConfig(PretrainedConfig):
-    """Configuration of `MLPForImageClassification`."""
-
-    model_type = "hf_ddb_mlp"
-
-    def __init__(
-        self,
-        image_size: int = 28,
-        num_channels: int = 3,
-        hidden_sizes: Sequence[int] = (100, 100, 100),
-        image_mean: Sequence[float] = (0.0, 0.0, 0.0),
-        image_std: Sequence[float] = (1.0, 1.0, 1.0),
-        disentangled: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        self.image_size = image_size
-        self.disentangled = disentangled
-        self.num_channels = num_channels
-        self.hidden_sizes = list(hidden_sizes)
-        self.image_mean = list(image_mean)
-        self.image_std = list(image_std)
-        super().__init__(**kwargs)
-
-
-@dataclass
-class DisentangledClassifierOutput(ImageClassifierOutput):
-    """A disentangled MLP's training outputs (DFA): besides ``logits`` (the intrinsic head on [z_i, z_b]),
-    the bias head on the same features and, given a ``permutation``, both heads on [z_i, z_b[permutation]]."""
-
-    bias_logits: torch.Tensor | None = None
-    swap_logits: torch.Tensor | None = None
-    swap_bias_logits: torch.Tensor | None = None
-
-
-class MLPForImageClassification(PreTrainedModel):
-    """LfF's MLP on flattened pixels; ``forward(pixel_values, labels=None)`` like any HF classifier.
-
-    With ``config.disentangled`` it is DFA's pair (Lee et al., 2021): an intrinsic and a bias encoder of the
-    same shape, and two heads on the concatenated features [z_i, z_b]. It predicts with the intrinsic head
-    (``classifier``); each head's gradient reaches only its own encoder (the other half is detached), so
-    one optimizer trains both as DFA's two optimizers do.
-    """
-
-    config_class = MLPConfig
-    base_model_prefix = "mlp"
-    main_input_name = "pixel_values"
-
-    def __init__(self, config: MLPConfig) -> None:
-        super().__init__(config)
-        self.mlp = self._encoder(config)
-        width = config.hidden_sizes[-1] if config.hidden_sizes else config.num_channels * config.image_size**2
-        if config.disentangled:  # DFA: a bias encoder of its own and a head on [z_i, z_b] for each
-            self.bias_mlp = self._encoder(config)
-            self.bias_classifier = nn.Linear(2 * width, config.num_labels)
-            width *= 2
-        self.classifier = nn.Linear(width, config.num_labels)
-        self.post_init()
-
-    @staticmethod
-    def _encoder(config: MLPConfig) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        width = config.num_channels * config.image_size**2
-        for hidden in config.hidden_sizes:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
-        return nn.Sequential(*layers)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
-            module.reset_parameters()  # PyTorch's default init, as LfF used
-
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        permutation: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> ImageClassifierOutput:
-        """``permutation`` (disentangled only): also return both heads on bias features swapped across the batch."""
-        inputs = pixel_values.flatten(1)
-        if not self.config.disentangled:
-            logits = self.classifier(self.mlp(inputs))
-            loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-            return ImageClassifierOutput(loss=loss, logits=logits)
-        intrinsic, bias = self.mlp(inputs), self.bias_mlp(inputs)
-        logits = self.classifier(torch.cat([intrinsic, bias.detach()], dim=1))
-        swap_logits = swap_bias_logits = None
-        if permutation is not None:
-            swapped = bias[permutation]
-            swap_logits = self.classifier(torch.cat([intrinsic, swapped.detach()], dim=1))
-            swap_bias_logits = self.bias_classifier(torch.cat([intrinsic.detach(), swapped], dim=1))
-        return DisentangledClassifierOutput(
-            loss=nn.functional.cross_entropy(logits, labels) if labels is not None else None,
-            logits=logits,
-            bias_logits=self.bias_classifier(torch.cat([intrinsic.detach(), bias], dim=1)),
-            swap_logits=swap_logits,
-            swap_bias_logits=swap_bias_logits,
-        )
-
-
-AutoConfig.register(MLPConfig.model_type, MLPConfig)
-AutoModelForImageClassification.register(MLPConfig, MLPForImageClassification)
 
 
 def image_normalization(config: PretrainedConfig) -> tuple[int, list[float], list[float]]:
