@@ -206,6 +206,29 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
     assert "pushed 7 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
 
 
+def test_saved_classifiers_load_where_hf_ddb_is_not_installed(finished_run, small_cmnist, tmp_path):
+    """`pipeline("image-classification", model=folder, trust_remote_code=True)` in a Python in which
+    `import hf_ddb` fails, for the debiased classifier and the amplifier (MLPs: their code is in the folder)."""
+    import subprocess
+    import sys
+
+    run_dir, _, _ = finished_run
+    small_cmnist["test"].select(range(1)).save_to_disk(str(tmp_path / "one"))
+    folders = [str(run_dir / "methods" / "ddb_ii" / "model"), str(run_dir / "amplifier" / "model")]
+    script = (
+        "import sys; sys.modules['hf_ddb'] = None\n"
+        "from datasets import load_from_disk\n"
+        "from transformers import pipeline\n"
+        f"row = load_from_disk({str(tmp_path / 'one')!r})[0]\n"
+        f"for folder in {folders!r}:\n"
+        "    classify = pipeline('image-classification', model=folder, trust_remote_code=True)\n"
+        "    print(len(classify(row['image'], top_k=3)))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split("\n")[-3:-1] == ["3", "3"]
+
+
 def test_artefacts_reload_into_their_pipelines(finished_run, small_cmnist):
     from transformers import pipeline
 
