@@ -107,11 +107,11 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``hf-ddb`` command; returns its exit status: 0 done, 2 a user error (one line on stderr, no
     traceback unless ``--debug``), 1 an unexpected failure, 130 interrupted."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="hf-ddb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    from . import __version__
-
     parser.add_argument("--version", action="version", version=f"hf-ddb {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in COMMANDS.items():
