@@ -38,7 +38,8 @@ class FakeHub:
                     request = json.loads(body)
                     owner = request.get("organization")
                     repo = f"{owner}/{request['name']}" if owner else request["name"]
-                    hub.repos[repo] = {"private": bool(request.get("private"))}
+                    private = bool(request.get("private")) or request.get("visibility") == "private"  # hub 1.x / 2.x
+                    hub.repos[repo] = {"private": private}
                     return self._reply(200, {"url": f"{hub.endpoint}/{repo}", "name": repo})
                 if self.path == "/api/validate-yaml":
                     return self._reply(200, {})

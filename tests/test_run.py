@@ -170,9 +170,12 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
     try:
         with FakeHub() as fake:
             monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
-            assert main(["push", str(path)]) == 0
+            assert main(["push", str(path), "--dry-run"]) == 0  # lists, sends nothing
+            assert not fake.repos and "would push 7 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
+            assert main(["push", str(path), "--private"]) == 0
     finally:
         leak.unlink()
+    assert all(repo["private"] for repo in fake.repos.values())
     assert set(fake.repos) == {"me/cmnist-ddb-diffusion", "me/cmnist-ddb-amplifier", "me/cmnist-ddb-classifier"}
     sent = {commit["repo"]: set(commit["files"]) for commit in fake.commits}
     assert sent["me/cmnist-ddb-classifier"] == {

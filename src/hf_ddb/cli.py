@@ -56,10 +56,18 @@ def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: Data
         prefix = args.repo_prefix or config.hub.repo_prefix
         if not prefix:
             raise ConfigError("push needs --repo-prefix or 'hub.repo_prefix' in the config")
-        for repo, files in push_run(
-            run.root, prefix, classifier=config.hub.classifier, private=config.hub.private
-        ).items():
-            print(f"pushed {len(files)} files to {repo}")
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=args.token) if args.token else None
+        private = args.private or config.hub.private
+        sent = push_run(
+            run.root, prefix, classifier=config.hub.classifier, api=api, private=private, dry_run=args.dry_run
+        )
+        for repo, files in sent.items():
+            if args.dry_run:
+                print(f"would push {len(files)} files to {repo}{' (private)' if private else ''}: {', '.join(files)}")
+            else:
+                print(f"pushed {len(files)} files to {repo}")
     else:  # run, evaluate
         report = run.report()
         seconds = round(time.time() - start, 1)
@@ -137,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if name == "push":
             sub.add_argument("--repo-prefix", help="e.g. you/colored-mnist-ddb (default: the config's hub.repo_prefix)")
+            sub.add_argument("--private", action="store_true", help="create the repos private (or hub.private)")
+            sub.add_argument("--token", help="a Hub token (default: the one `hf auth login` stored, or HF_TOKEN)")
+            sub.add_argument("--dry-run", action="store_true", help="list the files per repo; send nothing")
     args = parser.parse_args(argv)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     try:

@@ -138,8 +138,10 @@ def push_run(
     classifier: str = "ddb_ii",
     api: HfApi | None = None,
     private: bool = False,
+    dry_run: bool = False,
 ) -> dict[str, list[str]]:
-    """Push a finished run's three artefacts to ``<repo_prefix>-diffusion|-amplifier|-classifier``."""
+    """Push a finished run's three artefacts to ``<repo_prefix>-diffusion|-amplifier|-classifier``; returns the
+    files per repo. ``dry_run``: only list them (repo ids validated, nothing sent, no token needed)."""
     from .layout import RunLayout
 
     folders = RunLayout(Path(run_dir)).artefacts(classifier)
@@ -147,25 +149,38 @@ def push_run(
     for kind, folder in folders.items():
         if not folder.is_dir():
             raise FileNotFoundError(f"no {kind} artefact at {folder}; run `hf-ddb run` first")
+    if dry_run:
+        for repo_id in repos.values():
+            _check_repo_id(repo_id)
+        return {
+            repos[kind]: [p.relative_to(folder).as_posix() for p in _artifact_files(folder)]
+            for kind, folder in folders.items()
+        }
     api = api or HfApi()
     check_push_access(list(repos.values()), api)  # before the first upload: all three go, or none
     return {repos[kind]: push_folder(folder, repos[kind], api=api, private=private) for kind, folder in folders.items()}
+
+
+def _check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise HFValidationError(f"invalid Hub repo id {repo_id!r} (from the repo prefix): {err}") from err
+    if "/" not in repo_id:
+        raise HFValidationError(f"repo id {repo_id!r} needs a namespace: '<user or org>/<name>'")
 
 
 def check_push_access(repo_ids: Sequence[str], api: HfApi) -> str:
     """Checks, before any upload, that each repo id is valid, that the Hub is reachable (not offline mode)
     and that the token is accepted (``whoami``); returns the user name. Each failure is one clear error."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-    from huggingface_hub.utils import validate_repo_id
+    from huggingface_hub.errors import HfHubHTTPError
 
     for repo_id in repo_ids:
-        try:
-            validate_repo_id(repo_id)
-        except HFValidationError as err:
-            raise HFValidationError(f"invalid Hub repo id {repo_id!r} (from the repo prefix): {err}") from err
-        if "/" not in repo_id:
-            raise HFValidationError(f"repo id {repo_id!r} needs a namespace: '<user or org>/<name>'")
+        _check_repo_id(repo_id)
     if constants.HF_HUB_OFFLINE:
         raise ConnectionError("the Hub is in offline mode (HF_HUB_OFFLINE=1): pushing needs the network")
     try:
