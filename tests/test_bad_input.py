@@ -357,6 +357,8 @@ def test_push_checks_repo_ids_token_and_offline_mode_before_uploading(monkeypatc
             check_push_access(["lonely-diffusion"], good)
         with pytest.raises(PermissionError, match="token was refused"):
             check_push_access(["me/a-diffusion"], HfApi(endpoint=fake.endpoint, token="hf_wrong"))
+        with pytest.raises(ConnectionError, match="cannot reach the Hub"):
+            check_push_access(["me/a-diffusion"], HfApi(endpoint="http://127.0.0.1:9", token="hf_fake"))
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
         with pytest.raises(ConnectionError, match="offline mode"):
             check_push_access(["me/a-diffusion"], good)

@@ -177,7 +177,7 @@ def check_push_access(repo_ids: Sequence[str], api: HfApi) -> str:
     """Checks, before any upload, that each repo id is valid, that the Hub is reachable (not offline mode)
     and that the token is accepted (``whoami``); returns the user name. Each failure is one clear error."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
     for repo_id in repo_ids:
         _check_repo_id(repo_id)
@@ -190,8 +190,10 @@ def check_push_access(repo_ids: Sequence[str], api: HfApi) -> str:
         if status == 401:
             raise PermissionError("the Hub token was refused: log in with `hf auth login` or set HF_TOKEN") from err
         raise
-    except OSError as err:  # no token at all (LocalTokenNotFoundError), or no network
-        raise PermissionError(f"cannot authenticate with the Hub ({err}); log in with `hf auth login`") from err
+    except LocalTokenNotFoundError as err:
+        raise PermissionError("no Hub token: log in with `hf auth login`, set HF_TOKEN or pass --token") from err
+    except Exception as err:  # DNS, refused connection, timeout (the HTTP client's own exception types)
+        raise ConnectionError(f"cannot reach the Hub at {api.endpoint}: {type(err).__name__}: {err}") from err
 
 
 def load_artifact(kind: str, repo_id_or_path: str | os.PathLike, **kwargs: Any) -> Any:
