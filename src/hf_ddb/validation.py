@@ -97,7 +97,7 @@ def _check_model(key: str, architecture: str, num_classes: int, image_size: int,
         with torch.random.fork_rng(), torch.device("meta"):
             names = {i: str(i) for i in range(num_classes)}
             model, _ = build_classifier(architecture, names, image_size=image_size, **options)
-            model(pixel_values=torch.zeros(1, 3, image_size, image_size))
+            model.eval()(pixel_values=torch.zeros(2, 3, image_size, image_size))  # eval: batch-norm statistics
     except Exception as err:  # any failure to build or run it is a config error, named by its key
         raise ConfigError(f"'{key}' {architecture!r} cannot classify {image_size} px images: {err}") from err
 
