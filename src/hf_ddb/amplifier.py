@@ -38,6 +38,7 @@ __all__ = [
     "ClassifierLossTrainer",
     "at_model_size",
     "bias_signals",
+    "check_rule",
     "detection_report",
     "gce_loss",
     "generator_fidelity",
@@ -202,6 +203,18 @@ PSEUDO_LABEL_RULES = {
 }
 
 
+def check_rule(rule: str, options: Mapping[str, Any]) -> None:
+    """Raises unless ``rule`` is a pseudo-label rule that takes every one of ``options``."""
+    import inspect
+
+    if rule not in PSEUDO_LABEL_RULES:
+        raise ValueError(f"unknown pseudo-label rule {rule!r}; choose one of {sorted(PSEUDO_LABEL_RULES)}")
+    known = set(inspect.signature(PSEUDO_LABEL_RULES[rule]).parameters) - {"signals"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"rule {rule!r} takes no option(s) {unknown}; its options: {sorted(known)}")
+
+
 def pseudo_bias_labels(signals: dict[str, np.ndarray], rule: str = "misclassified", **options: Any) -> np.ndarray:
     """Boolean "bias-conflicting" flag per sample from BA signals; no bias labels involved.
 
@@ -210,14 +223,7 @@ def pseudo_bias_labels(signals: dict[str, np.ndarray], rule: str = "misclassifie
     (the ``fraction`` of samples with the highest loss). An option the rule does not take, or a NaN or
     infinite loss, is an error.
     """
-    if rule not in PSEUDO_LABEL_RULES:
-        raise ValueError(f"unknown pseudo-label rule {rule!r}; choose one of {sorted(PSEUDO_LABEL_RULES)}")
-    import inspect
-
-    known = set(inspect.signature(PSEUDO_LABEL_RULES[rule]).parameters) - {"signals"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError(f"rule {rule!r} takes no option(s) {unknown}; its options: {sorted(known)}")
+    check_rule(rule, options)
     loss = np.asarray(signals["loss"], dtype=float)
     if not np.isfinite(loss).all():
         raise ValueError(f"signals['loss'] has {int((~np.isfinite(loss)).sum())} NaN or infinite values")

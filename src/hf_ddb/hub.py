@@ -84,9 +84,9 @@ def render_model_card(
     )
 
 
-def _artifact_files(folder: Path) -> list[Path]:
-    """Every regular file of an artefact folder, without hidden files, training leftovers or symbolic links
-    (a link could point outside the folder: it is never followed nor uploaded)."""
+def _artifact_paths(folder: Path) -> list[str]:
+    """Every regular file of an artefact folder, as sorted paths relative to it: without hidden files, training
+    leftovers or symbolic links (a link could point outside the folder: it is never followed nor uploaded)."""
     skip = {"checkpoints", "trainer"}
     found = []
     for root, dirs, files in os.walk(folder, followlinks=False):
@@ -94,7 +94,7 @@ def _artifact_files(folder: Path) -> list[Path]:
         for name in files:
             path = Path(root) / name
             if not name.startswith(".") and path.is_file() and not path.is_symlink():
-                found.append(path)
+                found.append(path.relative_to(folder).as_posix())
     return sorted(found)
 
 
@@ -114,8 +114,7 @@ def push_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"nothing to push: {folder} is not a folder (run the pipeline first)")
-    files = _artifact_files(folder)
-    paths = [p.relative_to(folder).as_posix() for p in files]
+    paths = _artifact_paths(folder)
     if "README.md" not in paths:
         raise FileNotFoundError(f"{folder} has no README.md model card; run `hf-ddb evaluate` to write it")
     api = api or HfApi()
@@ -152,10 +151,7 @@ def push_run(
     if dry_run:
         for repo_id in repos.values():
             _check_repo_id(repo_id)
-        return {
-            repos[kind]: [p.relative_to(folder).as_posix() for p in _artifact_files(folder)]
-            for kind, folder in folders.items()
-        }
+        return {repos[kind]: _artifact_paths(folder) for kind, folder in folders.items()}
     api = api or HfApi()
     check_push_access(list(repos.values()), api)  # before the first upload: all three go, or none
     return {repos[kind]: push_folder(folder, repos[kind], api=api, private=private) for kind, folder in folders.items()}

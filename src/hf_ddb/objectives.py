@@ -57,7 +57,8 @@ def _per_row(name: str, values: np.ndarray | None, n: int) -> None:
 
 
 class Objective:
-    """Base class: plain cross-entropy. Subclasses override `loss` and, as needed, the hooks below."""
+    """Base class: plain cross-entropy. Subclasses override `reduce` (the loss from the target's per-sample CE
+    and the outputs), or `loss` when the forward pass itself differs (DFA), and, as needed, the hooks below."""
 
     name = "erm"
 
@@ -85,9 +86,11 @@ class Objective:
     ) -> tuple[torch.Tensor, Any]:
         """The batch's loss and the model's outputs; ``index`` holds the batch's training-set rows."""
         outputs = model(**inputs)
-        return self.reduce(F.cross_entropy(outputs.logits.float(), labels, reduction="none"), index), outputs
+        ce = F.cross_entropy(outputs.logits.float(), labels, reduction="none")
+        return self.reduce(ce, index, outputs, labels), outputs
 
-    def reduce(self, ce: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def reduce(self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor) -> torch.Tensor:
+        """The loss from the target's per-sample CE (``outputs`` also holds co-trained models' logits)."""
         return ce.mean()
 
 
@@ -111,7 +114,7 @@ class ERMObjective(Objective):
             weights = torch.as_tensor(self.sample_weights, dtype=torch.float32)
             self._weights = (weights / weights.mean()).to(device)
 
-    def reduce(self, ce: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def reduce(self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor) -> torch.Tensor:
         return ce.mean() if self._weights is None else (self._weights[index] * ce).mean()
 
 
@@ -176,7 +179,7 @@ class GroupDROObjective(Objective):
     def train_sampler(self, seed: int) -> torch.utils.data.Sampler[int] | None:
         return GroupBalancedSampler(self.group_ids, seed=seed) if self.group_balanced else None
 
-    def reduce(self, ce: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def reduce(self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor) -> torch.Tensor:
         return self.group_loss(ce, self._groups[index])
 
     def group_loss(self, ce: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -275,16 +278,7 @@ class RelativeDifficultyObjective(Objective):
         if self.bias_losses is not None:  # the EMA of a frozen model's loss is that loss
             self.ema_b.update(torch.arange(n), torch.as_tensor(self.bias_losses, dtype=torch.float32))
 
-    def loss(
-        self,
-        trainer: Trainer,
-        model: nn.Module,
-        inputs: dict[str, torch.Tensor],
-        labels: torch.Tensor,
-        index: torch.Tensor,
-    ) -> tuple[torch.Tensor, Any]:
-        outputs = model(**inputs)
-        ce = F.cross_entropy(outputs.logits.float(), labels, reduction="none")
+    def reduce(self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor) -> torch.Tensor:
         bias_logits = outputs.auxiliary_logits.get("bias")
         bias_ce, bias_term = None, None
         if bias_logits is not None:
@@ -298,7 +292,7 @@ class RelativeDifficultyObjective(Objective):
                 keep = self._train_mask[index].float()
                 bias_term = (per_sample * keep).sum() / keep.sum().clamp_min(1)
         loss = (ce * self.weights(ce, bias_ce, index)).mean()
-        return (loss if bias_term is None else loss + bias_term), outputs
+        return loss if bias_term is None else loss + bias_term
 
     def weights(self, ce: torch.Tensor, bias_ce: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
         """Updates the loss EMAs with this batch (``bias_ce`` None: frozen bias model), returns the rows' W

@@ -45,7 +45,7 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import ModelOutput
 
-from .amplifier import PSEUDO_LABEL_RULES, ClassifierLossTrainer, bias_signals, pseudo_bias_labels
+from .amplifier import ClassifierLossTrainer, bias_signals, check_rule, pseudo_bias_labels
 from .metrics import group_metrics
 from .objectives import (
     DisEntObjective,
@@ -483,17 +483,6 @@ class _DDB(Recipe):
     signals: Mapping[str, Mapping[str, np.ndarray]] | None = None
     needs_amplifier = True
 
-    def _check_rule(self) -> None:
-        """The pseudo-label rule and its options, checked when the method is built (before any work)."""
-        import inspect
-
-        if self.rule not in PSEUDO_LABEL_RULES:
-            raise ValueError(f"rule must be one of {sorted(PSEUDO_LABEL_RULES)}, got {self.rule!r}")
-        known = set(inspect.signature(PSEUDO_LABEL_RULES[self.rule]).parameters) - {"signals"}
-        unknown = sorted(set(self.rule_options) - known)
-        if unknown:
-            raise ValueError(f"rule_options {unknown} are not options of rule {self.rule!r}; it takes {sorted(known)}")
-
     def _flags(self, dataset: Dataset, split: str) -> tuple[Mapping[str, np.ndarray], np.ndarray]:
         if self.signals is not None and split in self.signals:
             signals = self.signals[split]
@@ -531,7 +520,7 @@ class DDBTwoStep(_DDB):
     )
 
     def __post_init__(self) -> None:
-        self._check_rule()
+        check_rule(self.rule, self.rule_options)  # before any work
         _check_group_dro([self.dro_step_size], [self.dro_adjustment])
 
     def infer(
@@ -585,7 +574,7 @@ class DDBEndToEnd(_DDB):
     )
 
     def __post_init__(self) -> None:
-        self._check_rule()
+        check_rule(self.rule, self.rule_options)
         if self.weighting not in DDB_II_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {list(DDB_II_WEIGHTINGS)}, got {self.weighting!r}")
         check_unit_interval("weight_floor", self.weight_floor)
