@@ -57,7 +57,9 @@ class EpochProbe(TrainerCallback):
     """
 
     def __init__(self, valid, valid_flags, test, train) -> None:
-        self.valid, self.valid_flags, self.test, self.train = valid, valid_flags, test, train
+        self.valid, self.test, self.train = valid, test, train
+        # pseudo groups as class ids (group_metrics refuses booleans)
+        self.valid_flags = None if valid_flags is None else np.asarray(valid_flags, dtype=np.int64)
         self.valid_labels, self.runs, self.bias_model_detection = np.asarray(valid["label"]), [], []
         self.tensors: dict = {}
 

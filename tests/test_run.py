@@ -193,6 +193,7 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         "model.safetensors",
         "preprocessor_config.json",
         "modeling_mlp.py",
+        "pipeline_bias_alignment.py",  # the bias-alignment task's code (custom pipeline)
         "amplifier_losses.png",
     }
     assert {
@@ -211,7 +212,8 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
 
 def test_saved_classifiers_load_where_hf_ddb_is_not_installed(finished_run, small_cmnist, tmp_path):
     """`pipeline("image-classification", model=folder, trust_remote_code=True)` in a Python in which
-    `import hf_ddb` fails, for the debiased classifier and the amplifier (MLPs: their code is in the folder)."""
+    `import hf_ddb` fails, for the debiased classifier and the amplifier (MLPs: their code is in the folder),
+    and the amplifier's own task with no task named: `pipeline(model=folder, trust_remote_code=True)`."""
     import subprocess
     import sys
 
@@ -226,10 +228,16 @@ def test_saved_classifiers_load_where_hf_ddb_is_not_installed(finished_run, smal
         f"for folder in {folders!r}:\n"
         "    classify = pipeline('image-classification', model=folder, trust_remote_code=True)\n"
         "    print(len(classify(row['image'], top_k=3)))\n"
+        f"scorer = pipeline(model={folders[1]!r}, trust_remote_code=True)\n"
+        "print(type(scorer).__name__, sorted(scorer({'image': row['image'], 'label': row['label']})))\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split("\n")[-3:-1] == ["3", "3"]
+    assert out.stdout.split("\n")[-4:-1] == [
+        "3",
+        "3",
+        "BiasAlignmentPipeline ['alignment_score', 'bias_conflicting', 'label', 'loss', 'predicted_label']",
+    ]
 
 
 def test_artefacts_reload_into_their_pipelines(finished_run, small_cmnist):
@@ -242,7 +250,10 @@ def test_artefacts_reload_into_their_pipelines(finished_run, small_cmnist):
     for folder in (run_dir / "methods" / "ddb_ii" / "model", run_dir / "amplifier" / "model"):
         predictions = pipeline("image-classification", model=str(folder))(image, top_k=3)
         assert len(predictions) == 3 and predictions[0]["label"] in [str(d) for d in range(10)]
-    scorer = pipeline("bias-alignment", model=str(run_dir / "amplifier" / "model"))
+    amplifier = str(run_dir / "amplifier" / "model")
+    with pytest.raises(ValueError, match="trust_remote_code"):  # the folder names its own pipeline code
+        pipeline("bias-alignment", model=amplifier)
+    scorer = pipeline("bias-alignment", model=amplifier, trust_remote_code=True)
     scores = scorer([{"image": image, "label": label}, {"image": image, "label": str((label + 1) % 10)}])
     assert scores[0]["label"] == str(label) and 0.0 <= scores[0]["alignment_score"] <= 1.0
     assert scores[0]["loss"] == pytest.approx(-np.log(scores[0]["alignment_score"]), rel=1e-4)

@@ -1,52 +1,84 @@
-"""hf-ddb: Diffusing DeBias (Ciranni et al., NeurIPS 2025) for the Hugging Face ecosystem."""
+"""hf-ddb: Diffusing DeBias (Ciranni et al., NeurIPS 2025) for the Hugging Face ecosystem.
 
-from .amplifier import BiasAmplifierTrainer, bias_signals, pseudo_bias_labels
-from .config import RunConfig, load_config
-from .data import load_benchmark, load_image_dataset
-from .diffusion import DiffusionConfig, train_diffusion
-from .generation import GenerationConfig, generate_synthetic_dataset
-from .hub import load_artifact, push_folder, push_run
-from .metrics import detection_metrics, group_metrics
-from .models import MLPConfig, MLPForImageClassification, build_classifier, save_classifier
-from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
-from .pipeline_bias_alignment import BiasAlignmentPipeline
-from .recipes import RECIPES, DDBEndToEnd, DDBTwoStep, DebiasTrainer, train_with_recipe
-from .runner import Run
-from .training import TrainingConfig, evaluate_groups, predict_logits, train_erm
+``import hf_ddb`` is light (no torch): the public names load their module on first use, as ``diffusers`` and
+``transformers`` do, so ``hf-ddb --help`` starts at once. The first public name used also registers the MLP
+model type with the Auto classes and the ``bias-alignment`` task with transformers' pipeline registry; saved
+folders carry their code as well, so ``trust_remote_code=True`` loads them without any import of hf_ddb.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.4.0"
 
-__all__ = [
-    "RECIPES",
-    "BiasAlignedGenerationPipeline",
-    "BiasAlignmentPipeline",
-    "BiasAmplifierTrainer",
-    "DDBEndToEnd",
-    "DDBTwoStep",
-    "DebiasTrainer",
-    "DiffusionConfig",
-    "GenerationConfig",
-    "MLPConfig",
-    "MLPForImageClassification",
-    "Run",
-    "RunConfig",
-    "TrainingConfig",
-    "bias_signals",
-    "build_classifier",
-    "detection_metrics",
-    "evaluate_groups",
-    "generate_synthetic_dataset",
-    "group_metrics",
-    "load_artifact",
-    "load_benchmark",
-    "load_config",
-    "load_image_dataset",
-    "predict_logits",
-    "pseudo_bias_labels",
-    "push_folder",
-    "push_run",
-    "save_classifier",
-    "train_diffusion",
-    "train_erm",
-    "train_with_recipe",
-]
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "RECIPES": "recipes",
+    "BiasAlignedGenerationPipeline": "pipeline_bias_aligned",
+    "BiasAlignmentPipeline": "pipeline_bias_alignment",
+    "BiasAmplifierTrainer": "amplifier",
+    "DDBEndToEnd": "recipes",
+    "DDBTwoStep": "recipes",
+    "DebiasTrainer": "recipes",
+    "DiffusionConfig": "diffusion",
+    "GenerationConfig": "generation",
+    "MLPConfig": "models",
+    "MLPForImageClassification": "models",
+    "Run": "runner",
+    "RunConfig": "config",
+    "TrainingConfig": "training",
+    "bias_signals": "amplifier",
+    "build_classifier": "models",
+    "detection_metrics": "metrics",
+    "evaluate_groups": "training",
+    "generate_synthetic_dataset": "generation",
+    "group_metrics": "metrics",
+    "load_artifact": "hub",
+    "load_benchmark": "data",
+    "load_config": "config",
+    "load_image_dataset": "data",
+    "predict_logits": "training",
+    "pseudo_bias_labels": "amplifier",
+    "push_folder": "hub",
+    "push_run": "hub",
+    "save_classifier": "models",
+    "train_diffusion": "diffusion",
+    "train_erm": "training",
+    "train_with_recipe": "recipes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # registering with transformers comes with the first public name, whichever it is
+    importlib.import_module(".modeling_mlp", __name__)
+    importlib.import_module(".pipeline_bias_alignment", __name__)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from .amplifier import BiasAmplifierTrainer, bias_signals, pseudo_bias_labels
+    from .config import RunConfig, load_config
+    from .data import load_benchmark, load_image_dataset
+    from .diffusion import DiffusionConfig, train_diffusion
+    from .generation import GenerationConfig, generate_synthetic_dataset
+    from .hub import load_artifact, push_folder, push_run
+    from .metrics import detection_metrics, group_metrics
+    from .models import MLPConfig, MLPForImageClassification, build_classifier, save_classifier
+    from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+    from .pipeline_bias_alignment import BiasAlignmentPipeline
+    from .recipes import RECIPES, DDBEndToEnd, DDBTwoStep, DebiasTrainer, train_with_recipe
+    from .runner import Run
+    from .training import TrainingConfig, evaluate_groups, predict_logits, train_erm

@@ -17,11 +17,14 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from datasets import DatasetDict
+if TYPE_CHECKING:
+    from datasets import DatasetDict
 
-from .config import ConfigError, RunConfig, load_config
-from .report import format_results_table
+    from .config import RunConfig
+
+# nothing heavy at import time: `hf-ddb --help` and `--version` must not load torch (commands import it)
 
 __all__ = ["main"]
 
@@ -38,6 +41,8 @@ COMMANDS = {
 
 
 def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: DatasetDict | None) -> int:
+    from .config import ConfigError
+    from .report import format_results_table
     from .runner import Run
 
     run = Run(config, data=data)
@@ -99,6 +104,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
     from requests.exceptions import ConnectionError as NetworkError
 
+    from .config import ConfigError
     from .data import DatasetValidationError
 
     return (
@@ -150,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.add_argument("--dry-run", action="store_true", help="list the files per repo; send nothing")
     args = parser.parse_args(argv)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
+    from .config import ConfigError, load_config
+
     try:
         config = load_config(args.config, overrides=args.set)
         if args.output_dir:

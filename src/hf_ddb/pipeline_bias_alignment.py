@@ -1,8 +1,11 @@
 """``pipeline("bias-alignment", model=amplifier)``: how bias-aligned each labelled image is, by a saved bias
-amplifier. Importing `hf_ddb` registers the task with transformers' pipeline registry."""
+amplifier. Importing this module (any public name of `hf_ddb` does) registers the task with transformers'
+pipeline registry. The module is self-contained (torch and transformers only): `save_amplifier` copies it
+into the amplifier's folder, so ``pipeline(model=folder, trust_remote_code=True)`` works without hf-ddb."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -11,7 +14,7 @@ from transformers import AutoModelForImageClassification, Pipeline
 from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
-__all__ = ["BiasAlignmentPipeline"]
+__all__ = ["BiasAlignmentPipeline", "save_amplifier"]
 
 
 class BiasAlignmentPipeline(Pipeline):
@@ -72,3 +75,11 @@ class BiasAlignmentPipeline(Pipeline):
 PIPELINE_REGISTRY.register_pipeline(
     "bias-alignment", pipeline_class=BiasAlignmentPipeline, pt_model=AutoModelForImageClassification, type="image"
 )
+
+
+def save_amplifier(model: Any, image_processor: Any, path: str | os.PathLike) -> None:
+    """Save an amplifier as a transformers custom pipeline: weights, config (with ``custom_pipelines``),
+    image processor and this file, so that ``pipeline(model=path, trust_remote_code=True)`` scores images in
+    a Python without hf-ddb. Because the folder names its own pipeline code, transformers then asks for
+    ``trust_remote_code=True`` with ``pipeline("bias-alignment", model=path)`` too, hf-ddb installed or not."""
+    BiasAlignmentPipeline(model=model, image_processor=image_processor).save_pretrained(path)

@@ -228,7 +228,8 @@ class Run:
 
     def _amplifier(self) -> Path:
         from .amplifier import detection_report, generator_fidelity, train_bias_amplifier
-        from .models import save_classifier
+        from .pipeline_bias_alignment import save_amplifier
+        from .utils import atomic_directory
 
         synthetic = self.generation()
         layout = self.layout
@@ -254,7 +255,8 @@ class Run:
                 detection = detection_report(
                     signals.splits["train"], signals.flags["train"], train, self.config.aligned_bias
                 )
-            save_classifier(model, processor, layout.amplifier_model)
+            with atomic_directory(layout.amplifier_model) as tmp:
+                save_amplifier(model, processor, tmp)
             return {"detection": detection, "fidelity": fidelity, "num_synthetic": len(synthetic)}
 
         self._stage("amplifier", layout.amplifier, self.key("amplifier"), work)
