@@ -68,17 +68,17 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
-    from .amplifier import BiasAmplifierTrainer, bias_signals, pseudo_bias_labels
-    from .config import RunConfig, load_config
-    from .data import load_benchmark, load_image_dataset
-    from .diffusion import DiffusionConfig, train_diffusion
-    from .generation import GenerationConfig, generate_synthetic_dataset
-    from .hub import load_artifact, push_folder, push_run
-    from .metrics import detection_metrics, group_metrics
-    from .models import MLPConfig, MLPForImageClassification, build_classifier, save_classifier
-    from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
-    from .pipeline_bias_alignment import BiasAlignmentPipeline
-    from .recipes import RECIPES, DDBEndToEnd, DDBTwoStep, DebiasTrainer, train_with_recipe
-    from .runner import Run
-    from .training import TrainingConfig, evaluate_groups, predict_logits, train_erm
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily (ruff: see __all__)
+    from .amplifier import BiasAmplifierTrainer, bias_signals, pseudo_bias_labels  # noqa: F401
+    from .config import RunConfig, load_config  # noqa: F401
+    from .data import load_benchmark, load_image_dataset  # noqa: F401
+    from .diffusion import DiffusionConfig, train_diffusion  # noqa: F401
+    from .generation import GenerationConfig, generate_synthetic_dataset  # noqa: F401
+    from .hub import load_artifact, push_folder, push_run  # noqa: F401
+    from .metrics import detection_metrics, group_metrics  # noqa: F401
+    from .models import MLPConfig, MLPForImageClassification, build_classifier, save_classifier  # noqa: F401
+    from .pipeline_bias_aligned import BiasAlignedGenerationPipeline  # noqa: F401
+    from .pipeline_bias_alignment import BiasAlignmentPipeline  # noqa: F401
+    from .recipes import RECIPES, DDBEndToEnd, DDBTwoStep, DebiasTrainer, train_with_recipe  # noqa: F401
+    from .runner import Run  # noqa: F401
+    from .training import TrainingConfig, evaluate_groups, predict_logits, train_erm  # noqa: F401
