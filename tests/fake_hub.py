@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeHub:
     def __init__(self, token: str = "hf_fake") -> None:
         self.token = token  # the one token whoami accepts
-        self.repos: dict[str, dict] = {}  # repo id -> {"private": bool}
-        self.commits: list[dict] = []  # {"repo", "message", "files": {path: bytes}}
+        self.repos: dict[str, dict] = {}  # repo id -> {"private": bool, "type": "model" | "dataset"}
+        self.commits: list[dict] = []  # {"repo", "type", "message", "files": {path: bytes}}
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,27 +39,28 @@ class FakeHub:
                     owner = request.get("organization")
                     repo = f"{owner}/{request['name']}" if owner else request["name"]
                     private = bool(request.get("private")) or request.get("visibility") == "private"  # hub 1.x / 2.x
-                    hub.repos[repo] = {"private": private}
+                    hub.repos[repo] = {"private": private, "type": request.get("type", "model")}
                     return self._reply(200, {"url": f"{hub.endpoint}/{repo}", "name": repo})
                 if self.path == "/api/validate-yaml":
                     return self._reply(200, {})
-                match = re.fullmatch(r"/api/models/(.+)/preupload/([^/]+)", self.path)
+                match = re.fullmatch(r"/api/(?:models|datasets)/(.+)/preupload/([^/]+)", self.path)
                 if match:
                     files = [
                         {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
                         for f in json.loads(body)["files"]
                     ]
                     return self._reply(200, {"files": files})
-                match = re.fullmatch(r"/api/models/(.+)/commit/([^/]+)", self.path)
+                match = re.fullmatch(r"/api/(models|datasets)/(.+)/commit/([^/]+)", self.path)
                 if match:
-                    repo, files, message = match.group(1), {}, None
+                    repo, files, message = match.group(2), {}, None
                     for line in body.decode().splitlines():
                         item = json.loads(line)
                         if item["key"] == "header":
                             message = item["value"]["summary"]
                         elif item["key"] == "file":
                             files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-                    hub.commits.append({"repo": repo, "message": message, "files": files})
+                    repo_type = match.group(1)[:-1]  # "model" or "dataset"
+                    hub.commits.append({"repo": repo, "type": repo_type, "message": message, "files": files})
                     oid = "1" * 40
                     url = f"{hub.endpoint}/{repo}/commit/{oid}"
                     return self._reply(200, {"commitUrl": url, "commitOid": oid, "pullRequestUrl": None})

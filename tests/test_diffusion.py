@@ -86,7 +86,11 @@ def test_pipeline_round_trip_and_community_loading(tmp_path):
     np.testing.assert_allclose(one.images, two.images, atol=1e-6)
     assert again.labels == {"class0": 0, "class1": 1, "class2": 2}
 
-    remote = DiffusionPipeline.from_pretrained(tmp_path, custom_pipeline=str(tmp_path), trust_remote_code=True)
+    assert json.loads((tmp_path / "model_index.json").read_text())["_class_name"] == [
+        "pipeline",
+        "BiasAlignedGenerationPipeline",
+    ]  # diffusers' custom-pipeline convention: the folder names its own code
+    remote = DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True)
     assert type(remote).__name__ == "BiasAlignedGenerationPipeline"
     assert type(remote).__module__ != BiasAlignedGenerationPipeline.__module__  # loaded from the folder's file
     remote.set_progress_bar_config(disable=True)

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 import yaml
+from datasets import load_from_disk
 from huggingface_hub import HfApi, ModelCard
 
 from hf_ddb.cli import main
@@ -157,8 +158,9 @@ def test_model_cards_render_and_parse_back(finished_run):
     assert (run_dir / "diffusion" / "pipeline" / "synthetic_samples.png").is_file()
 
 
-def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys):
+def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys, tmp_path):
     import huggingface_hub.constants
+    from datasets import load_dataset
     from fake_hub import FakeHub
 
     from hf_ddb import hub
@@ -176,7 +178,12 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
     finally:
         leak.unlink()
     assert all(repo["private"] for repo in fake.repos.values())
-    assert set(fake.repos) == {"me/cmnist-ddb-diffusion", "me/cmnist-ddb-amplifier", "me/cmnist-ddb-classifier"}
+    assert {repo: info["type"] for repo, info in fake.repos.items()} == {
+        "me/cmnist-ddb-diffusion": "model",
+        "me/cmnist-ddb-amplifier": "model",
+        "me/cmnist-ddb-classifier": "model",
+        "me/cmnist-ddb-synthetic": "dataset",
+    }
     sent = {commit["repo"]: set(commit["files"]) for commit in fake.commits}
     assert sent["me/cmnist-ddb-classifier"] == {
         "README.md",
@@ -208,12 +215,37 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
     readme = fake.commits[-1]["files"]["README.md"]
     assert readme == (run_dir / "methods" / "ddb_i" / "model" / "README.md").read_bytes()
     assert "pushed 7 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
+    # every card was rendered again for its repo: the load snippets name the repo, not a local path
+    cards = {commit["repo"]: commit["files"]["README.md"].decode() for commit in fake.commits}
+    for repo in ("me/cmnist-ddb-diffusion", "me/cmnist-ddb-amplifier", "me/cmnist-ddb-classifier"):
+        assert f'model="{repo}"' in cards[repo] or f'from_pretrained("{repo}"' in cards[repo]
+        assert str(run_dir) not in cards[repo]
+    assert "pipeline_tag: unconditional-image-generation" in cards["me/cmnist-ddb-diffusion"]
+    amplifier = ModelCard(cards["me/cmnist-ddb-amplifier"]).data
+    assert amplifier.datasets == ["me/cmnist-ddb-synthetic"]  # trained on the pushed synthetic images
+    assert {r.dataset_type for r in amplifier.eval_results} == {"colored_mnist"}  # measured on the real set
+    # the synthetic dataset: Parquet + card; load_dataset gives back the rows and the class names
+    dataset_files = fake.commits[0]["files"]
+    assert fake.commits[0]["type"] == "dataset" and set(dataset_files) == {
+        "README.md",
+        "synthetic_samples.png",
+        "data/train-00000-of-00001.parquet",
+    }
+    for name, content in dataset_files.items():
+        (tmp_path / "repo" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "repo" / name).write_bytes(content)
+    pushed = load_dataset(str(tmp_path / "repo"), split="train")
+    synthetic = load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    assert pushed.features["label"].names == synthetic.features["label"].names
+    assert pushed["label"] == synthetic["label"] and pushed.num_rows == synthetic.num_rows
+    assert 'load_dataset("me/cmnist-ddb-synthetic"' in dataset_files["README.md"].decode()
 
 
-def test_saved_classifiers_load_where_hf_ddb_is_not_installed(finished_run, small_cmnist, tmp_path):
+def test_saved_artefacts_load_where_hf_ddb_is_not_installed(finished_run, small_cmnist, tmp_path):
     """`pipeline("image-classification", model=folder, trust_remote_code=True)` in a Python in which
     `import hf_ddb` fails, for the debiased classifier and the amplifier (MLPs: their code is in the folder),
-    and the amplifier's own task with no task named: `pipeline(model=folder, trust_remote_code=True)`."""
+    the amplifier's own task with no task named: `pipeline(model=folder, trust_remote_code=True)`, and the
+    diffusion folder through `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`."""
     import subprocess
     import sys
 
@@ -230,13 +262,21 @@ def test_saved_classifiers_load_where_hf_ddb_is_not_installed(finished_run, smal
         "    print(len(classify(row['image'], top_k=3)))\n"
         f"scorer = pipeline(model={folders[1]!r}, trust_remote_code=True)\n"
         "print(type(scorer).__name__, sorted(scorer({'image': row['image'], 'label': row['label']})))\n"
+        "from diffusers import DiffusionPipeline\n"
+        f"generator = DiffusionPipeline.from_pretrained({str(run_dir / 'diffusion' / 'pipeline')!r}, "
+        "trust_remote_code=True)\n"
+        "generator.set_progress_bar_config(disable=True)\n"
+        "out = generator(class_labels=['3'], num_inference_steps=2)\n"
+        "print(type(generator).__name__, out.class_labels, out.images[0].size)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
-    assert out.stdout.split("\n")[-4:-1] == [
+    size = json.loads((run_dir / "diffusion" / "pipeline" / "unet" / "config.json").read_text())["sample_size"]
+    assert out.stdout.split("\n")[-5:-1] == [
         "3",
         "3",
         "BiasAlignmentPipeline ['alignment_score', 'bias_conflicting', 'label', 'loss', 'predicted_label']",
+        f"BiasAlignedGenerationPipeline [3] ({size}, {size})",
     ]
 
 

@@ -3,18 +3,22 @@
 Cards come from the Jinja templates in ``model_cards/`` (shipped as ``hf_ddb/model_cards``) through
 huggingface_hub's `ModelCard.from_template`; the YAML header (tags, library, datasets, ``model-index``) is
 a `ModelCardData`. `push_folder` uploads one artefact folder in a single commit and returns exactly the
-paths it sent; `push_run` sends the diffusion pipeline, the amplifier and the debiased classifier.
+paths it sent; `push_run` sends the diffusion pipeline, the amplifier and the debiased classifier, each card
+rendered again for the repo it goes to, and the synthetic images as a dataset repo with its dataset card.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+import numpy as np
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, ModelCard, ModelCardData
 
 __all__ = [
     "CARD_KINDS",
@@ -23,16 +27,26 @@ __all__ = [
     "push_folder",
     "push_run",
     "render_model_card",
+    "rerender_card",
+    "synthetic_dataset_files",
     "template_path",
 ]
 
 CARD_KINDS = {"diffusion": "diffusers", "amplifier": "transformers", "classifier": "transformers"}
 ARTIFACT_SUFFIXES = {"diffusion": "diffusion", "amplifier": "amplifier", "classifier": "classifier"}
+DATASET_SUFFIX = "synthetic"
+PIPELINE_TAGS = {
+    # class-conditional generation is no Hub task; the nearest that takes no text or image input
+    "diffusion": "unconditional-image-generation",
+    "amplifier": "image-classification",
+    "classifier": "image-classification",
+}
+ROWS_PER_PARQUET_FILE = 50_000
 
 
 def template_path(kind: str) -> Path:
     """The Jinja template of ``kind``: the packaged copy, or ``model_cards/`` of a source checkout."""
-    if kind not in CARD_KINDS:
+    if kind not in (*CARD_KINDS, "dataset"):
         raise ValueError(f"unknown card kind {kind!r}; choose one of {sorted(CARD_KINDS)}")
     here = Path(__file__).resolve().parent
     for folder in (here / "model_cards", here.parents[1] / "model_cards"):
@@ -51,17 +65,21 @@ def render_model_card(
     dataset_id: str | None = None,
     split: str = "test",
     tags: Sequence[str] = (),
+    base_model: str | None = None,
+    datasets: Sequence[str] | None = None,
     **context: Any,
 ) -> ModelCard:
-    """A `ModelCard` for one artefact; ``metrics`` (fractions) become ``model-index`` results.
+    """A `ModelCard` for one artefact; ``metrics`` (fractions) become ``model-index`` results on ``split``.
 
     ``context`` fills the template (tables, image paths, how-to-load snippets). ``dataset_id`` is the Hub
-    dataset the model was trained on, when there is one (embedded benchmarks have none).
+    dataset the metrics were measured on, when there is one (an embedded benchmark is named as itself: it is
+    built locally, not a Hub dataset); ``datasets`` the Hub datasets it was trained on (default: ``dataset_id``);
+    ``base_model`` the Hub id of pretrained weights it started from.
     """
     eval_results = [
         EvalResult(
             task_type="image-classification",
-            dataset_type=dataset_id or f"hf-ddb/{benchmark}",
+            dataset_type=dataset_id or benchmark,
             dataset_name=context.get("dataset_title", benchmark),
             dataset_split=split,
             metric_type=key,
@@ -75,8 +93,9 @@ def render_model_card(
         library_name=CARD_KINDS[kind],
         license="apache-2.0",
         tags=["hf-ddb", "diffusing-debias", "debiasing", f"ddb-{kind}", *tags],
-        datasets=[dataset_id] if dataset_id else None,
-        pipeline_tag=None if kind == "diffusion" else "image-classification",
+        datasets=(list(datasets) or None) if datasets is not None else [dataset_id] if dataset_id else None,
+        base_model=base_model,
+        pipeline_tag=PIPELINE_TAGS[kind],
         eval_results=eval_results or None,
     )
     return ModelCard.from_template(
@@ -130,6 +149,80 @@ def push_folder(
     return paths
 
 
+def rerender_card(run_dir: str | os.PathLike, folder: str | os.PathLike, repo_id: str, **changes: Any) -> bool:
+    """Render ``folder``'s model card again with ``repo_id`` in its load snippets (and ``changes``), from the
+    arguments the report kept in ``cards.json``; False when the run has none for it (nothing is changed)."""
+    from .layout import RunLayout
+    from .utils import atomic_file
+
+    layout, folder = RunLayout(Path(run_dir)), Path(folder)
+    cards = json.loads(layout.cards.read_text()) if layout.cards.is_file() else {}
+    entry = cards.get(folder.resolve().relative_to(layout.root.resolve()).as_posix())
+    if entry is None:
+        return False
+    card = render_model_card(entry["kind"], **{**entry["arguments"], "repo_or_path": repo_id, **changes})
+    with atomic_file(folder / "README.md") as tmp:
+        card.save(tmp)
+    return True
+
+
+def synthetic_dataset_files(num_rows: int) -> list[str]:
+    """The files of the synthetic dataset's repo: its card, the sample grid and the Parquet shards, named as
+    ``datasets`` finds them (``data/train-*``: the train split)."""
+    shards = max(1, -(-num_rows // ROWS_PER_PARQUET_FILE))
+    return sorted(
+        ["README.md", "synthetic_samples.png"] + [f"data/train-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
+    )
+
+
+def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, staging: Path) -> list[str]:
+    """Write the synthetic dataset as a Hub dataset folder under ``staging``: Parquet shards (their schema
+    keeps the class names, so ``load_dataset(repo)`` gives them back), the dataset card and the sample grid."""
+    from datasets import load_from_disk
+
+    from .layout import RunLayout
+
+    layout = RunLayout(run_dir)
+    dataset = load_from_disk(str(layout.synthetic_dataset))
+    files = synthetic_dataset_files(dataset.num_rows)
+    shards = [f for f in files if f.startswith("data/")]
+    (staging / "data").mkdir(parents=True)
+    for index, name in enumerate(shards):
+        dataset.shard(len(shards), index, contiguous=True).to_parquet(str(staging / name))
+    if layout.samples_image.is_file():
+        staging.joinpath("synthetic_samples.png").write_bytes(layout.samples_image.read_bytes())
+    settings_file = layout.synthetic / "generation_settings.json"
+    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    names = dataset.features["label"].names
+    counts = dict(zip(*np.unique(dataset["label"], return_counts=True), strict=True)) if dataset.num_rows else {}
+    data = DatasetCardData(
+        license="apache-2.0",
+        task_categories=["image-classification"],
+        tags=["hf-ddb", "diffusing-debias", "synthetic", "bias-aligned"],
+        pretty_name=f"{repo_id.split('/')[-1]} (hf-ddb synthetic bias-aligned images)",
+        size_categories=[_size_category(dataset.num_rows)],
+    )
+    card = DatasetCard.from_template(
+        data,
+        template_path=str(template_path("dataset")),
+        repo_id=repo_id,
+        generator_repo=generator_repo,
+        num_rows=dataset.num_rows,
+        class_rows=[(i, name, int(counts.get(i, 0))) for i, name in enumerate(names)],
+        settings_rows=sorted((k, v) for k, v in settings.items() if not isinstance(v, dict | list)),
+        samples_image="synthetic_samples.png" if layout.samples_image.is_file() else "",
+    )
+    card.save(str(staging / "README.md"))
+    return files
+
+
+def _size_category(rows: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if rows < limit:
+            return name
+    return "n>1M"
+
+
 def push_run(
     run_dir: str | os.PathLike,
     repo_prefix: str,
@@ -138,23 +231,53 @@ def push_run(
     api: HfApi | None = None,
     private: bool = False,
     dry_run: bool = False,
+    dataset: bool = True,
 ) -> dict[str, list[str]]:
-    """Push a finished run's three artefacts to ``<repo_prefix>-diffusion|-amplifier|-classifier``; returns the
-    files per repo. ``dry_run``: only list them (repo ids validated, nothing sent, no token needed)."""
+    """Push a finished run's three artefacts to ``<repo_prefix>-diffusion|-amplifier|-classifier`` and (with
+    ``dataset``) its synthetic images to the dataset repo ``<repo_prefix>-synthetic``; returns the files per
+    repo. Each card is rendered again for its repo id first (the local card too: it now names where the
+    artefact is published). ``dry_run``: only list the files (repo ids validated, nothing written or sent)."""
+    from datasets import load_from_disk
+
     from .layout import RunLayout
 
-    folders = RunLayout(Path(run_dir)).artefacts(classifier)
+    layout = RunLayout(Path(run_dir))
+    folders = layout.artefacts(classifier)
     repos = {kind: f"{repo_prefix}-{ARTIFACT_SUFFIXES[kind]}" for kind in folders}
     for kind, folder in folders.items():
         if not folder.is_dir():
             raise FileNotFoundError(f"no {kind} artefact at {folder}; run `hf-ddb run` first")
+    dataset_repo = f"{repo_prefix}-{DATASET_SUFFIX}" if dataset else None
+    if dataset and not layout.synthetic_dataset.is_dir():
+        raise FileNotFoundError(f"no synthetic dataset at {layout.synthetic_dataset}; run `hf-ddb run` first")
     if dry_run:
-        for repo_id in repos.values():
+        for repo_id in [*repos.values(), *([dataset_repo] if dataset_repo else [])]:
             _check_repo_id(repo_id)
-        return {repos[kind]: _artifact_paths(folder) for kind, folder in folders.items()}
+        sent = {repos[kind]: _artifact_paths(folder) for kind, folder in folders.items()}
+        if dataset_repo:
+            sent[dataset_repo] = synthetic_dataset_files(load_from_disk(str(layout.synthetic_dataset)).num_rows)
+        return sent
     api = api or HfApi()
-    check_push_access(list(repos.values()), api)  # before the first upload: all three go, or none
-    return {repos[kind]: push_folder(folder, repos[kind], api=api, private=private) for kind, folder in folders.items()}
+    check_push_access([*repos.values(), *([dataset_repo] if dataset_repo else [])], api)  # all go, or none
+    for kind, folder in folders.items():
+        extra = {"datasets": [dataset_repo]} if kind == "amplifier" and dataset_repo else {}
+        rerender_card(layout.root, folder, repos[kind], **extra)
+    sent = {}
+    if dataset_repo:
+        with tempfile.TemporaryDirectory(prefix="hf-ddb-dataset-") as staging:
+            files = _stage_synthetic_dataset(layout.root, dataset_repo, repos["diffusion"], Path(staging))
+            api.create_repo(dataset_repo, repo_type="dataset", private=private, exist_ok=True)
+            api.upload_folder(
+                repo_id=dataset_repo,
+                folder_path=staging,
+                allow_patterns=[glob.escape(path) for path in files],
+                commit_message="Upload the synthetic bias-aligned images with hf-ddb",
+                repo_type="dataset",
+            )
+            sent[dataset_repo] = files
+    for kind, folder in folders.items():
+        sent[repos[kind]] = push_folder(folder, repos[kind], api=api, private=private)
+    return sent
 
 
 def _check_repo_id(repo_id: str) -> None:

@@ -18,6 +18,7 @@ class RunLayout:
           amplifier/model/              the bias amplifier (+ README.md), amplifier/signals.npz
           methods/<name>/model/         each trained classifier (+ README.md), methods/<name>/metrics.json
           results.json  results.md  group_accuracy.png  amplifier_losses.png  synthetic_samples.png
+          cards.json                    what each model card was rendered from (push re-renders it per repo)
 
     Every stage folder holds ``stage.json`` once the stage finished (``stage.pending.json`` while it runs).
     """
@@ -54,6 +55,14 @@ class RunLayout:
     @property
     def signals(self) -> Path:
         return self.amplifier / "signals.npz"
+
+    @property
+    def cards(self) -> Path:
+        return self.root / "cards.json"
+
+    @property
+    def samples_image(self) -> Path:
+        return self.root / "synthetic_samples.png"
 
     def method(self, name: str) -> Path:
         return self.root / "methods" / name

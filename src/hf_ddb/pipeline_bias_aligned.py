@@ -1,9 +1,14 @@
 """`BiasAlignedGenerationPipeline`: class-conditional pixel-space diffusion sampling with classifier-free guidance.
 
 This module imports only torch, numpy, PIL and diffusers: ``save_pretrained`` copies it into the saved
-folder as ``pipeline.py``, so someone without hf-ddb can load the folder the diffusers community way::
+folder as ``pipeline.py`` and names it in ``model_index.json`` (``"_class_name": ["pipeline",
+"BiasAlignedGenerationPipeline"]``, diffusers' custom-pipeline convention), so someone without hf-ddb loads
+the folder or its Hub repo with::
 
-    DiffusionPipeline.from_pretrained(folder, custom_pipeline=folder, trust_remote_code=True)
+    DiffusionPipeline.from_pretrained(repo_or_folder, trust_remote_code=True)
+
+``BiasAlignedGenerationPipeline.from_pretrained(repo_or_folder)`` needs no flag: it uses this class and runs
+no code from the folder.
 
 Guidance follows the DDB paper: ``eps = (1 + w) * eps(x, c) - w * eps(x, null)`` with ``w =
 guidance_scale``. ``w = 0`` is plain conditional sampling (no unconditional pass). In diffusers' usual
@@ -14,6 +19,7 @@ is read from the UNet config: the last class embedding, ``num_class_embeds - 1``
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import shutil
 from dataclasses import dataclass
@@ -176,8 +182,18 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
             return (output, ids)
         return BiasAlignedGenerationOutput(images=output, class_labels=ids)
 
+    @classmethod
+    def _dict_from_json_file(cls, json_file: str | Path) -> dict[str, Any]:
+        """Read ``model_index.json``: loading through this class uses this class, so the folder's own
+        ``pipeline.py`` (named for `DiffusionPipeline`, which then asks for ``trust_remote_code``) is ignored."""
+        config = super()._dict_from_json_file(json_file)
+        if isinstance(config.get("_class_name"), list):
+            config["_class_name"] = config["_class_name"][-1]
+        return config
+
     def save_pretrained(self, save_directory: str | Path, *args: Any, push_to_hub: bool = False, **kwargs: Any) -> None:
-        """Save as diffusers does, plus this file as ``pipeline.py`` for loading without hf-ddb; with
+        """Save as diffusers does, plus this file as ``pipeline.py``, named in ``model_index.json``, for
+        ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` without hf-ddb; with
         ``push_to_hub`` (and diffusers' ``repo_id``, ``token``, ``private``, ``commit_message``, ``create_pr``)
         the folder is uploaded after ``pipeline.py`` is in it, so the Hub repo carries the pipeline code."""
         hub = {
@@ -187,6 +203,10 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
         }
         super().save_pretrained(save_directory, *args, **kwargs)
         shutil.copyfile(inspect.getfile(BiasAlignedGenerationPipeline), Path(save_directory) / "pipeline.py")
+        index_file = Path(save_directory) / self.config_name
+        index = json.loads(index_file.read_text())
+        index["_class_name"] = ["pipeline", type(self).__name__]
+        index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         if push_to_hub:
             from huggingface_hub import create_repo
 

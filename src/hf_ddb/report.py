@@ -135,12 +135,31 @@ def _bias_text(config: RunConfig) -> str:
     return "bias ratio not stated" if ratio is None else f"{100 * ratio:g}% bias-aligned training samples"
 
 
-def _write_card(card: Any, folder: Path, images: dict[str, Path]) -> None:
-    for name, source in images.items():
-        if source.is_file():
-            shutil.copyfile(source, folder / name)
-    with atomic_file(folder / "README.md") as tmp:
-        card.save(tmp)
+class _Cards:
+    """Renders each artefact's card into its folder and keeps what it was rendered from, so that `hf-ddb push`
+    can render it again for the repo it goes to (`hf_ddb.hub.rerender_card`) without the run's data."""
+
+    def __init__(self, layout: RunLayout) -> None:
+        self.layout, self.arguments = layout, {}
+
+    def write(self, kind: str, folder: Path, images: dict[str, Path], **arguments: Any) -> None:
+        from .hub import render_model_card
+
+        for name, source in images.items():
+            if source.is_file():
+                shutil.copyfile(source, folder / name)
+        with atomic_file(folder / "README.md") as tmp:
+            render_model_card(kind, **arguments).save(tmp)
+        self.arguments[folder.relative_to(self.layout.root).as_posix()] = {"kind": kind, "arguments": arguments}
+
+    def save(self) -> None:
+        atomic_write_text(self.layout.cards, json.dumps(self.arguments, indent=2, default=_json_number))
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
@@ -157,7 +176,6 @@ def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
 def write_report(summary: RunSummary) -> dict[str, Any]:
     """Write the report files and model cards of a run; returns what results.json holds."""
     from .data import findings_grid, sample_grid
-    from .hub import render_model_card
     from .recipes import RECIPES
 
     config, root, results = summary.config, summary.root, summary.results
@@ -193,7 +211,7 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
         if summary.train_conflicting is not None:
             figures["losses"] = root / "amplifier_losses.png"
             _loss_histogram(summary.amplifier_train_losses, summary.train_conflicting, figures["losses"])
-        figures["samples"] = root / "synthetic_samples.png"
+        figures["samples"] = layout.samples_image
         sample_grid(summary.synthetic, per_class=10, scale=3).save(figures["samples"])
         if summary.train is not None and summary.amplifier_train_flags is not None:
             figures["findings"] = root / "amplifier_findings.png"
@@ -237,6 +255,8 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
     lines += ["", *[f"![{name}]({path.name})" for name, path in figures.items()], ""]
     atomic_write_text(root / "results.md", "\n".join(lines))
     # ---- model cards
+    cards = _Cards(layout)
+    base_model = _hub_model_id(config.classifier.pretrained)
     training = config.training.to_dict()
     train_keys = ["epochs", "batch_size", "learning_rate", "weight_decay", "seed"]
     comparison = [
@@ -254,8 +274,11 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
         with_findings = "findings" in figures and RECIPES[method].needs_amplifier  # DDB trained on those flags
         title, text = RECIPES[method].display_name, RECIPES[method].summary
         metrics = {k: result["test"][k] for k, _ in TABLE_COLUMNS if result["test"].get(k) is not None}
-        card = render_model_card(
+        shown = [figures["groups"], *([figures["findings"]] if with_findings else [])]
+        cards.write(
             "classifier",
+            folder,
+            {path.name: path for path in shown},
             model_name=f"{display} {title} classifier (hf-ddb)",
             benchmark=display,
             dataset_id=dataset_id,
@@ -281,17 +304,20 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             + [("architecture", config.classifier.architecture), ("selection", config.selection)],
             warnings=warnings if RECIPES[method].needs_amplifier else [],
             findings_image=figures["findings"].name if with_findings else "",
+            base_model=base_model,
         )
-        shown = [figures["groups"], *([figures["findings"]] if with_findings else [])]
-        _write_card(card, folder, {path.name: path for path in shown})
     if with_amplifier:
         settings = config.to_dict()["amplifier"]
-        amp_card = render_model_card(
+        cards.write(
             "amplifier",
+            layout.amplifier_model,
+            {p.name: p for k, p in figures.items() if k == "losses"},
             model_name=f"{display} bias amplifier (hf-ddb)",
             benchmark=display,
             dataset_id=dataset_id,
+            datasets=[],  # trained on synthetic images only (push names their dataset repo)
             split="train",
+            dataset_title=f"{display}, real training images (never seen by the amplifier)",
             metrics={k: detection[k] for k in DETECTION_KEYS} if detection else None,
             metric_names=DETECTION_KEYS,
             bias_text=_bias_text(config),
@@ -304,11 +330,12 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             fidelity_rows=_fidelity_rows(fidelity),
             warnings=warnings,
         )
-        _write_card(amp_card, layout.amplifier_model, {p.name: p for k, p in figures.items() if k == "losses"})
         diffusion = config.diffusion
         names = summary.class_names
-        diff_card = render_model_card(
+        cards.write(
             "diffusion",
+            layout.diffusion_pipeline,
+            {figures["samples"].name: figures["samples"]},
             model_name=f"{display} bias-aligned diffusion model (hf-ddb)",
             benchmark=display,
             dataset_id=dataset_id,
@@ -331,5 +358,12 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             fidelity_rows=_fidelity_rows(fidelity),
             warnings=warnings,
         )
-        _write_card(diff_card, layout.diffusion_pipeline, {figures["samples"].name: figures["samples"]})
+    cards.save()
     return report
+
+
+def _hub_model_id(pretrained: str | None) -> str | None:
+    """The Hub id of the classifier's pretrained weights (the card's ``base_model``); None for a local folder."""
+    if not pretrained or Path(pretrained).exists():
+        return None
+    return pretrained
