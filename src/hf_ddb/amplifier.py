@@ -26,7 +26,7 @@ from .checks import check_choice, check_integer, check_number
 from .data import dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
-from .training import log_instead_of_print, model_inputs, predict_logits
+from .training import ImageLoading, log_instead_of_print, model_inputs, predict_logits
 from .utils import atomic_file
 
 __all__ = [
@@ -69,6 +69,7 @@ class ClassifierLossTrainer(Trainer):
         train_dataset: a `datasets.Dataset` with ``image`` and ``label``.
         loss: ``"ce"`` or ``"gce"`` (generalised CE with ``gce_q``).
         class_balanced: sample classes uniformly (a weighted sampler), for unequal class counts.
+        loading: in RAM or on the fly, and the train-time augmentation (`hf_ddb.training.ImageLoading`).
     """
 
     loss_is_scaled_for_ga = False
@@ -82,13 +83,14 @@ class ClassifierLossTrainer(Trainer):
         loss: str = "ce",
         gce_q: float = 0.7,
         class_balanced: bool = False,
+        loading: ImageLoading | None = None,
         **kwargs: Any,
     ) -> None:
         if loss not in ("ce", "gce"):
             raise ValueError(f"loss must be 'ce' or 'gce', got {loss!r}")
         self.loss_name, self.gce_q, self.class_balanced = loss, gce_q, class_balanced
         self._labels = np.asarray(train_dataset["label"])
-        tensors, collate = model_inputs(model, train_dataset)
+        tensors, collate = model_inputs(model, train_dataset, loading=loading, train=True)
         super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
         log_instead_of_print(self)
 
@@ -139,13 +141,15 @@ class BiasAmplifierTrainer(ClassifierLossTrainer):
         super().__init__(model, args, train_dataset, loss=loss, **kwargs)
 
 
-def bias_signals(model: PreTrainedModel, dataset: Dataset, batch_size: int = 1024) -> dict[str, np.ndarray]:
+def bias_signals(
+    model: PreTrainedModel, dataset: Dataset, batch_size: int = 1024, loading: ImageLoading | None = None
+) -> dict[str, np.ndarray]:
     """Per real sample: the BA's cross-entropy ``loss``, ``prob_true`` of the true class, ``correct``, ``prediction``.
 
     Real images of another size than the BA's are resized to it (the BA is usually trained at the
-    diffusion resolution).
+    diffusion resolution); ``loading``'s memory budget decides whether they are decoded at once.
     """
-    logits = predict_logits(model, at_model_size(model, dataset), batch_size=batch_size)
+    logits = predict_logits(model, at_model_size(model, dataset), batch_size=batch_size, loading=loading)
     labels = np.asarray(dataset["label"])
     log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=1).numpy()
     log_p_true = log_probs[np.arange(len(labels)), labels]
@@ -303,8 +307,10 @@ def train_bias_amplifier(
     *,
     fidelity: bool = True,
     progress_bar: bool = True,
+    loading: ImageLoading | None = None,
 ) -> tuple[PreTrainedModel, Any, float | None]:
-    """Step B: a classifier trained only on ``synthetic``, at the synthetic images' size.
+    """Step B: a classifier trained only on ``synthetic``, at the synthetic images' size (``loading``: the
+    training config's augmentation and memory budget, as for the target).
 
     Returns the model (in eval mode), its image processor and, with ``fidelity``, the held-out synthetic
     accuracy of a twin trained on 90% of the images (`heldout_synthetic_accuracy`, the generator check).
@@ -327,7 +333,9 @@ def train_bias_amplifier(
             seed=settings.seed,
         )
         args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
-        BiasAmplifierTrainer(model, args, images, loss=settings.loss, class_balanced=settings.class_balanced).train()
+        BiasAmplifierTrainer(
+            model, args, images, loss=settings.loss, class_balanced=settings.class_balanced, loading=loading
+        ).train()
 
     model, processor = make_model()
     train(model, synthetic)
@@ -353,9 +361,14 @@ class BiasSignals:
 
     @classmethod
     def score(
-        cls, model: PreTrainedModel, data: Mapping[str, Dataset], rule: str, splits: Sequence[str] = ("train", "valid")
+        cls,
+        model: PreTrainedModel,
+        data: Mapping[str, Dataset],
+        rule: str,
+        splits: Sequence[str] = ("train", "valid"),
+        loading: ImageLoading | None = None,
     ) -> BiasSignals:
-        scored = {split: bias_signals(model, data[split]) for split in splits}
+        scored = {split: bias_signals(model, data[split], loading=loading) for split in splits}
         return cls(scored, {split: pseudo_bias_labels(signals, rule) for split, signals in scored.items()})
 
     def save(self, path: str | os.PathLike) -> None:

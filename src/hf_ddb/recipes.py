@@ -57,7 +57,8 @@ from .objectives import (
     check_unit_interval,
 )
 from .training import (
-    ImageTensorDataset,
+    ImageDataset,
+    ImageLoading,
     TrainingConfig,
     log_instead_of_print,
     model_inputs,
@@ -162,10 +163,11 @@ class DebiasTrainer(Trainer):
         args: TrainingArguments,
         train_dataset: Dataset,
         objective: Objective,
+        loading: ImageLoading | None = None,
         **kwargs: Any,
     ) -> None:
         objective.check_target(model)
-        tensors, collate = model_inputs(model, train_dataset, with_index=True)
+        tensors, collate = model_inputs(model, train_dataset, with_index=True, loading=loading, train=True)
         self.target = model
         super().__init__(
             model=DebiasModel(model, objective.auxiliaries()),
@@ -240,9 +242,8 @@ class JTT(Recipe):
         identifier = make_model()
         config = TrainingConfig(**{**training.to_dict(), "epochs": self.identification_epochs})
         with tempfile.TemporaryDirectory() as scratch:
-            train_erm(
-                identifier, train, config.to_training_arguments(scratch, disable_tqdm=True, logging_strategy="no")
-            )
+            args = config.to_training_arguments(scratch, disable_tqdm=True, logging_strategy="no")
+            train_erm(identifier, train, args, loading=config.image_loading())
         errors = predict_logits(identifier, train).argmax(1) != np.asarray(train["label"])
         weights = np.where(errors, self.upweight, 1.0)
         return BiasInference(ERMObjective(sample_weights=weights), info={"error_set_size": int(errors.sum())})
@@ -343,7 +344,15 @@ class BiasEnsemble(Recipe):
                 args = config.to_training_arguments(
                     scratch, max_steps=self.committee_steps, disable_tqdm=True, logging_strategy="no"
                 )
-                ClassifierLossTrainer(member, args, train, loss="gce", gce_q=self.gce_q, callbacks=[keeper]).train()
+                ClassifierLossTrainer(
+                    member,
+                    args,
+                    train,
+                    loss="gce",
+                    gce_q=self.gce_q,
+                    callbacks=[keeper],
+                    loading=config.image_loading(),
+                ).train()
             member.load_state_dict(keeper.best_state)
             probabilities = torch.softmax(torch.from_numpy(predict_logits(member, train)), dim=1).numpy()
             prob_true.append(probabilities[np.arange(len(labels)), labels])
@@ -648,7 +657,7 @@ class _SelectBest(TrainerCallback):
 
 def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -> Callable[[PreTrainedModel], float]:
     labels = np.asarray(valid["label"])
-    decoded: list[ImageTensorDataset] = []  # valid is decoded once, at the first evaluation
+    decoded: list[ImageDataset] = []  # valid is decoded once, at the first evaluation
 
     def logits(model: PreTrainedModel) -> np.ndarray:
         if not decoded:
@@ -715,7 +724,12 @@ def train_with_recipe(
         selector = _SelectBest(_selection_score(selection, valid, candidate), model) if selection != "last" else None
         args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
         trainer = DebiasTrainer(
-            model, args, train, candidate.objective, callbacks=[*callbacks, *([selector] if selector else [])]
+            model,
+            args,
+            train,
+            candidate.objective,
+            loading=training.image_loading(),
+            callbacks=[*callbacks, *([selector] if selector else [])],
         )
         trainer.train()
         info: dict[str, Any] = {"recipe": recipe.name, "uses_bias_labels": recipe.uses_bias_labels, **candidate.info}

@@ -49,7 +49,16 @@ STAGES = {
     for stage in (
         Stage("diffusion", (), lambda c: {"benchmark": c.benchmark, "diffusion": asdict(c.diffusion)}),
         Stage("generation", ("diffusion",), lambda c: {"generation": asdict(c.generation)}),
-        Stage("amplifier", ("generation",), lambda c: {"amplifier": asdict(c.amplifier)}),
+        # the amplifier trains with the training section's augmentation (keyed only when there is one, so the
+        # keys of runs without augmentation are those of before it existed)
+        Stage(
+            "amplifier",
+            ("generation",),
+            lambda c: {
+                "amplifier": asdict(c.amplifier),
+                **({"augmentation": c.training.augmentation} if c.training.augmentation != "none" else {}),
+            },
+        ),
     )
 }
 STAGE_ORDER = (*STAGES, "debias", "report")  # "debias": one stage per method, keyed by `Run.method_key`
@@ -77,6 +86,7 @@ class Run:
         self.root = self.layout.root
         self.log = log
         self._data = data  # the config's dataset when the caller loaded it already (the CLI validates it)
+        self.loading = config.training.image_loading()  # in RAM or on the fly; the train-time augmentation
         self._resolved: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- cache bookkeeping
@@ -238,9 +248,9 @@ class Run:
             settings = self.config.amplifier
             self.log(f"amplifier: {settings.architecture}, {settings.loss} loss, {len(synthetic)} synthetic images")
             model, processor, synthetic_accuracy = train_bias_amplifier(
-                synthetic, self.class_names, settings, layout.amplifier / "trainer"
+                synthetic, self.class_names, settings, layout.amplifier / "trainer", loading=self.loading
             )
-            signals = BiasSignals.score(model, self.data, settings.rule)
+            signals = BiasSignals.score(model, self.data, settings.rule, loading=self.loading)
             fidelity = generator_fidelity(synthetic_accuracy, signals.splits["train"]["correct"], len(self.class_names))
             self.log(
                 f"amplifier: {fidelity['synthetic_heldout_accuracy']:.1%} right on held-out synthetic images, "
@@ -334,9 +344,9 @@ class Run:
         metrics: dict[str, Any] = {"method": method, "info": info}
         for split in ("valid", "test"):
             if "bias_label" in self.data[split].column_names:
-                metrics[split] = evaluate_groups(model, self.data[split], self.config.aligned_bias)
+                metrics[split] = evaluate_groups(model, self.data[split], self.config.aligned_bias, self.loading)
             else:
-                logits = predict_logits(model, self.data[split])
+                logits = predict_logits(model, self.data[split], loading=self.loading)
                 metrics[split] = {"accuracy": float((logits.argmax(1) == np.asarray(self.data[split]["label"])).mean())}
         metrics["seconds"] = round(time.time() - started, 1)
         atomic_write_text(self.layout.method_metrics(method), json.dumps(metrics, indent=2))

@@ -1,8 +1,12 @@
 """Training and evaluation of classifiers with `transformers.Trainer` on hf-ddb datasets.
 
-Images are decoded once into a uint8 tensor (a 60k-image 28 px split is 141 MB) instead of on every
-epoch; the collator rescales and normalises exactly as the model's saved image processor does, so a
-model trained here behaves the same inside ``pipeline("image-classification")``.
+A split whose decoded pixels fit under a memory budget (``TrainingConfig.in_memory_gb``, default 2 GB) is
+decoded once into a uint8 tensor (a 60k-image 28 px split is 141 MB) instead of on every epoch; a larger
+one is decoded batch by batch as the DataLoader asks (``dataloader_num_workers`` workers), so memory does
+not grow with the dataset. Both give the same pixels. Train-time augmentation (``augmentation``) runs on
+the uint8 images with torchvision ``transforms.v2``. The collator rescales and normalises exactly as the
+model's saved image processor does, so a model trained here behaves the same inside
+``pipeline("image-classification")``.
 """
 
 from __future__ import annotations
@@ -27,14 +31,45 @@ from .models import image_normalization
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "AUGMENTATIONS",
     "ImageBatchCollator",
+    "ImageLoading",
     "ImageTensorDataset",
+    "OnTheFlyImageDataset",
     "TrainingConfig",
     "evaluate_groups",
     "model_inputs",
     "predict_logits",
     "train_erm",
 ]
+
+
+AUGMENTATIONS = ("none", "crop_flip")
+DEFAULT_IN_MEMORY_GB = 2.0
+
+
+@dataclass(frozen=True)
+class ImageLoading:
+    """How a split's images reach a model: decoded once into RAM when its pixels fit under ``in_memory_gb``
+    (else on the fly, per batch), and the train-time ``augmentation``: ``none``, or ``crop_flip`` (random
+    resized crop, scale 0.35-1, and horizontal flip, as the paper's ResNet targets train)."""
+
+    augmentation: str = "none"
+    in_memory_gb: float = DEFAULT_IN_MEMORY_GB
+
+    def __post_init__(self) -> None:
+        check_choice("augmentation", self.augmentation, AUGMENTATIONS)
+        check_number("in_memory_gb", self.in_memory_gb, low=0.0)
+
+    def transform(self, image_size: int) -> Any:
+        """The augmentation as a torchvision v2 transform on uint8 C x H x W tensors (None for ``none``)."""
+        if self.augmentation == "none":
+            return None
+        from torchvision.transforms import v2
+
+        return v2.Compose(
+            [v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+        )
 
 
 _DECODED: OrderedDict[str, np.ndarray] = OrderedDict()  # fingerprint -> pixels; a pure cache of decoded PNGs
@@ -62,8 +97,41 @@ def _decoded_images(dataset: Dataset) -> np.ndarray:
     return images
 
 
+def _integer_columns(dataset: Dataset, columns: Sequence[str], with_index: bool) -> dict[str, torch.Tensor]:
+    """``labels``, the requested integer columns and (``with_index``) the row number, as small tensors in RAM:
+    the per-sample state of a method (LfF's loss EMA, JTT's weights, groups) is indexed by that row number."""
+    for column in ("image", "label", *columns):
+        if column not in dataset.column_names:
+            raise ValueError(f"dataset has no column {column!r}; available: {dataset.column_names}")
+    values = {"labels": torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)}
+    for column in columns:
+        values[column] = torch.as_tensor(np.asarray(dataset[column]), dtype=torch.long)
+    if with_index:
+        values["index"] = torch.arange(len(dataset))
+    return values
+
+
+def _to_channels(pixels: torch.Tensor, num_channels: int) -> torch.Tensor:
+    """uint8 N x C x H x W with the model's channel count: grayscale in an RGB classifier is replicated, as
+    transformers' pipelines do (``load_image`` converts every image to RGB), so training and
+    ``pipeline("image-classification")`` see the same pixels."""
+    if pixels.shape[1] == 1 and num_channels == 3:
+        pixels = pixels.expand(-1, 3, -1, -1).contiguous()
+    if pixels.shape[1] != num_channels:
+        raise ValueError(f"images have {pixels.shape[1]} channel(s) but the model expects {num_channels}")
+    return pixels
+
+
+def _check_size(height: int, width: int, image_size: int) -> None:
+    if (height, width) != (image_size, image_size):
+        raise ValueError(
+            f"images are {height}x{width} px but the model expects {image_size}x{image_size}; "
+            f"build the data at that size (e.g. image_size={image_size})"
+        )
+
+
 class ImageTensorDataset(torch.utils.data.Dataset):
-    """A decoded image split: ``pixel_values`` (uint8 C x H x W), ``labels`` and any integer columns."""
+    """A split decoded into RAM: ``pixel_values`` (uint8 C x H x W), ``labels`` and any integer columns."""
 
     def __init__(
         self,
@@ -72,37 +140,75 @@ class ImageTensorDataset(torch.utils.data.Dataset):
         num_channels: int = 3,
         columns: Sequence[str] = (),
         with_index: bool = False,
+        transform: Any = None,
     ) -> None:
-        for column in ("image", "label", *columns):
-            if column not in dataset.column_names:
-                raise ValueError(f"dataset has no column {column!r}; available: {dataset.column_names}")
+        self.columns = _integer_columns(dataset, columns, with_index)
         images = _decoded_images(dataset)
-        if images.shape[1:3] != (image_size, image_size):
-            raise ValueError(
-                f"images are {images.shape[1]}x{images.shape[2]} px but the model expects "
-                f"{image_size}x{image_size}; build the data at that size (e.g. image_size={image_size})"
-            )
-        pixels = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
-        if pixels.shape[1] == 1 and num_channels == 3:
-            # grayscale in an RGB classifier: replicated, as transformers' pipelines do (``load_image`` converts
-            # every image to RGB), so training and ``pipeline("image-classification")`` see the same pixels
-            pixels = pixels.expand(-1, 3, -1, -1).contiguous()
-        if pixels.shape[1] != num_channels:
-            raise ValueError(f"images have {pixels.shape[1]} channel(s) but the model expects {num_channels}")
-        self.pixel_values = pixels
-        self.columns = {"labels": torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)}
-        for column in columns:
-            self.columns[column] = torch.as_tensor(np.asarray(dataset[column]), dtype=torch.long)
-        if with_index:  # the row number, for per-sample state (LfF's loss EMA, JTT weights, groups)
-            self.columns["index"] = torch.arange(len(dataset))
+        _check_size(images.shape[1], images.shape[2], image_size)
+        self.pixel_values = _to_channels(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), num_channels)
+        self.transform = transform
 
     def __len__(self) -> int:
         return self.pixel_values.shape[0]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = {"pixel_values": self.pixel_values[index]}
+        pixels = self.pixel_values[index]
+        item = {"pixel_values": pixels if self.transform is None else self.transform(pixels)}
         item.update({name: values[index] for name, values in self.columns.items()})
         return item
+
+
+class OnTheFlyImageDataset(torch.utils.data.Dataset):
+    """A split decoded batch by batch when the DataLoader asks (``__getitems__``): memory stays one batch
+    per worker whatever the split's size. Items are those of `ImageTensorDataset`, pixel for pixel."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        image_size: int,
+        num_channels: int = 3,
+        columns: Sequence[str] = (),
+        with_index: bool = False,
+        transform: Any = None,
+    ) -> None:
+        self.columns = _integer_columns(dataset, columns, with_index)
+        self.images = dataset.select_columns(["image"])
+        self.image_size, self.num_channels, self.transform = image_size, num_channels, transform
+        if len(dataset):
+            self.pixels([0])  # the size and channel checks before any work
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def pixels(self, indices: Sequence[int]) -> torch.Tensor:
+        """uint8 N x C x H x W of the given rows, decoded now."""
+        arrays = [np.asarray(image) for image in self.images[list(indices)]["image"]]
+        images = np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])
+        _check_size(images.shape[1], images.shape[2], self.image_size)
+        return _to_channels(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), self.num_channels)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        pixels = self.pixels(indices)
+        return [
+            {
+                "pixel_values": pixels[i] if self.transform is None else self.transform(pixels[i]),
+                **{name: values[index] for name, values in self.columns.items()},
+            }
+            for i, index in enumerate(indices)
+        ]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([index])[0]
+
+
+ImageDataset = ImageTensorDataset | OnTheFlyImageDataset
+
+
+def decoded_bytes(dataset: Dataset) -> int:
+    """The bytes a split's pixels take decoded (from its first image: sizes are uniform, checked at load)."""
+    if not len(dataset):
+        return 0
+    return len(dataset) * np.asarray(dataset[0]["image"]).nbytes
 
 
 class ImageBatchCollator:
@@ -122,11 +228,22 @@ class ImageBatchCollator:
 
 
 def model_inputs(
-    model: PreTrainedModel, dataset: Dataset, with_index: bool = False
-) -> tuple[ImageTensorDataset, ImageBatchCollator]:
-    """The decoded split at the model's size and the collator with the model's normalisation."""
+    model: PreTrainedModel,
+    dataset: Dataset,
+    with_index: bool = False,
+    loading: ImageLoading | None = None,
+    train: bool = False,
+) -> tuple[ImageDataset, ImageBatchCollator]:
+    """The split at the model's size, in RAM or on the fly by ``loading``'s budget, with its augmentation
+    when ``train``; and the collator with the model's normalisation."""
+    loading = loading or ImageLoading()
     size, mean, std = image_normalization(model.config)
-    return ImageTensorDataset(dataset, size, len(mean), with_index=with_index), ImageBatchCollator(mean, std)
+    in_memory = decoded_bytes(dataset) <= loading.in_memory_gb * 1e9
+    kind = ImageTensorDataset if in_memory else OnTheFlyImageDataset
+    if not in_memory:
+        logger.debug("decoding %d images on the fly (over the %g GB budget)", len(dataset), loading.in_memory_gb)
+    transform = loading.transform(size) if train else None
+    return kind(dataset, size, len(mean), with_index=with_index, transform=transform), ImageBatchCollator(mean, std)
 
 
 @dataclass
@@ -147,6 +264,9 @@ class TrainingConfig:
     mixed_precision: str | None = None  # "bf16" / "fp16" (devices that have it); None or "no": full precision
     torch_compile: bool = False
     report_to: str = "none"  # or "tensorboard", "wandb", ...: transformers' integrations
+    augmentation: str = "none"  # or "crop_flip": random resized crop + horizontal flip (target and amplifier)
+    in_memory_gb: float = DEFAULT_IN_MEMORY_GB  # splits that decode to more are decoded on the fly
+    dataloader_num_workers: int = 0  # DataLoader worker processes (decoding on the fly, augmentation)
 
     def __post_init__(self) -> None:
         """Every value checked here, so a bad one fails before any training (``epochs=-1`` is no no-op)."""
@@ -163,6 +283,11 @@ class TrainingConfig:
         check_choice("report_to", self.report_to, ("none", "all", "tensorboard", "wandb", "mlflow", "trackio"))
         if not isinstance(self.torch_compile, bool):
             raise ValueError(f"torch_compile must be true or false, got {self.torch_compile!r}")
+        check_integer("dataloader_num_workers", self.dataloader_num_workers, low=0)
+        self.image_loading()  # checks augmentation and in_memory_gb
+
+    def image_loading(self) -> ImageLoading:
+        return ImageLoading(augmentation=self.augmentation, in_memory_gb=self.in_memory_gb)
 
     def to_training_arguments(self, output_dir: str | os.PathLike, **overrides: Any) -> TrainingArguments:
         """`TrainingArguments` for these settings; ``overrides`` pass straight to transformers."""
@@ -186,6 +311,7 @@ class TrainingConfig:
             fp16=self.mixed_precision == "fp16",
             torch_compile=self.torch_compile,
             remove_unused_columns=False,
+            dataloader_num_workers=self.dataloader_num_workers,
             dataloader_pin_memory=torch.cuda.is_available(),
         )
         values.update(overrides)
@@ -214,41 +340,63 @@ def log_instead_of_print(trainer: Trainer) -> Trainer:
 
 
 def train_erm(
-    model: PreTrainedModel, train: Dataset, args: TrainingArguments, *, callbacks: Sequence[Any] = ()
+    model: PreTrainedModel,
+    train: Dataset,
+    args: TrainingArguments,
+    *,
+    callbacks: Sequence[Any] = (),
+    loading: ImageLoading | None = None,
 ) -> Trainer:
     """Empirical risk minimisation: plain cross-entropy on ``train`` with `transformers.Trainer`."""
-    tensors, collate = model_inputs(model, train)
+    tensors, collate = model_inputs(model, train, loading=loading, train=True)
     trainer = Trainer(model=model, args=args, train_dataset=tensors, data_collator=collate, callbacks=list(callbacks))
     log_instead_of_print(trainer).train()
     return trainer
 
 
 @torch.no_grad()
-def predict_logits(model: PreTrainedModel, dataset: Dataset | ImageTensorDataset, batch_size: int = 1024) -> np.ndarray:
+def predict_logits(
+    model: PreTrainedModel,
+    dataset: Dataset | ImageDataset,
+    batch_size: int = 1024,
+    *,
+    loading: ImageLoading | None = None,
+    num_workers: int = 0,
+) -> np.ndarray:
     """Logits of ``model`` on every row of ``dataset`` (in order), on the model's device.
 
-    Pass an `ImageTensorDataset` (from `model_inputs`) to skip decoding when predicting repeatedly.
+    Pass the dataset of `model_inputs` to skip decoding when predicting repeatedly. A split over ``loading``'s
+    memory budget is decoded batch by batch (``num_workers`` DataLoader workers).
     """
-    if isinstance(dataset, ImageTensorDataset):
+    if isinstance(dataset, ImageTensorDataset | OnTheFlyImageDataset):
         tensors, collate = dataset, ImageBatchCollator(*image_normalization(model.config)[1:])
     else:
-        tensors, collate = model_inputs(model, dataset)
+        tensors, collate = model_inputs(model, dataset, loading=loading)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     outputs = []
-    for start in range(0, len(tensors), batch_size):
-        pixels = collate.normalize(tensors.pixel_values[start : start + batch_size])
-        outputs.append(model(pixel_values=pixels.to(device)).logits.float().cpu().numpy())
+    if isinstance(tensors, ImageTensorDataset):
+        batches = (tensors.pixel_values[start : start + batch_size] for start in range(0, len(tensors), batch_size))
+    else:
+        loader = torch.utils.data.DataLoader(
+            range(len(tensors)), batch_size=batch_size, num_workers=num_workers, collate_fn=tensors.pixels
+        )
+        batches = iter(loader)
+    for pixels in batches:
+        outputs.append(model(pixel_values=collate.normalize(pixels).to(device)).logits.float().cpu().numpy())
     model.train(was_training)
-    return np.concatenate(outputs)
+    return np.concatenate(outputs) if outputs else np.zeros((0, model.config.num_labels), dtype=np.float32)
 
 
 def evaluate_groups(
-    model: PreTrainedModel, dataset: Dataset, aligned_bias: Sequence[int] | None = None
+    model: PreTrainedModel,
+    dataset: Dataset,
+    aligned_bias: Sequence[int] | None = None,
+    loading: ImageLoading | None = None,
 ) -> dict[str, Any]:
     """`group_metrics` of ``model`` on a split with ``label`` and ``bias_label`` (evaluation only)."""
     if "bias_label" not in dataset.column_names:
         raise ValueError("evaluate_groups needs a 'bias_label' column; use plain accuracy for unlabelled data")
-    logits = predict_logits(model, dataset)
+    logits = predict_logits(model, dataset, loading=loading)
     return group_metrics(logits, dataset["label"], dataset["bias_label"], aligned_bias=aligned_bias)
