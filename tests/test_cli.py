@@ -152,3 +152,85 @@ def test_import_and_help_load_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:2] == ["[]", "hf_ddb_mlp True"]
+
+
+def _torchrun(*args, timeout=600):
+    import os
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, check=True, env=env, timeout=timeout, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_scoring_on_two_processes_loses_and_repeats_no_row(tmp_path, small_cmnist):
+    import numpy as np
+
+    from hf_ddb.models import build_classifier
+    from hf_ddb.training import predict_logits
+
+    split = small_cmnist["valid"].select(range(101))
+    split.save_to_disk(str(tmp_path / "split"))
+    _torchrun("tests/scripts/predict_two_processes.py", str(tmp_path / "split"), str(tmp_path))
+    model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]
+    alone = predict_logits(model, split, batch_size=16)
+    for rank in (0, 1):
+        with np.load(tmp_path / f"rank{rank}.npz") as scored:
+            for path in ("in_ram", "on_the_fly"):
+                assert scored[path].shape == alone.shape  # every row once, in order, on every process
+                np.testing.assert_allclose(scored[path], alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_amplifier_methods_and_report_on_two_processes_match_one(tmp_path):
+    """`hf-ddb run` under torchrun (two gloo CPU processes, half the per-process batch: the same global
+    batch) against one process: the amplifier (trained and scoring on both), ERM, JTT (its identification
+    model and error set), LfF (co-trained bias model, per-row loss EMAs gathered across processes), DDB-I
+    (GroupDRO, group losses summed across processes) and DDB-II (frozen amplifier). The same rows make the
+    same global batches, so the numbers agree up to float summation order: unbiased accuracy within 1.5
+    points, the aligned and conflicting groups within 3 (the aligned test group is 100 images; measured on
+    2026-11-30: at most 0.1 unbiased, 2 aligned, JTT, whose error set is a hard threshold)."""
+    import shutil
+
+    import numpy as np
+
+    config = {
+        **TINY,
+        "training": {"epochs": 2, "batch_size": 64},
+        "methods": ["erm", "jtt", "lff", "ddb_i", "ddb_ii"],
+        "diffusion": {"preset": "tiny", "max_train_steps": 3, "checkpointing_steps": 2, "train_batch_size": 8},
+        "generation": {"num_images_per_class": 8, "batch_size": 4, "num_inference_steps": 2},
+        "amplifier": {"epochs": 1, "batch_size": 32},
+    }
+    one, two = tmp_path / "one", tmp_path / "two"
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump({**config, "output_dir": str(one)}))
+    assert main(["run", str(tmp_path / "one.yaml"), "-q"]) == 0
+    for stage in ("diffusion", "synthetic"):  # the generator is shared; the rest is trained on two processes
+        shutil.copytree(one / stage, two / stage)
+    halved = {
+        **config,
+        "training": {"epochs": 2, "batch_size": 32},
+        "amplifier": {"epochs": 1, "batch_size": 16},
+        "output_dir": str(two),
+    }
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(halved))
+    out = _torchrun("-m", "hf_ddb.cli", "run", str(tmp_path / "two.yaml"), "-q").stdout
+    assert out.count("| ddb_ii |") == 1  # the main process alone reports
+    results = [json.loads((run / "results.json").read_text()) for run in (one, two)]
+    assert (
+        json.loads((two / "amplifier" / "stage.json").read_text())["key"]
+        != json.loads((one / "amplifier" / "stage.json").read_text())["key"]
+    )  # trained again, on two processes
+    for method in config["methods"]:
+        for key, tolerance in (
+            ("unbiased_accuracy", 0.015),
+            ("aligned_accuracy", 0.03),
+            ("conflicting_accuracy", 0.03),
+        ):
+            a, b = (r["methods"][method]["test"][key] for r in results)
+            assert abs(a - b) <= tolerance, (method, key, a, b)
+    signals = [np.load(run / "amplifier" / "signals.npz") for run in (one, two)]
+    assert signals[0]["train_loss"].shape == signals[1]["train_loss"].shape  # every row scored once
+    assert np.corrcoef(signals[0]["train_loss"], signals[1]["train_loss"])[0, 1] > 0.99

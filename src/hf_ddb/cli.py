@@ -47,14 +47,16 @@ def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: Data
 
     run = Run(config, data=data)
     start = time.time()
+    # under torchrun/accelerate every process works, the main one reports
+    say = print if run.is_main_process else lambda *args, **kwargs: None
     if command == "train-diffusion":
-        print(f"train-diffusion: {run.diffusion()}")
+        say(f"train-diffusion: {run.diffusion()}")
     elif command == "generate":
-        print(f"generate: {run.generation().num_rows} images in {run.root / 'synthetic' / 'dataset'}")
+        say(f"generate: {run.generation().num_rows} images in {run.root / 'synthetic' / 'dataset'}")
     elif command == "train-amplifier":
-        print(f"train-amplifier: {run.amplifier()}")
+        say(f"train-amplifier: {run.amplifier()}")
     elif command == "debias":
-        print(format_results_table(run.debias()))
+        say(format_results_table(run.debias()))
     elif command == "push":
         from .hub import push_run
 
@@ -70,19 +72,20 @@ def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: Data
         )
         for repo, files in sent.items():
             if args.dry_run:
-                print(f"would push {len(files)} files to {repo}{' (private)' if private else ''}: {', '.join(files)}")
+                say(f"would push {len(files)} files to {repo}{' (private)' if private else ''}: {', '.join(files)}")
             else:
-                print(f"pushed {len(files)} files to {repo}")
+                say(f"pushed {len(files)} files to {repo}")
     else:  # run, evaluate
         report = run.report()
         seconds = round(time.time() - start, 1)
-        print(f"\n{config.benchmark_name} {config.benchmark_options}: test split, accuracies in % ({seconds} s)")
-        print(format_results_table(report["methods"]))
+        say(f"\n{config.benchmark_name} {config.benchmark_options}: test split, accuracies in % ({seconds} s)")
+        say(format_results_table(report["methods"]))
         detection = (report.get("amplifier") or {}).get("detection")
         if detection:
-            print(f"bias amplifier: bias-conflicting detection AUROC {detection['auroc']:.3f} (evaluation only)")
-        print(f"\nreport: {run.root / 'results.md'}  (results.json, plots, model cards)")
-        (run.root / "last_run.json").write_text(json.dumps({"command": command, "seconds": seconds}))
+            say(f"bias amplifier: bias-conflicting detection AUROC {detection['auroc']:.3f} (evaluation only)")
+        say(f"\nreport: {run.root / 'results.md'}  (results.json, plots, model cards)")
+        if run.is_main_process:
+            (run.root / "last_run.json").write_text(json.dumps({"command": command, "seconds": seconds}))
     return 0
 
 

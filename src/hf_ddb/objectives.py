@@ -28,6 +28,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from .amplifier import gce_loss
+from .utils import gather_rows, process_rank_and_count, sum_over_processes
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -183,16 +184,23 @@ class GroupDROObjective(Objective):
         return self.group_loss(ce, self._groups[index])
 
     def group_loss(self, ce: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-        """Updates q with this batch's group losses, returns the q-weighted sum of them."""
+        """Updates q with this batch's group losses, returns the q-weighted sum of them.
+
+        Under several processes the batch is every process's rows: group sizes and losses are summed over
+        the processes, every process updates the same q, and each returns its rows' share of the loss
+        times the process count (DDP averages the gradients: the sum is the whole batch's gradient)."""
         num_groups = len(self.group_weights)
-        counts = torch.bincount(groups, minlength=num_groups).float()
-        group_loss = torch.zeros(num_groups, device=ce.device).scatter_add(0, groups, ce) / counts.clamp_min(1)
+        processes = process_rank_and_count()[1]
+        counts = sum_over_processes(torch.bincount(groups, minlength=num_groups).float())
+        sums = torch.zeros(num_groups, device=ce.device).scatter_add(0, groups, ce)
+        group_loss = sums / counts.clamp_min(1)  # this process's rows over the whole batch's group sizes
         with torch.no_grad():
-            adjusted = group_loss + self.adjustment / self.group_sizes.clamp_min(1).sqrt()
+            batch_loss = group_loss if processes == 1 else sum_over_processes(sums) / counts.clamp_min(1)
+            adjusted = batch_loss + self.adjustment / self.group_sizes.clamp_min(1).sqrt()
             present = counts > 0
             self.group_weights[present] *= torch.exp(self.step_size * adjusted[present])
             self.group_weights /= self.group_weights.sum()
-        return (self.group_weights * group_loss).sum()
+        return (self.group_weights * group_loss).sum() * processes
 
 
 class _LossEMA:
@@ -296,10 +304,12 @@ class RelativeDifficultyObjective(Objective):
 
     def weights(self, ce: torch.Tensor, bias_ce: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
         """Updates the loss EMAs with this batch (``bias_ce`` None: frozen bias model), returns the rows' W
-        (floored, normalised) on ``ce``'s device."""
+        (floored, normalised) on ``ce``'s device. Under several processes the EMAs take every process's
+        rows of the step, so each process holds the same EMAs, indexed by training-set row."""
+        rows = gather_rows(index)
         if bias_ce is not None:
-            self.ema_b.update(index, bias_ce)
-        self.ema_d.update(index, ce)
+            self.ema_b.update(rows, gather_rows(bias_ce.detach()))
+        self.ema_d.update(rows, gather_rows(ce.detach()))
         weights = self.current_weights(index).to(ce.device).clamp_min(self.weight_floor)
         if self._weight_keys is not None:
             weights = weights * self._mass_factor(index).to(weights.device)

@@ -30,7 +30,7 @@ from .amplifier import BiasSignals
 from .config import RunConfig
 from .layout import RunLayout
 from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES
-from .utils import atomic_write_text, remove_leftovers
+from .utils import atomic_write_text, process_rank_and_count, remove_leftovers
 
 __all__ = ["STAGES", "STAGE_ORDER", "Run", "Stage", "stage_key"]
 
@@ -152,6 +152,15 @@ class Run:
             return
         started = time.time()
         self._finish(name, folder, key, started, **(work() or {}))
+        if process_rank_and_count()[1] > 1:  # nobody reads the stage's files before the main process wrote them
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    @property
+    def is_main_process(self) -> bool:
+        """Whether this process writes: every process computes a stage, the main one saves it."""
+        return int(os.environ.get("RANK", "0")) == 0
 
     # ---------------------------------------------------------------- keys
     def key(self, stage: str) -> str:
@@ -258,15 +267,17 @@ class Run:
             )
             for warning in fidelity["warnings"]:
                 logger.warning(f"{warning}; DDB's results below are not a debiasing result")
-            signals.save(layout.signals)
+            if self.is_main_process:
+                signals.save(layout.signals)
             train = self.data["train"]
             detection = None
             if "bias_label" in train.column_names:
                 detection = detection_report(
                     signals.splits["train"], signals.flags["train"], train, self.config.aligned_bias
                 )
-            with atomic_directory(layout.amplifier_model) as tmp:
-                save_amplifier(model, processor, tmp)
+            if self.is_main_process:
+                with atomic_directory(layout.amplifier_model) as tmp:
+                    save_amplifier(model, processor, tmp)
             return {"detection": detection, "fidelity": fidelity, "num_synthetic": len(synthetic)}
 
         self._stage("amplifier", layout.amplifier, self.key("amplifier"), work)
@@ -340,7 +351,8 @@ class Run:
             valid_pseudo_flags=valid_flags,
             progress_bar=True,
         )
-        save_classifier(model, processors[-1], self.layout.method_model(method))
+        if self.is_main_process:
+            save_classifier(model, processors[-1], self.layout.method_model(method))
         metrics: dict[str, Any] = {"method": method, "info": info}
         for split in ("valid", "test"):
             if "bias_label" in self.data[split].column_names:
@@ -349,10 +361,12 @@ class Run:
                 logits = predict_logits(model, self.data[split], loading=self.loading)
                 metrics[split] = {"accuracy": float((logits.argmax(1) == np.asarray(self.data[split]["label"])).mean())}
         metrics["seconds"] = round(time.time() - started, 1)
-        atomic_write_text(self.layout.method_metrics(method), json.dumps(metrics, indent=2))
+        if self.is_main_process:
+            atomic_write_text(self.layout.method_metrics(method), json.dumps(metrics, indent=2))
 
     def report(self) -> dict[str, Any]:
-        """Every stage the config needs, then results.json/results.md, the plots and the model cards."""
+        """Every stage the config needs, then results.json/results.md, the plots and the model cards (written
+        by the main process; under several processes the others return what it wrote)."""
         from .metrics import is_conflicting
         from .report import RunSummary, write_report
 
@@ -367,4 +381,11 @@ class Run:
         train = self.data["train"]
         if "bias_label" in train.column_names:
             summary.train_conflicting = is_conflicting(train["label"], train["bias_label"], self.config.aligned_bias)
-        return write_report(summary)
+        if process_rank_and_count()[1] == 1:
+            return write_report(summary)
+        import torch.distributed as dist
+
+        if self.is_main_process:
+            write_report(summary)
+        dist.barrier()
+        return json.loads((self.root / "results.json").read_text())

@@ -27,6 +27,7 @@ from transformers.trainer_callback import PrinterCallback
 from .checks import check_choice, check_integer, check_number
 from .metrics import group_metrics
 from .models import image_normalization
+from .utils import force_cpu_processes, gather_rows, rows_of_this_process
 
 logger = logging.getLogger(__name__)
 
@@ -313,6 +314,9 @@ class TrainingConfig:
             remove_unused_columns=False,
             dataloader_num_workers=self.dataloader_num_workers,
             dataloader_pin_memory=torch.cuda.is_available(),
+            # several processes without CUDA (torchrun on CPU): DDP over gloo; transformers would else train
+            # each process alone on the whole set
+            use_cpu=force_cpu_processes(),
         )
         values.update(overrides)
         return TrainingArguments(**values)
@@ -366,7 +370,8 @@ def predict_logits(
     """Logits of ``model`` on every row of ``dataset`` (in order), on the model's device.
 
     Pass the dataset of `model_inputs` to skip decoding when predicting repeatedly. A split over ``loading``'s
-    memory budget is decoded batch by batch (``num_workers`` DataLoader workers).
+    memory budget is decoded batch by batch (``num_workers`` DataLoader workers). Under several processes
+    (a torch.distributed group) each scores its share of the rows and every process gets all of them.
     """
     if isinstance(dataset, ImageTensorDataset | OnTheFlyImageDataset):
         tensors, collate = dataset, ImageBatchCollator(*image_normalization(model.config)[1:])
@@ -375,18 +380,24 @@ def predict_logits(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    outputs = []
+    rows = rows_of_this_process(len(tensors))  # each process its share; gathered below, in order
+    starts = range(rows.start, rows.stop, batch_size)
     if isinstance(tensors, ImageTensorDataset):
-        batches = (tensors.pixel_values[start : start + batch_size] for start in range(0, len(tensors), batch_size))
+        batches = (tensors.pixel_values[start : min(start + batch_size, rows.stop)] for start in starts)
     else:
-        loader = torch.utils.data.DataLoader(
-            range(len(tensors)), batch_size=batch_size, num_workers=num_workers, collate_fn=tensors.pixels
+        batches = iter(
+            torch.utils.data.DataLoader(
+                [range(start, min(start + batch_size, rows.stop)) for start in starts],
+                batch_size=None,
+                num_workers=num_workers,
+                collate_fn=tensors.pixels,
+            )
         )
-        batches = iter(loader)
+    outputs = [torch.zeros((0, model.config.num_labels))]
     for pixels in batches:
-        outputs.append(model(pixel_values=collate.normalize(pixels).to(device)).logits.float().cpu().numpy())
+        outputs.append(model(pixel_values=collate.normalize(pixels).to(device)).logits.float().cpu())
     model.train(was_training)
-    return np.concatenate(outputs) if outputs else np.zeros((0, model.config.num_labels), dtype=np.float32)
+    return gather_rows(torch.cat(outputs)).numpy()
 
 
 def evaluate_groups(

@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file and folder writes."""
+"""Small shared helpers: atomic file and folder writes; rows shared out and gathered across processes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_directory", "atomic_file", "atomic_write_text", "force_cpu_processes", "remove_leftovers"]
+__all__ = [
+    "atomic_directory",
+    "atomic_file",
+    "atomic_write_text",
+    "force_cpu_processes",
+    "gather_rows",
+    "process_rank_and_count",
+    "remove_leftovers",
+    "rows_of_this_process",
+    "sum_over_processes",
+]
 
 
 STALE_SECONDS = 3600  # a temporary folder untouched this long was left by a killed write, not one in progress
@@ -96,3 +107,51 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
             (Path(root) / name).unlink(missing_ok=True)
             removed.append(Path(root) / name)
     return removed
+
+
+def process_rank_and_count() -> tuple[int, int]:
+    """(rank, number of processes) of the torch.distributed group, (0, 1) when there is none."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def rows_of_this_process(num_rows: int) -> range:
+    """This process's contiguous share of ``num_rows`` rows (all of them without a process group); shares
+    differ by at most one row and, concatenated in rank order, are exactly the rows in order."""
+    rank, count = process_rank_and_count()
+    return range(rank * num_rows // count, (rank + 1) * num_rows // count)
+
+
+def gather_rows(values: Any) -> Any:
+    """Concatenates every process's ``values`` (tensors with the same trailing shape, any first size) in rank
+    order; ``values`` itself without a process group. No row is lost or repeated: shapes are exchanged
+    first and the padding added for the exchange is removed."""
+    import torch
+    import torch.distributed as dist
+
+    _, count = process_rank_and_count()
+    if count == 1:
+        return values
+    size = torch.tensor([values.shape[0]], device=values.device)
+    sizes = [torch.zeros_like(size) for _ in range(count)]
+    dist.all_gather(sizes, size)
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.zeros((longest, *values.shape[1:]), dtype=values.dtype, device=values.device)
+    padded[: values.shape[0]] = values
+    parts = [torch.zeros_like(padded) for _ in range(count)]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[: int(s.item())] for part, s in zip(parts, sizes, strict=True)])
+
+
+def sum_over_processes(values: Any) -> Any:
+    """The element-wise sum of ``values`` over every process (a new tensor; ``values`` without a group)."""
+    import torch.distributed as dist
+
+    if process_rank_and_count()[1] == 1:
+        return values
+    total = values.detach().clone()
+    dist.all_reduce(total)
+    return total
