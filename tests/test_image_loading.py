@@ -109,13 +109,31 @@ def test_config_keys_and_the_amplifier_key():
     ):
         with pytest.raises(ConfigError, match=key):
             parse_config({**base, "training": bad})
-    # the amplifier trains with the augmentation: it enters the amplifier's key, only when there is one
+    # the amplifier trains with the augmentation and precision: they enter its key, only when set
     keys = {
         name: Run(parse_config({**base, "training": training})).key("amplifier")
         for name, training in (
             ("none", {}),
-            ("none_explicit", {"augmentation": "none"}),
+            ("none_explicit", {"augmentation": "none", "mixed_precision": "no", "dataloader_num_workers": 2}),
             ("crop", {"augmentation": "crop_flip"}),
+            ("bf16", {"mixed_precision": "bf16"}),
         )
     }
-    assert keys["none"] == keys["none_explicit"] != keys["crop"]
+    assert keys["none"] == keys["none_explicit"] and len({keys["none"], keys["crop"], keys["bf16"]}) == 3
+
+
+def test_the_amplifier_trains_with_the_runs_augmentation(small_cmnist, names, tmp_path):
+    from hf_ddb.amplifier import AmplifierConfig, train_bias_amplifier
+    from hf_ddb.data import origin_info
+
+    rows = small_cmnist["train"].select(range(200)).remove_columns("bias_label")
+    synthetic = rows.cast(rows.features)  # a copy marked synthetic: the amplifier refuses real data
+    synthetic.info.update(origin_info("synthetic", rows.features))
+    settings = AmplifierConfig(epochs=1, batch_size=64)
+    weights = []
+    for runtime in (None, TrainingConfig(augmentation="crop_flip")):
+        model, _, _ = train_bias_amplifier(
+            synthetic, list(names.values()), settings, tmp_path, fidelity=False, progress_bar=False, runtime=runtime
+        )
+        weights.append(next(iter(model.state_dict().values())))
+    assert not torch.equal(*weights)

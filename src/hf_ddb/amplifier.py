@@ -26,13 +26,14 @@ from .checks import check_choice, check_integer, check_number
 from .data import dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
-from .training import ImageLoading, log_instead_of_print, model_inputs, predict_logits
+from .training import ImageLoading, TrainingConfig, log_instead_of_print, model_inputs, predict_logits
 from .utils import atomic_file
 
 __all__ = [
     "PSEUDO_LABEL_RULES",
     "SIGNAL_NAMES",
     "AmplifierConfig",
+    "RUNTIME_SETTINGS",
     "BiasSignals",
     "BiasAmplifierTrainer",
     "ClassifierLossTrainer",
@@ -299,6 +300,17 @@ class AmplifierConfig:
         check_integer("seed", self.seed, low=0, high=2**32 - 1)
 
 
+# the training section's settings the amplifier uses too (its epochs, batch, lr and seed are its own)
+RUNTIME_SETTINGS = (
+    "mixed_precision",
+    "torch_compile",
+    "report_to",
+    "dataloader_num_workers",
+    "in_memory_gb",
+    "augmentation",
+)
+
+
 def train_bias_amplifier(
     synthetic: Dataset,
     class_names: Sequence[str],
@@ -307,16 +319,16 @@ def train_bias_amplifier(
     *,
     fidelity: bool = True,
     progress_bar: bool = True,
-    loading: ImageLoading | None = None,
+    runtime: TrainingConfig | None = None,
 ) -> tuple[PreTrainedModel, Any, float | None]:
-    """Step B: a classifier trained only on ``synthetic``, at the synthetic images' size (``loading``: the
-    training config's augmentation and memory budget, as for the target).
+    """Step B: a classifier trained only on ``synthetic``, at the synthetic images' size. ``runtime`` (the
+    run's training section) lends it what is not the amplifier's own (`RUNTIME_SETTINGS`: precision, compile,
+    tracker, DataLoader workers, memory budget, augmentation), as for the target.
 
     Returns the model (in eval mode), its image processor and, with ``fidelity``, the held-out synthetic
     accuracy of a twin trained on 90% of the images (`heldout_synthetic_accuracy`, the generator check).
     """
     from .models import build_classifier
-    from .training import TrainingConfig
 
     size = synthetic[0]["image"].width
 
@@ -325,16 +337,24 @@ def train_bias_amplifier(
             settings.architecture, dict(enumerate(class_names)), image_size=size, seed=settings.seed
         )
 
+    lent = {key: getattr(runtime, key) for key in RUNTIME_SETTINGS} if runtime is not None else {}
+    training = TrainingConfig(
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        seed=settings.seed,
+        **lent,
+    )
+
     def train(model: PreTrainedModel, images: Dataset) -> None:
-        training = TrainingConfig(
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            learning_rate=settings.learning_rate,
-            seed=settings.seed,
-        )
         args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
         BiasAmplifierTrainer(
-            model, args, images, loss=settings.loss, class_balanced=settings.class_balanced, loading=loading
+            model,
+            args,
+            images,
+            loss=settings.loss,
+            class_balanced=settings.class_balanced,
+            loading=training.image_loading(),
         ).train()
 
     model, processor = make_model()

@@ -49,14 +49,15 @@ STAGES = {
     for stage in (
         Stage("diffusion", (), lambda c: {"benchmark": c.benchmark, "diffusion": asdict(c.diffusion)}),
         Stage("generation", ("diffusion",), lambda c: {"generation": asdict(c.generation)}),
-        # the amplifier trains with the training section's augmentation (keyed only when there is one, so the
-        # keys of runs without augmentation are those of before it existed)
+        # the amplifier trains with the training section's augmentation and precision (keyed only when set,
+        # so the keys of runs without them are those of before they existed)
         Stage(
             "amplifier",
             ("generation",),
             lambda c: {
                 "amplifier": asdict(c.amplifier),
                 **({"augmentation": c.training.augmentation} if c.training.augmentation != "none" else {}),
+                **({"precision": c.training.mixed_precision} if c.training.mixed_precision not in (None, "no") else {}),
             },
         ),
     )
@@ -257,7 +258,7 @@ class Run:
             settings = self.config.amplifier
             self.log(f"amplifier: {settings.architecture}, {settings.loss} loss, {len(synthetic)} synthetic images")
             model, processor, synthetic_accuracy = train_bias_amplifier(
-                synthetic, self.class_names, settings, layout.amplifier / "trainer", loading=self.loading
+                synthetic, self.class_names, settings, layout.amplifier / "trainer", runtime=self.config.training
             )
             signals = BiasSignals.score(model, self.data, settings.rule, loading=self.loading)
             fidelity = generator_fidelity(synthetic_accuracy, signals.splits["train"]["correct"], len(self.class_names))

@@ -1,0 +1,154 @@
+"""Scale: peak memory per process and images/s of the target's training and of scoring, for a dataset
+that is made here (never committed), in RAM vs decoded on the fly, on 1 vs 2 processes (gloo on the CPU,
+one thread each).
+
+    python benchmarks/scale.py --num-images 100000 --sizes 28 128 --output benchmarks/results/scale.json
+
+Each measurement runs in a fresh process (``torchrun`` for two), so its peak RSS is its own. ``in_ram``
+forces the whole split into RAM (``in_memory_gb`` large), ``on_the_fly`` decodes per batch (``in_memory_gb``
+0); hf-ddb's default picks between them by the split's decoded size against 2 GB. Streaming
+(``datasets`` ``IterableDataset``) is not implemented in hf-ddb yet and is not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+STAGES = ("train", "score")
+PATHS = {"in_ram": 1e9, "on_the_fly": 0.0}  # in_memory_gb
+
+
+def make_dataset(folder: Path, num_images: int, size: int) -> None:
+    """Ten classes of flat-colour images with a class-coloured square (PNG: about 1 KB each at 128 px)."""
+    from datasets import ClassLabel, Dataset, Features, Image
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    palette = np.random.default_rng(0).integers(0, 256, (10, 3))
+
+    def rows():
+        rng = np.random.default_rng(1)
+        for i in range(num_images):
+            label = i % 10
+            image = PILImage.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 256, 3)))
+            x, y = rng.integers(0, size // 2, 2)
+            ImageDraw.Draw(image).rectangle([x, y, x + size // 3, y + size // 3], fill=tuple(map(int, palette[label])))
+            yield {"image": image, "label": label}
+
+    features = Features({"image": Image(), "label": ClassLabel(names=[str(i) for i in range(10)])})
+    Dataset.from_generator(rows, features=features).save_to_disk(str(folder))
+
+
+def worker(data: str, stage: str, in_memory_gb: float, batch_size: int, out: str) -> None:
+    """One measurement, in this process (one of several under torchrun): writes rank<k>.json."""
+    import torch
+    from datasets import load_from_disk
+
+    from hf_ddb.models import build_classifier
+    from hf_ddb.training import ImageLoading, TrainingConfig, predict_logits, train_erm
+
+    torch.set_num_threads(1)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=True)  # the gloo group: scoring shares the rows out (training would form it anyway)
+    rank = int(os.environ.get("RANK", "0"))
+    dataset = load_from_disk(data)
+    size = dataset[0]["image"].width
+    model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=size, seed=0)[0]
+    loading = ImageLoading(in_memory_gb=in_memory_gb)
+    started = time.perf_counter()
+    if stage == "train":
+        args = TrainingConfig(epochs=1, batch_size=batch_size).to_training_arguments(
+            Path(out) / "trainer", disable_tqdm=True, logging_strategy="no", report_to="none"
+        )
+        train_erm(model, dataset, args, loading=loading)
+    else:
+        predict_logits(model, dataset, batch_size=1024, loading=loading)
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    Path(out, f"rank{rank}.json").write_text(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
+
+
+def measure(data: Path, stage: str, path: str, processes: int, batch_size: int, scratch: Path) -> dict:
+    scratch.mkdir(parents=True, exist_ok=True)
+    for old in scratch.glob("rank*.json"):
+        old.unlink()
+    script = [__file__, "--worker", str(data), stage, str(PATHS[path]), str(batch_size // processes), str(scratch)]
+    launcher = (
+        [sys.executable]
+        if processes == 1
+        else [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes)]
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    subprocess.run([*launcher, *script], check=True, env=env, capture_output=True)
+    ranks = [json.loads(p.read_text()) for p in sorted(scratch.glob("rank*.json"))]
+    return {
+        "seconds": max(r["seconds"] for r in ranks),
+        "peak_rss_mb_per_process": max(r["peak_rss_mb"] for r in ranks),
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        data, stage, gb, batch, out = sys.argv[2:7]
+        worker(data, stage, float(gb), int(batch), out)
+        return
+    from results_io import write_results
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-images", type=int, default=100_000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[28, 128])
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
+    parser.add_argument("--in-ram-max-size", type=int, default=28, help="larger images: on the fly only")
+    parser.add_argument("--batch-size", type=int, default=256, help="global batch of the training stage")
+    parser.add_argument("--workdir", default="runs/scale")
+    parser.add_argument("--output", default="benchmarks/results/scale.json")
+    args = parser.parse_args()
+    started = time.time()
+    rows = []
+    for size in args.sizes:
+        data = Path(args.workdir) / f"data-{args.num_images}-{size}px"
+        if not (data / "dataset_info.json").is_file():
+            made = time.time()
+            make_dataset(data, args.num_images, size)
+            print(f"made {data} in {time.time() - made:.0f} s", flush=True)
+        decoded_gb = args.num_images * size * size * 3 / 1e9
+        for stage in STAGES:
+            for path in args.paths:
+                if path == "in_ram" and size > args.in_ram_max_size:
+                    continue
+                for processes in args.processes:
+                    result = measure(data, stage, path, processes, args.batch_size, Path(args.workdir) / "scratch")
+                    row = {
+                        "size": size,
+                        "stage": stage,
+                        "path": path,
+                        "processes": processes,
+                        "decoded_gb": round(decoded_gb, 2),
+                        "images_per_second": round(args.num_images / result["seconds"]),
+                        **{k: round(v, 1) for k, v in result.items()},
+                    }
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    print(f"\n| px | stage | path | processes | images/s | peak RSS per process (MB) |\n|{'---|' * 6}")
+    for r in rows:
+        print(
+            f"| {r['size']} | {r['stage']} | {r['path']} | {r['processes']} | {r['images_per_second']:,} "
+            f"| {r['peak_rss_mb_per_process']:,.0f} |"
+        )
+    write_results(args.output, "scale.py", args, started, num_images=args.num_images, rows=rows)
+
+
+if __name__ == "__main__":
+    main()
