@@ -130,8 +130,9 @@ def _check_size(height: int, width: int, image_size: int) -> None:
 
 
 def _decode_rows(images: Dataset, rows: Sequence[int], chunk: int = 4096) -> np.ndarray:
-    """uint8 N x H x W x C of ``rows`` of a one-column ``image`` dataset, decoded a chunk at a time (PIL, as
-    ``datasets`` decodes; three times faster than its numpy formatting, which copies each image twice)."""
+    """uint8 N x H x W x C of ``rows`` of a one-column ``image`` dataset, decoded a chunk at a time by PIL,
+    as ``datasets`` decodes (identical pixels; 7 s instead of 37 s for 50,000 28 px images through its numpy
+    formatting, measured on 2026-11-30 on one busy core)."""
     rows = list(rows)
     parts = []
     for start in range(0, len(rows), chunk):
@@ -401,11 +402,11 @@ def predict_logits(
                 collate_fn=tensors.pixels,
             )
         )
-    outputs = [torch.zeros((0, model.config.num_labels))]
+    outputs = [torch.zeros((0, model.config.num_labels), device=device)]
     for pixels in batches:
-        outputs.append(model(pixel_values=collate.normalize(pixels).to(device)).logits.float().cpu())
+        outputs.append(model(pixel_values=collate.normalize(pixels).to(device)).logits.float())
     model.train(was_training)
-    return gather_rows(torch.cat(outputs)).numpy()
+    return gather_rows(torch.cat(outputs)).cpu().numpy()  # gathered on the device (NCCL needs CUDA tensors)
 
 
 def evaluate_groups(
