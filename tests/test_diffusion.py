@@ -278,3 +278,18 @@ def test_push_to_hub_uploads_the_pipeline_code_too(tmp_path, monkeypatch):
     pipe.save_pretrained(tmp_path / "pipe", push_to_hub=True, repo_id="me/pipe", token="hf_fake")
     assert uploads == [("me/pipe", sorted(p.name for p in (tmp_path / "pipe").iterdir()))]
     assert "pipeline.py" in uploads[0][1]  # the code is in the folder when it is uploaded
+
+
+def test_callback_on_step_end_sees_and_replaces_latents():
+    pipe = _tiny_pipeline()
+    seen = []
+
+    def callback(pipeline, step, timestep, tensors):
+        seen.append((step, int(timestep), tuple(tensors["latents"].shape)))
+        return {"latents": torch.zeros_like(tensors["latents"])} if step == 2 else tensors
+
+    out = pipe(class_labels=[0, 1], num_inference_steps=3, output_type="np", callback_on_step_end=callback)
+    assert [s[0] for s in seen] == [0, 1, 2] and seen[0][2][0] == 2
+    np.testing.assert_allclose(out.images, 0.5)  # the last step's latents were replaced by zeros: grey images
+    with pytest.raises(ValueError, match="unknown"):
+        pipe(class_labels=[0], num_inference_steps=1, callback_on_step_end_tensor_inputs=["noise"])

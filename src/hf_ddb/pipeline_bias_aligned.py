@@ -54,6 +54,7 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, id2label: dict | None = None) -> None:
         super().__init__()
@@ -126,6 +127,8 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
         eta: float = 0.0,
+        callback_on_step_end: Any = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> BiasAlignedGenerationOutput | tuple:
         """Generate images for ``class_labels`` (ids or names; default every class).
 
@@ -135,7 +138,14 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
             num_inference_steps: denoising steps of the scheduler.
             eta: DDIM's eta, passed only to schedulers whose ``step`` takes it.
             output_type: ``"pil"``, ``"np"`` (NHWC float in [0, 1]) or ``"pt"`` (NCHW float in [0, 1]).
+            callback_on_step_end: diffusers' hook, called as ``callback(pipe, step, timestep, kwargs)`` after
+                each step with the tensors named in ``callback_on_step_end_tensor_inputs`` (``["latents"]``);
+                the dict it returns replaces them (e.g. to stop early or inspect intermediate samples).
         """
+        tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
+        unknown = [name for name in tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs {unknown} unknown; this pipeline has ['latents']")
         if not (isinstance(guidance_scale, int | float) and math.isfinite(guidance_scale) and guidance_scale >= 0):
             raise ValueError(f"guidance_scale is the paper's w and must be a finite number >= 0, got {guidance_scale}")
         if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) or num_inference_steps < 1:
@@ -161,7 +171,7 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
             step_kwargs["generator"] = generator
 
         self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
-        for t in self.progress_bar(self.scheduler.timesteps):
+        for step, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = torch.cat([latents, latents]) if guided else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             noise = self.unet(model_input, t, class_labels=labels).sample
@@ -169,6 +179,9 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
                 cond, uncond = noise.chunk(2)
                 noise = (1 + guidance_scale) * cond - guidance_scale * uncond
             latents = self.scheduler.step(noise, t, latents, **step_kwargs).prev_sample
+            if callback_on_step_end is not None:
+                returned = callback_on_step_end(self, step, t, {"latents": latents} if tensor_inputs else {})
+                latents = returned.pop("latents", latents)
 
         images = (latents / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":
