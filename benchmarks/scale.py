@@ -6,8 +6,11 @@ one thread each).
 
 Each measurement runs in a fresh process (``torchrun`` for two), so its peak RSS is its own. ``in_ram``
 forces the whole split into RAM (``in_memory_gb`` large), ``on_the_fly`` decodes per batch (``in_memory_gb``
-0); hf-ddb's default picks between them by the split's decoded size against 2 GB. Streaming
-(``datasets`` ``IterableDataset``) is not implemented in hf-ddb yet and is not measured.
+0); hf-ddb's default picks between them by the split's decoded size against 2 GB. ``streaming`` reads the
+same images as Parquet through ``load_dataset(..., streaming=True)`` (a ``datasets.IterableDataset``, as for
+a Hub dataset too large to download; local files here, so no network time is in it): training takes as
+many steps as one epoch of the others; under two processes Accelerate reads the stream on the main process
+and sends each its batches, and scoring has each process decode every second row.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 STAGES = ("train", "score")
-PATHS = {"in_ram": 1e9, "on_the_fly": 0.0}  # in_memory_gb
+PATHS = {"in_ram": 1e9, "on_the_fly": 0.0, "streaming": 0.0}  # in_memory_gb
 
 
 def make_dataset(folder: Path, num_images: int, size: int) -> None:
@@ -48,10 +51,10 @@ def make_dataset(folder: Path, num_images: int, size: int) -> None:
     Dataset.from_generator(rows, features=features).save_to_disk(str(folder))
 
 
-def worker(data: str, stage: str, in_memory_gb: float, batch_size: int, out: str) -> None:
+def worker(data: str, stage: str, path: str, batch_size: int, out: str) -> None:
     """One measurement, in this process (one of several under torchrun): writes rank<k>.json."""
     import torch
-    from datasets import load_from_disk
+    from datasets import load_dataset, load_from_disk
 
     from hf_ddb.models import build_classifier
     from hf_ddb.training import ImageLoading, TrainingConfig, predict_logits, train_erm
@@ -63,13 +66,17 @@ def worker(data: str, stage: str, in_memory_gb: float, batch_size: int, out: str
         PartialState(cpu=True)  # the gloo group: scoring shares the rows out (training would form it anyway)
     rank = int(os.environ.get("RANK", "0"))
     dataset = load_from_disk(data)
-    size = dataset[0]["image"].width
+    size, num_rows = dataset[0]["image"].width, len(dataset)
+    if path == "streaming":
+        dataset = load_dataset("parquet", data_dir=str(Path(data) / "parquet"), split="train", streaming=True)
     model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=size, seed=0)[0]
-    loading = ImageLoading(in_memory_gb=in_memory_gb)
+    loading = ImageLoading(in_memory_gb=PATHS[path])
     started = time.perf_counter()
     if stage == "train":
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        steps = {"max_steps": -(-num_rows // (batch_size * processes))} if path == "streaming" else {}
         args = TrainingConfig(epochs=1, batch_size=batch_size).to_training_arguments(
-            Path(out) / "trainer", disable_tqdm=True, logging_strategy="no", report_to="none"
+            Path(out) / "trainer", disable_tqdm=True, logging_strategy="no", report_to="none", **steps
         )
         train_erm(model, dataset, args, loading=loading)
     else:
@@ -83,7 +90,7 @@ def measure(data: Path, stage: str, path: str, processes: int, batch_size: int, 
     scratch.mkdir(parents=True, exist_ok=True)
     for old in scratch.glob("rank*.json"):
         old.unlink()
-    script = [__file__, "--worker", str(data), stage, str(PATHS[path]), str(batch_size // processes), str(scratch)]
+    script = [__file__, "--worker", str(data), stage, path, str(batch_size // processes), str(scratch)]
     launcher = (
         [sys.executable]
         if processes == 1
@@ -100,8 +107,8 @@ def measure(data: Path, stage: str, path: str, processes: int, batch_size: int, 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        data, stage, gb, batch, out = sys.argv[2:7]
-        worker(data, stage, float(gb), int(batch), out)
+        data, stage, path, batch, out = sys.argv[2:7]
+        worker(data, stage, path, int(batch), out)
         return
     from results_io import write_results
 
@@ -123,6 +130,14 @@ def main() -> None:
             made = time.time()
             make_dataset(data, args.num_images, size)
             print(f"made {data} in {time.time() - made:.0f} s", flush=True)
+        if "streaming" in args.paths and not (data / "parquet").is_dir():
+            from datasets import load_from_disk
+
+            dataset = load_from_disk(str(data))
+            (data / "parquet").mkdir()
+            for shard in range(8):  # shards, as a Hub dataset has: DataLoader workers and processes split them
+                part = dataset.shard(8, shard, contiguous=True)
+                part.to_parquet(str(data / "parquet" / f"train-{shard:05d}-of-00008.parquet"))
         decoded_gb = args.num_images * size * size * 3 / 1e9
         for stage in STAGES:
             for path in args.paths:

@@ -173,7 +173,13 @@ def test_scoring_on_two_processes_loses_and_repeats_no_row(tmp_path, small_cmnis
 
     split = small_cmnist["valid"].select(range(101))
     split.save_to_disk(str(tmp_path / "split"))
-    _torchrun("tests/scripts/predict_two_processes.py", str(tmp_path / "split"), str(tmp_path))
+    split.to_parquet(str(tmp_path / "split.parquet"))
+    _torchrun(
+        "tests/scripts/predict_two_processes.py",
+        str(tmp_path / "split"),
+        str(tmp_path),
+        str(tmp_path / "split.parquet"),
+    )
     model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]
     alone = predict_logits(model, split, batch_size=16)
     for rank in (0, 1):
@@ -181,6 +187,7 @@ def test_scoring_on_two_processes_loses_and_repeats_no_row(tmp_path, small_cmnis
             for path in ("in_ram", "on_the_fly"):
                 assert scored[path].shape == alone.shape  # every row once, in order, on every process
                 np.testing.assert_allclose(scored[path], alone, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.load(tmp_path / f"stream{rank}.npy"), alone, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -137,3 +137,26 @@ def test_the_amplifier_trains_with_the_runs_augmentation(small_cmnist, names, tm
         )
         weights.append(next(iter(model.state_dict().values())))
     assert not torch.equal(*weights)
+
+
+def test_a_streamed_dataset_trains_and_scores_in_stream_order(small_cmnist, names, tmp_path):
+    from datasets import load_dataset
+
+    rows = small_cmnist["test"].select(range(150)).remove_columns("bias_label")
+    rows.to_parquet(str(tmp_path / "part.parquet"))
+    stream = load_dataset("parquet", data_files=str(tmp_path / "part.parquet"), split="train", streaming=True)
+    model = _mlp(names)
+    np.testing.assert_allclose(
+        predict_logits(model, stream, batch_size=64), predict_logits(model, rows), rtol=1e-5, atol=1e-6
+    )
+    before = [p.clone() for p in model.parameters()]
+    args = TrainingConfig(batch_size=32).to_training_arguments(tmp_path / "t", disable_tqdm=True, max_steps=4)
+    train_erm(model, stream, args, loading=ImageLoading(augmentation="crop_flip"))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    from hf_ddb.amplifier import bias_signals
+
+    streamed, downloaded = bias_signals(model, stream), bias_signals(model, rows)
+    np.testing.assert_array_equal(streamed["correct"], downloaded["correct"])
+    np.testing.assert_allclose(streamed["loss"], downloaded["loss"], rtol=1e-5)
+    with pytest.raises(ValueError, match="streamed dataset has no rows to index"):
+        model_inputs(model, stream, with_index=True)  # per-sample methods need a downloaded dataset

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from .checks import check_choice, check_integer, check_number
@@ -143,15 +143,22 @@ class BiasAmplifierTrainer(ClassifierLossTrainer):
 
 
 def bias_signals(
-    model: PreTrainedModel, dataset: Dataset, batch_size: int = 1024, loading: ImageLoading | None = None
+    model: PreTrainedModel,
+    dataset: Dataset | IterableDataset,
+    batch_size: int = 1024,
+    loading: ImageLoading | None = None,
 ) -> dict[str, np.ndarray]:
     """Per real sample: the BA's cross-entropy ``loss``, ``prob_true`` of the true class, ``correct``, ``prediction``.
 
     Real images of another size than the BA's are resized to it (the BA is usually trained at the
-    diffusion resolution); ``loading``'s memory budget decides whether they are decoded at once.
+    diffusion resolution); ``loading``'s memory budget decides whether they are decoded at once. A streamed
+    dataset is scored as it arrives, in stream order (its labels are read in a second, image-free pass).
     """
     logits = predict_logits(model, at_model_size(model, dataset), batch_size=batch_size, loading=loading)
-    labels = np.asarray(dataset["label"])
+    if isinstance(dataset, IterableDataset):
+        labels = np.array([row["label"] for row in dataset.select_columns(["label"])], dtype=np.int64)
+    else:
+        labels = np.asarray(dataset["label"])
     log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=1).numpy()
     log_p_true = log_probs[np.arange(len(labels)), labels]
     prediction = logits.argmax(1)
@@ -163,17 +170,20 @@ def bias_signals(
     }
 
 
-def at_model_size(model: PreTrainedModel, dataset: Dataset) -> Dataset:
-    """``dataset`` with its images resized (bilinear) to the classifier's input size, if they differ."""
+def at_model_size(model: PreTrainedModel, dataset: Dataset | IterableDataset) -> Dataset | IterableDataset:
+    """``dataset`` with its images resized (bilinear) to the classifier's input size, if they differ (a
+    streamed dataset lazily, as it is read)."""
     size = image_normalization(model.config)[0]
-    if dataset[0]["image"].size == (size, size):
+    streamed = isinstance(dataset, IterableDataset)
+    first = next(iter(dataset))["image"] if streamed else dataset[0]["image"]
+    if first.size == (size, size):
         return dataset
     from PIL import Image as PILImage
 
     return dataset.map(
         lambda batch: {"image": [im.resize((size, size), PILImage.Resampling.BILINEAR) for im in batch["image"]]},
         batched=True,
-        desc=f"resizing to {size} px for the bias amplifier",
+        **({} if streamed else {"desc": f"resizing to {size} px for the bias amplifier"}),
     )
 
 

@@ -14,20 +14,20 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from .checks import check_choice, check_integer, check_number
 from .metrics import group_metrics
 from .models import image_normalization
-from .utils import force_cpu_processes, gather_rows, rows_of_this_process
+from .utils import force_cpu_processes, gather_rows, process_rank_and_count, rows_of_this_process
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ __all__ = [
     "ImageLoading",
     "ImageTensorDataset",
     "OnTheFlyImageDataset",
+    "StreamingImageDataset",
     "TrainingConfig",
     "evaluate_groups",
     "model_inputs",
@@ -211,6 +212,50 @@ class OnTheFlyImageDataset(torch.utils.data.Dataset):
         return self.__getitems__([index])[0]
 
 
+class StreamingImageDataset(torch.utils.data.IterableDataset):
+    """The rows of a streamed dataset (``load_dataset(..., streaming=True)``: a `datasets.IterableDataset`),
+    decoded as they arrive, for data too large to download: training (`train_erm` with ``max_steps``) and
+    scoring (`predict_logits`). DataLoader workers each read their share of the stream's shards (``datasets``
+    splits them); under DDP Accelerate's loader reads on the main process and sends each its batches.
+    With ``share`` (scoring) each item carries its stream position ``index`` and, on several processes, only
+    this process's rows (``i % N == rank``) are decoded."""
+
+    def __init__(
+        self,
+        dataset: IterableDataset,
+        image_size: int,
+        num_channels: int = 3,
+        transform: Any = None,
+        share: bool = False,
+    ) -> None:
+        missing = [c for c in ("image", "label") if c not in (dataset.column_names or ["image", "label"])]
+        if missing:
+            raise ValueError(f"the streamed dataset has no column {missing[0]!r}; available: {dataset.column_names}")
+        self.dataset, self.image_size, self.num_channels = dataset, image_size, num_channels
+        self.transform, self.share = transform, share
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        from datasets import Image
+
+        rank, count = process_rank_and_count() if self.share else (0, 1)
+        stream = self.dataset.cast_column("image", Image(decode=False)) if count > 1 else self.dataset
+        for position, row in enumerate(stream):
+            if position % count != rank:
+                continue
+            image = row["image"]
+            if count > 1:  # undecoded: only this process's rows are decoded
+                image = Image().decode_example(image)
+            array = np.asarray(image)
+            array = array[..., None] if array.ndim == 2 else array
+            _check_size(array.shape[0], array.shape[1], self.image_size)
+            pixels = _to_channels(torch.from_numpy(array.transpose(2, 0, 1).copy())[None], self.num_channels)[0]
+            item = {
+                "pixel_values": pixels if self.transform is None else self.transform(pixels),
+                "labels": torch.tensor(int(row["label"])),
+            }
+            yield {**item, "index": torch.tensor(position)} if self.share else item
+
+
 ImageDataset = ImageTensorDataset | OnTheFlyImageDataset
 
 
@@ -248,11 +293,15 @@ def model_inputs(
     when ``train``; and the collator with the model's normalisation."""
     loading = loading or ImageLoading()
     size, mean, std = image_normalization(model.config)
+    transform = loading.transform(size) if train else None
+    if isinstance(dataset, IterableDataset):
+        if with_index:
+            raise ValueError("a streamed dataset has no rows to index: per-sample methods need a downloaded one")
+        return StreamingImageDataset(dataset, size, len(mean), transform=transform), ImageBatchCollator(mean, std)
     in_memory = decoded_bytes(dataset) <= loading.in_memory_gb * 1e9
     kind = ImageTensorDataset if in_memory else OnTheFlyImageDataset
     if not in_memory:
         logger.debug("decoding %d images on the fly (over the %g GB budget)", len(dataset), loading.in_memory_gb)
-    transform = loading.transform(size) if train else None
     return kind(dataset, size, len(mean), with_index=with_index, transform=transform), ImageBatchCollator(mean, std)
 
 
@@ -379,9 +428,12 @@ def predict_logits(
     """Logits of ``model`` on every row of ``dataset`` (in order), on the model's device.
 
     Pass the dataset of `model_inputs` to skip decoding when predicting repeatedly. A split over ``loading``'s
-    memory budget is decoded batch by batch (``num_workers`` DataLoader workers). Under several processes
-    (a torch.distributed group) each scores its share of the rows and every process gets all of them.
+    memory budget is decoded batch by batch (``num_workers`` DataLoader workers); a streamed dataset
+    (`datasets.IterableDataset`) as it arrives, in stream order. Under several processes (a torch.distributed
+    group) each scores its share of the rows and every process gets all of them.
     """
+    if isinstance(dataset, IterableDataset):
+        return _predict_stream(model, dataset, batch_size)
     if isinstance(dataset, ImageTensorDataset | OnTheFlyImageDataset):
         tensors, collate = dataset, ImageBatchCollator(*image_normalization(model.config)[1:])
     else:
@@ -407,6 +459,26 @@ def predict_logits(
         outputs.append(model(pixel_values=collate.normalize(pixels).to(device)).logits.float())
     model.train(was_training)
     return gather_rows(torch.cat(outputs)).cpu().numpy()  # gathered on the device (NCCL needs CUDA tensors)
+
+
+def _predict_stream(model: PreTrainedModel, dataset: IterableDataset, batch_size: int) -> np.ndarray:
+    """`predict_logits` of a streamed dataset, in stream order; each process decodes and scores every N-th row
+    (in the process itself: DataLoader workers would each see a part of the stream, and the positions with it)."""
+    size, mean, std = image_normalization(model.config)
+    collate = ImageBatchCollator(mean, std)
+    stream = StreamingImageDataset(dataset, size, len(mean), share=True)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits, positions = [torch.zeros((0, model.config.num_labels), device=device)], [torch.zeros(0, dtype=torch.long)]
+    loader = torch.utils.data.DataLoader(stream, batch_size=batch_size, collate_fn=collate)
+    for batch in loader:
+        logits.append(model(pixel_values=batch["pixel_values"].to(device)).logits.float())
+        positions.append(batch["index"])
+    model.train(was_training)
+    logits = gather_rows(torch.cat(logits)).cpu()
+    positions = gather_rows(torch.cat(positions).to(device)).cpu()
+    return logits[torch.argsort(positions)].numpy()  # back in stream order
 
 
 def evaluate_groups(

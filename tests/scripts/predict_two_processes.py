@@ -20,3 +20,8 @@ if __name__ == "__main__":
     in_ram = predict_logits(model, split, batch_size=16)
     on_the_fly = predict_logits(model, split, batch_size=16, loading=ImageLoading(in_memory_gb=0.0))
     np.savez(out / f"rank{state.process_index}.npz", in_ram=in_ram, on_the_fly=on_the_fly)
+    if len(sys.argv) > 3:  # a streamed copy of the split (Parquet): scored in stream order on both processes
+        from datasets import load_dataset
+
+        stream = load_dataset("parquet", data_files=sys.argv[3], split="train", streaming=True)
+        np.save(out / f"stream{state.process_index}.npy", predict_logits(model, stream, batch_size=16))
