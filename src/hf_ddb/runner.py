@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset, DatasetDict
+from transformers import TrainerCallback
 
 from .amplifier import BiasSignals
 from .config import RunConfig
@@ -80,9 +81,17 @@ class Run:
     """One run of a `RunConfig`; each method runs one stage (and, through the cache, the stages before it)."""
 
     def __init__(
-        self, config: RunConfig, *, data: DatasetDict | None = None, log: Callable[[str], None] = logger.info
+        self,
+        config: RunConfig,
+        *,
+        data: DatasetDict | None = None,
+        log: Callable[[str], None] = logger.info,
+        callbacks: Sequence[TrainerCallback] = (),
     ) -> None:
         self.config = config
+        # extra TrainerCallbacks for every method's training (a benchmark's per-epoch probe, a tracker);
+        # they observe, the run's results do not depend on them
+        self.callbacks = list(callbacks)
         self.layout = RunLayout(Path(config.output_dir))
         self.root = self.layout.root
         self.log = log
@@ -351,6 +360,7 @@ class Run:
             selection=self.config.selection,
             valid_pseudo_flags=valid_flags,
             progress_bar=True,
+            callbacks=self.callbacks,
         )
         if self.is_main_process:
             save_classifier(model, processors[-1], self.layout.method_model(method))
