@@ -6,6 +6,9 @@
 Colored MNIST: LfF's MLP, Adam 1e-3, batch 256, 10 epochs, last epoch, unbiased test accuracy at
 0.5/1/2/5 % conflicting. background_mnist: a timm CNN, worst-group and average test accuracy at
 95/99 % aligned. Model selection uses no test data (last epoch).
+
+A sweep over run configs: each (benchmark, ratio, seed) is one `hf_ddb.Run` with the ``erm`` method (its
+folder under ``--workdir`` caches it), so this script trains and evaluates exactly as ``hf-ddb run`` does.
 """
 
 from __future__ import annotations
@@ -18,26 +21,29 @@ import numpy as np
 import torch
 from results_io import write_results
 
-from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark, train_erm
+from hf_ddb import Run
+from hf_ddb.config import parse_config
 
 METRICS = ("unbiased_accuracy", "worst_group_accuracy", "accuracy", "conflicting_accuracy")
 
 
-def run_one(benchmark: str, options: dict, architecture: str, training: TrainingConfig, workdir: Path) -> dict:
-    dataset = load_benchmark(benchmark, **options)
-    names = dataset["train"].features["label"].names
-    model, _ = build_classifier(
-        architecture,
-        dict(enumerate(names)),
-        image_size=dataset["train"][0]["image"].width,
-        seed=training.seed,
-    )
-    start = time.time()
-    args = training.to_training_arguments(workdir, disable_tqdm=True, logging_strategy="no")
-    train_erm(model, dataset["train"], args)
-    metrics = evaluate_groups(model, dataset["test"])
-    metrics["train_seconds"] = round(time.time() - start, 1)
-    return metrics
+def run_config(benchmark: str, options: dict, architecture: str, epochs: float, batch_size: int, seed: int) -> dict:
+    """One cell of the sweep as a run config: ERM, the last epoch (no selection reads valid or test)."""
+    cell = "-".join([benchmark, *(f"{k}{v:g}" for k, v in options.items() if k != "source"), options["source"]])
+    return {
+        "benchmark": {"name": benchmark, **options},
+        "classifier": {"architecture": architecture},
+        "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": 1e-3, "seed": seed},
+        "methods": ["erm"],
+        "selection": "last",
+        "output_dir": f"{cell}/seed{seed}",
+    }
+
+
+def run_one(config: dict, workdir: Path) -> dict:
+    parsed = parse_config({**config, "output_dir": str(workdir / config["output_dir"])})
+    result = Run(parsed).debias()["erm"]
+    return {**result["test"], "train_seconds": result["seconds"]}
 
 
 def summarise(values: list[float]) -> str:
@@ -55,10 +61,11 @@ def main() -> None:
     parser.add_argument("--cnn", default="test_resnet", help="timm architecture for background_mnist")
     parser.add_argument("--cnn-epochs", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", default="runs/benchmark_erm")
     parser.add_argument("--output", default="benchmarks/results/erm_baselines.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    workdir = Path("runs/benchmark_erm")
+    workdir = Path(args.workdir)
     experiments = [
         ("colored_mnist", {"conflict_ratio": r}, f"{100 * r:g}% conflicting", "mlp", args.epochs, 256)
         for r in args.ratios
@@ -71,10 +78,7 @@ def main() -> None:
     for benchmark, options, bias, architecture, epochs, batch_size in experiments:
         per_seed = [
             run_one(
-                benchmark,
-                {**options, "source": args.source},
-                architecture,
-                TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=1e-3, seed=seed),
+                run_config(benchmark, {**options, "source": args.source}, architecture, epochs, batch_size, seed),
                 workdir,
             )
             for seed in args.seeds
