@@ -193,12 +193,14 @@ def test_scoring_on_two_processes_loses_and_repeats_no_row(tmp_path, small_cmnis
 @pytest.mark.slow
 def test_amplifier_methods_and_report_on_two_processes_match_one(tmp_path):
     """`hf-ddb run` under torchrun (two gloo CPU processes, half the per-process batch: the same global
-    batch) against one process: the amplifier (trained and scoring on both), ERM, JTT (its identification
-    model and error set), LfF (co-trained bias model, per-row loss EMAs gathered across processes), DDB-I
-    (GroupDRO, group losses summed across processes) and DDB-II (frozen amplifier). The same rows make the
-    same global batches, so the numbers agree up to float summation order: unbiased accuracy within 1.5
-    points, the aligned and conflicting groups within 3 (the aligned test group is 100 images; measured on
-    2026-11-30: at most 0.1 unbiased, 2 aligned, JTT, whose error set is a hard threshold)."""
+    batch) against one process: the amplifier (trained and scoring on both) and every method: ERM, JTT (its
+    identification model and error set), LfF (co-trained bias model, per-row loss EMAs gathered across
+    processes), DFA (its swaps permute each process's rows), BiasEnsemble (its committee), DDB-I (GroupDRO,
+    group losses summed across processes), DDB-II (frozen amplifier) and the oracle (its tuning candidates).
+    The same rows make the same global batches, so the numbers agree up to float summation order: unbiased
+    accuracy within 1.5 points, the aligned and conflicting groups within 3 (the aligned test group is 100
+    images; measured on 2026-11-30: at most 0.5 unbiased, 2 aligned, JTT, whose error set is a hard
+    threshold)."""
     import shutil
 
     import numpy as np
@@ -206,7 +208,7 @@ def test_amplifier_methods_and_report_on_two_processes_match_one(tmp_path):
     config = {
         **TINY,
         "training": {"epochs": 2, "batch_size": 64},
-        "methods": ["erm", "jtt", "lff", "ddb_i", "ddb_ii"],
+        "methods": ["erm", "jtt", "lff", "disent", "bias_ensemble", "ddb_i", "ddb_ii", "groupdro_oracle"],
         "diffusion": {"preset": "tiny", "max_train_steps": 3, "checkpointing_steps": 2, "train_batch_size": 8},
         "generation": {"num_images_per_class": 8, "batch_size": 4, "num_inference_steps": 2},
         "amplifier": {"epochs": 1, "batch_size": 32},
