@@ -173,7 +173,11 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         with FakeHub() as fake:
             monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
             assert main(["push", str(path), "--dry-run"]) == 0  # lists, sends nothing
-            assert not fake.repos and "would push 7 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
+            dry = capsys.readouterr().out
+            assert not fake.repos and "would push 7 files to me/cmnist-ddb-classifier" in dry
+            assert "would push 3 files to me/cmnist-ddb-synthetic" in dry
+            assert main(["push", str(path), "--dry-run", "--no-dataset"]) == 0
+            assert "me/cmnist-ddb-synthetic" not in capsys.readouterr().out
             assert main(["push", str(path), "--private"]) == 0
     finally:
         leak.unlink()

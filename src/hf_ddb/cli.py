@@ -68,7 +68,13 @@ def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: Data
         api = HfApi(token=args.token) if args.token else None
         private = args.private or config.hub.private
         sent = push_run(
-            run.root, prefix, classifier=config.hub.classifier, api=api, private=private, dry_run=args.dry_run
+            run.root,
+            prefix,
+            classifier=config.hub.classifier,
+            api=api,
+            private=private,
+            dry_run=args.dry_run,
+            dataset=not args.no_dataset,
         )
         for repo, files in sent.items():
             if args.dry_run:
@@ -157,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.add_argument("--private", action="store_true", help="create the repos private (or hub.private)")
             sub.add_argument("--token", help="a Hub token (default: the one `hf auth login` stored, or HF_TOKEN)")
             sub.add_argument("--dry-run", action="store_true", help="list the files per repo; send nothing")
+            sub.add_argument(
+                "--no-dataset", action="store_true", help="do not push the synthetic images as a dataset repo"
+            )
     args = parser.parse_args(argv)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     from .config import ConfigError, load_config

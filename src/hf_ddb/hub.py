@@ -166,13 +166,12 @@ def rerender_card(run_dir: str | os.PathLike, folder: str | os.PathLike, repo_id
     return True
 
 
-def synthetic_dataset_files(num_rows: int) -> list[str]:
-    """The files of the synthetic dataset's repo: its card, the sample grid and the Parquet shards, named as
-    ``datasets`` finds them (``data/train-*``: the train split)."""
+def synthetic_dataset_files(num_rows: int, with_samples: bool = True) -> list[str]:
+    """The files of the synthetic dataset's repo: its card, the sample grid (when the run made one) and the
+    Parquet shards, named as ``datasets`` finds them (``data/train-*``: the train split)."""
     shards = max(1, -(-num_rows // ROWS_PER_PARQUET_FILE))
-    return sorted(
-        ["README.md", "synthetic_samples.png"] + [f"data/train-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
-    )
+    samples = ["synthetic_samples.png"] if with_samples else []
+    return sorted(["README.md", *samples, *(f"data/train-{i:05d}-of-{shards:05d}.parquet" for i in range(shards))])
 
 
 def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, staging: Path) -> list[str]:
@@ -184,7 +183,7 @@ def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, s
 
     layout = RunLayout(run_dir)
     dataset = load_from_disk(str(layout.synthetic_dataset))
-    files = synthetic_dataset_files(dataset.num_rows)
+    files = synthetic_dataset_files(dataset.num_rows, layout.samples_image.is_file())
     shards = [f for f in files if f.startswith("data/")]
     (staging / "data").mkdir(parents=True)
     for index, name in enumerate(shards):
@@ -255,7 +254,8 @@ def push_run(
             _check_repo_id(repo_id)
         sent = {repos[kind]: _artifact_paths(folder) for kind, folder in folders.items()}
         if dataset_repo:
-            sent[dataset_repo] = synthetic_dataset_files(load_from_disk(str(layout.synthetic_dataset)).num_rows)
+            rows = load_from_disk(str(layout.synthetic_dataset)).num_rows
+            sent[dataset_repo] = synthetic_dataset_files(rows, layout.samples_image.is_file())
         return sent
     api = api or HfApi()
     check_push_access([*repos.values(), *([dataset_repo] if dataset_repo else [])], api)  # all go, or none
