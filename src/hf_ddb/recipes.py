@@ -152,7 +152,8 @@ class DebiasTrainer(Trainer):
     The Trainer's ``model`` is a `DebiasModel` holding ``target`` and the objective's co-trained auxiliaries
     (LfF's bias model), so one optimizer, ``zero_grad`` and device placement cover them all;
     ``trainer.target`` is the classifier to keep. The objective owns its state (GroupDRO's group weights,
-    LfF's per-sample loss EMAs, which are single-process) and may supply the train sampler.
+    LfF's per-sample loss EMAs: the same on every process of a distributed run) and may supply the train
+    sampler.
     """
 
     loss_is_scaled_for_ga = False
