@@ -243,3 +243,16 @@ def test_amplifier_methods_and_report_on_two_processes_match_one(tmp_path):
     signals = [np.load(run / "amplifier" / "signals.npz") for run in (one, two)]
     assert signals[0]["train_loss"].shape == signals[1]["train_loss"].shape  # every row scored once
     assert np.corrcoef(signals[0]["train_loss"], signals[1]["train_loss"])[0, 1] > 0.99
+
+
+@pytest.mark.slow
+def test_streamed_training_on_two_processes_reads_each_row_once(tmp_path, small_cmnist):
+    """Each process trains on its own shards of a streamed dataset: together one epoch holds every row once."""
+    rows = small_cmnist["valid"].select(range(96)).remove_columns("bias_label")
+    (tmp_path / "data").mkdir()
+    for shard in range(4):
+        rows.shard(4, shard, contiguous=True).to_parquet(str(tmp_path / "data" / f"train-{shard}.parquet"))
+    _torchrun("tests/scripts/stream_train_two_processes.py", str(tmp_path / "data"), str(tmp_path))
+    seen = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [s["processes"] for s in seen] == [2, 2] and len(seen[0]["labels"]) == len(seen[1]["labels"]) == 48
+    assert sorted(seen[0]["labels"] + seen[1]["labels"]) == sorted(rows["label"])

@@ -38,6 +38,7 @@ __all__ = [
     "ImageTensorDataset",
     "OnTheFlyImageDataset",
     "StreamingImageDataset",
+    "streamed_training_items",
     "TrainingConfig",
     "evaluate_groups",
     "model_inputs",
@@ -212,48 +213,61 @@ class OnTheFlyImageDataset(torch.utils.data.Dataset):
         return self.__getitems__([index])[0]
 
 
-class StreamingImageDataset(torch.utils.data.IterableDataset):
-    """The rows of a streamed dataset (``load_dataset(..., streaming=True)``: a `datasets.IterableDataset`),
-    decoded as they arrive, for data too large to download: training (`train_erm` with ``max_steps``) and
-    scoring (`predict_logits`). DataLoader workers each read their share of the stream's shards (``datasets``
-    splits them); under DDP Accelerate's loader reads on the main process and sends each its batches.
-    With ``share`` (scoring) each item carries its stream position ``index`` and, on several processes, only
-    this process's rows (``i % N == rank``) are decoded."""
+def _image_pixels(image: Any, image_size: int, num_channels: int) -> torch.Tensor:
+    """One decoded image as uint8 C x H x W with the model's channel count, its size checked."""
+    array = np.asarray(image)
+    array = array[..., None] if array.ndim == 2 else array
+    _check_size(array.shape[0], array.shape[1], image_size)
+    return _to_channels(torch.from_numpy(array.transpose(2, 0, 1).copy())[None], num_channels)[0]
 
-    def __init__(
-        self,
-        dataset: IterableDataset,
-        image_size: int,
-        num_channels: int = 3,
-        transform: Any = None,
-        share: bool = False,
-    ) -> None:
-        missing = [c for c in ("image", "label") if c not in (dataset.column_names or ["image", "label"])]
-        if missing:
-            raise ValueError(f"the streamed dataset has no column {missing[0]!r}; available: {dataset.column_names}")
+
+def _check_stream(dataset: IterableDataset) -> None:
+    missing = [c for c in ("image", "label") if c not in (dataset.column_names or ["image", "label"])]
+    if missing:
+        raise ValueError(f"the streamed dataset has no column {missing[0]!r}; available: {dataset.column_names}")
+
+
+def streamed_training_items(
+    dataset: IterableDataset, image_size: int, num_channels: int = 3, transform: Any = None
+) -> IterableDataset:
+    """A streamed dataset (``load_dataset(..., streaming=True)``) as training items, decoded as they arrive: a
+    `datasets.IterableDataset` still, so DataLoader workers split its shards and, under DDP, each process reads
+    its own shards (Accelerate shards a stream with at least as many shards as processes; with fewer, every
+    process reads it all and keeps its part of each batch)."""
+    _check_stream(dataset)
+
+    def item(row: dict[str, Any]) -> dict[str, torch.Tensor]:
+        pixels = _image_pixels(row["image"], image_size, num_channels)
+        return {
+            "pixel_values": pixels if transform is None else transform(pixels),
+            "labels": torch.tensor(int(row["label"])),
+        }
+
+    return dataset.map(item, remove_columns=dataset.column_names)
+
+
+class StreamingImageDataset(torch.utils.data.IterableDataset):
+    """A streamed dataset's rows for scoring, in stream order, each with its stream position ``index``; on
+    several processes each decodes only its rows (``i % N == rank``: the others pass undecoded)."""
+
+    def __init__(self, dataset: IterableDataset, image_size: int, num_channels: int = 3) -> None:
+        _check_stream(dataset)
         self.dataset, self.image_size, self.num_channels = dataset, image_size, num_channels
-        self.transform, self.share = transform, share
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         from datasets import Image
 
-        rank, count = process_rank_and_count() if self.share else (0, 1)
+        rank, count = process_rank_and_count()
         stream = self.dataset.cast_column("image", Image(decode=False)) if count > 1 else self.dataset
         for position, row in enumerate(stream):
             if position % count != rank:
                 continue
-            image = row["image"]
-            if count > 1:  # undecoded: only this process's rows are decoded
-                image = Image().decode_example(image)
-            array = np.asarray(image)
-            array = array[..., None] if array.ndim == 2 else array
-            _check_size(array.shape[0], array.shape[1], self.image_size)
-            pixels = _to_channels(torch.from_numpy(array.transpose(2, 0, 1).copy())[None], self.num_channels)[0]
-            item = {
-                "pixel_values": pixels if self.transform is None else self.transform(pixels),
+            image = Image().decode_example(row["image"]) if count > 1 else row["image"]
+            yield {
+                "pixel_values": _image_pixels(image, self.image_size, self.num_channels),
                 "labels": torch.tensor(int(row["label"])),
+                "index": torch.tensor(position),
             }
-            yield {**item, "index": torch.tensor(position)} if self.share else item
 
 
 ImageDataset = ImageTensorDataset | OnTheFlyImageDataset
@@ -284,20 +298,20 @@ class ImageBatchCollator:
 
 def model_inputs(
     model: PreTrainedModel,
-    dataset: Dataset,
+    dataset: Dataset | IterableDataset,
     with_index: bool = False,
     loading: ImageLoading | None = None,
     train: bool = False,
-) -> tuple[ImageDataset, ImageBatchCollator]:
-    """The split at the model's size, in RAM or on the fly by ``loading``'s budget, with its augmentation
-    when ``train``; and the collator with the model's normalisation."""
+) -> tuple[ImageDataset | IterableDataset, ImageBatchCollator]:
+    """The split at the model's size, in RAM or on the fly by ``loading``'s budget (a streamed one as it
+    arrives), with its augmentation when ``train``; and the collator with the model's normalisation."""
     loading = loading or ImageLoading()
     size, mean, std = image_normalization(model.config)
     transform = loading.transform(size) if train else None
     if isinstance(dataset, IterableDataset):
         if with_index:
             raise ValueError("a streamed dataset has no rows to index: per-sample methods need a downloaded one")
-        return StreamingImageDataset(dataset, size, len(mean), transform=transform), ImageBatchCollator(mean, std)
+        return streamed_training_items(dataset, size, len(mean), transform), ImageBatchCollator(mean, std)
     in_memory = decoded_bytes(dataset) <= loading.in_memory_gb * 1e9
     kind = ImageTensorDataset if in_memory else OnTheFlyImageDataset
     if not in_memory:
@@ -375,6 +389,9 @@ class TrainingConfig:
             # several processes without CUDA (torchrun on CPU): DDP over gloo; transformers would else train
             # each process alone on the whole set
             use_cpu=force_cpu_processes(),
+            # a streamed training set: each process reads its own shards instead of the main process reading
+            # all and sending batches (map-style datasets are never dispatched: no change for them)
+            accelerator_config={"dispatch_batches": False},
         )
         values.update(overrides)
         return TrainingArguments(**values)
@@ -466,7 +483,7 @@ def _predict_stream(model: PreTrainedModel, dataset: IterableDataset, batch_size
     (in the process itself: DataLoader workers would each see a part of the stream, and the positions with it)."""
     size, mean, std = image_normalization(model.config)
     collate = ImageBatchCollator(mean, std)
-    stream = StreamingImageDataset(dataset, size, len(mean), share=True)
+    stream = StreamingImageDataset(dataset, size, len(mean))
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
