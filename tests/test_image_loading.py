@@ -42,6 +42,8 @@ def test_budget_chooses_the_path_and_both_give_the_same_items(small_cmnist, name
             assert torch.equal(got[key], want[key]), key
     np.testing.assert_array_equal(predict_logits(model, in_ram), predict_logits(model, lazy, batch_size=64))
     np.testing.assert_array_equal(predict_logits(model, train), predict_logits(model, train, loading=ON_THE_FLY))
+    workers = ImageLoading(in_memory_gb=0.0, num_workers=2)  # scoring decodes in two DataLoader workers
+    np.testing.assert_array_equal(predict_logits(model, train), predict_logits(model, train, 64, loading=workers))
 
 
 def test_grayscale_on_the_fly_is_replicated_like_in_ram(names):
@@ -100,7 +102,7 @@ def test_config_keys_and_the_amplifier_key():
     config = parse_config(
         {**base, "training": {"augmentation": "crop_flip", "in_memory_gb": 0.5, "dataloader_num_workers": 2}}
     )
-    assert config.training.image_loading() == ImageLoading("crop_flip", 0.5)
+    assert config.training.image_loading() == ImageLoading("crop_flip", 0.5, num_workers=2)
     assert config.training.to_training_arguments("x").dataloader_num_workers == 2
     for bad, key in (
         ({"augmentation": "rotate"}, "augmentation"),

@@ -54,15 +54,18 @@ DEFAULT_IN_MEMORY_GB = 2.0
 @dataclass(frozen=True)
 class ImageLoading:
     """How a split's images reach a model: decoded once into RAM when its pixels fit under ``in_memory_gb``
-    (else on the fly, per batch), and the train-time ``augmentation``: ``none``, or ``crop_flip`` (random
-    resized crop, scale 0.35-1, and horizontal flip, as the paper's ResNet targets train)."""
+    (else on the fly, per batch, in ``num_workers`` DataLoader workers when scoring; training uses the
+    Trainer's ``dataloader_num_workers``), and the train-time ``augmentation``: ``none``, or ``crop_flip``
+    (random resized crop, scale 0.35-1, and horizontal flip, as the paper's ResNet targets train)."""
 
     augmentation: str = "none"
     in_memory_gb: float = DEFAULT_IN_MEMORY_GB
+    num_workers: int = 0  # DataLoader workers that decode a split on the fly when scoring it
 
     def __post_init__(self) -> None:
         check_choice("augmentation", self.augmentation, AUGMENTATIONS)
         check_number("in_memory_gb", self.in_memory_gb, low=0.0)
+        check_integer("num_workers", self.num_workers, low=0)
 
     def transform(self, image_size: int) -> Any:
         """The augmentation as a torchvision v2 transform on uint8 C x H x W tensors (None for ``none``)."""
@@ -360,7 +363,7 @@ class TrainingConfig:
         self.image_loading()  # checks augmentation and in_memory_gb
 
     def image_loading(self) -> ImageLoading:
-        return ImageLoading(augmentation=self.augmentation, in_memory_gb=self.in_memory_gb)
+        return ImageLoading(self.augmentation, self.in_memory_gb, self.dataloader_num_workers)
 
     def to_training_arguments(self, output_dir: str | os.PathLike, **overrides: Any) -> TrainingArguments:
         """`TrainingArguments` for these settings; ``overrides`` pass straight to transformers."""
@@ -440,14 +443,14 @@ def predict_logits(
     batch_size: int = 1024,
     *,
     loading: ImageLoading | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = None,
 ) -> np.ndarray:
     """Logits of ``model`` on every row of ``dataset`` (in order), on the model's device.
 
     Pass the dataset of `model_inputs` to skip decoding when predicting repeatedly. A split over ``loading``'s
-    memory budget is decoded batch by batch (``num_workers`` DataLoader workers); a streamed dataset
-    (`datasets.IterableDataset`) as it arrives, in stream order. Under several processes (a torch.distributed
-    group) each scores its share of the rows and every process gets all of them.
+    memory budget is decoded batch by batch (``num_workers`` DataLoader workers, default ``loading``'s); a
+    streamed dataset (`datasets.IterableDataset`) as it arrives, in stream order. Under several processes (a
+    torch.distributed group) each scores its share of the rows and every process gets all of them.
     """
     if isinstance(dataset, IterableDataset):
         return _predict_stream(model, dataset, batch_size)
@@ -467,7 +470,7 @@ def predict_logits(
             torch.utils.data.DataLoader(
                 [range(start, min(start + batch_size, rows.stop)) for start in starts],
                 batch_size=None,
-                num_workers=num_workers,
+                num_workers=num_workers if num_workers is not None else (loading or ImageLoading()).num_workers,
                 collate_fn=tensors.pixels,
             )
         )
