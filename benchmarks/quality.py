@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from quality_table import RULES as SELECTION_RULES  # benchmarks/ is on sys.path when this script runs
 from quality_table import print_tables, ratio_label
-from results_io import write_results
+from results_io import cached, write_results
 from transformers import TrainerCallback
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
@@ -43,7 +44,6 @@ from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
 from hf_ddb.pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, train_with_recipe
 from hf_ddb.training import model_inputs, predict_logits
-from hf_ddb.utils import atomic_write_text
 
 
 class EpochProbe(TrainerCallback):
@@ -156,6 +156,45 @@ def bias_amplifier(synthetic, names, arch: str, loss: str, epochs: float, seed: 
     return (model, accuracy) if fidelity else model
 
 
+def train_method(args, method: str, seed: int, data, names, amplifier, valid_flags, cell: Path, ratio: float) -> dict:
+    """One method at one seed: trained through `train_with_recipe` with the per-epoch probe, then its test
+    metrics, the metrics at each selection rule's epoch and, for LfF and BiasEnsemble, their own detection."""
+    if method in VARIANTS:
+        recipe = VARIANTS[method](amplifier, args)
+    elif method == "ddb_i":
+        recipe = DDBTwoStep(amplifier=amplifier, rule=args.rule)
+    elif method == "ddb_ii":
+        # LfF's weights, as published (and as every JSON before issue 15 ran it); the library's default
+        # weighting is measured as the variant ddb_ii_group_floor
+        recipe = DDBEndToEnd(amplifier=amplifier, rule=args.rule, weighting="lff", weight_floor=args.weight_floor)
+    else:
+        recipe = RECIPES[method]()
+    training = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3, seed=seed)
+
+    def make():
+        return build_classifier(args.arch, names, image_size=28, seed=seed)[0]
+
+    recipe = RecordInference(recipe)
+    t0 = time.time()
+    probes = [EpochProbe(data["valid"], valid_flags, data["test"], data["train"])]
+    model, info = train_with_recipe(recipe, data, make, training, str(cell / f"seed{seed}" / method), callbacks=probes)
+    metrics = evaluate_groups(model, data["test"])
+    result = {"seed": seed, "seconds": round(time.time() - t0, 1), "info": info, "test": metrics}
+    result["by_selection"] = probes[0].by_selection(info)
+    if probes[0].bias_model_detection:  # LfF: its co-trained bias model at the end of training
+        result["bias_model_detection"] = probes[0].bias_model_detection[-1]
+    if recipe.inference.conflict_scores is not None:  # BiasEnsemble: its committee
+        scores, flags = recipe.inference.conflict_scores, ~recipe.inference.objective.bias_train_mask
+        truth = is_conflicting(data["train"]["label"], data["train"]["bias_label"])
+        result["bias_model_detection"] = detection_metrics(scores, truth, flagged=flags)
+    print(
+        f"ratio {ratio:g} seed {seed} {method}: unbiased {100 * metrics['unbiased_accuracy']:.1f} "
+        f"worst {100 * metrics['worst_group_accuracy']:.1f} ({result['seconds']} s)",
+        flush=True,
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", default="colored_mnist", choices=sorted(RATIO_OPTION))
@@ -225,46 +264,9 @@ def main() -> None:
                 valid_flags = pseudo_bias_labels(bias_signals(amplifier, data["valid"]), args.rule)
                 print(f"ratio {ratio:g} seed {seed} BA detection: {json.dumps(report)}", flush=True)
             for method in args.methods:
-                cache = cell / f"seed{seed}" / f"{method}.json"
-                if cache.is_file():
-                    per_method[method].append(json.loads(cache.read_text()))
-                    continue
-                if method in VARIANTS:
-                    recipe = VARIANTS[method](amplifier, args)
-                elif method == "ddb_i":
-                    recipe = DDBTwoStep(amplifier=amplifier, rule=args.rule)
-                elif method == "ddb_ii":
-                    # LfF's weights, as published (and as every JSON before issue 15 ran it); the library's
-                    # default weighting is measured as the variant ddb_ii_group_floor
-                    recipe = DDBEndToEnd(
-                        amplifier=amplifier, rule=args.rule, weighting="lff", weight_floor=args.weight_floor
-                    )
-                else:
-                    recipe = RECIPES[method]()
-                training = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3, seed=seed)
-                make = lambda: build_classifier(args.arch, names, image_size=28, seed=seed)[0]  # noqa: B023, E731
-                recipe = RecordInference(recipe)
-                t0 = time.time()
-                probes = [EpochProbe(data["valid"], valid_flags, data["test"], data["train"])]
-                model, info = train_with_recipe(
-                    recipe, data, make, training, str(cell / f"seed{seed}" / method), callbacks=probes
-                )
-                metrics = evaluate_groups(model, data["test"])
-                result = {"seed": seed, "seconds": round(time.time() - t0, 1), "info": info, "test": metrics}
-                result["by_selection"] = probes[0].by_selection(info)
-                if probes[0].bias_model_detection:  # LfF: its co-trained bias model at the end of training
-                    result["bias_model_detection"] = probes[0].bias_model_detection[-1]
-                if recipe.inference.conflict_scores is not None:  # BiasEnsemble: its committee
-                    scores, flags = recipe.inference.conflict_scores, ~recipe.inference.objective.bias_train_mask
-                    truth = is_conflicting(data["train"]["label"], data["train"]["bias_label"])
-                    result["bias_model_detection"] = detection_metrics(scores, truth, flagged=flags)
-                atomic_write_text(cache, json.dumps(result))
-                per_method[method].append(result)
-                print(
-                    f"ratio {ratio:g} seed {seed} {method}: unbiased {100 * metrics['unbiased_accuracy']:.1f} "
-                    f"worst {100 * metrics['worst_group_accuracy']:.1f} ({result['seconds']} s)",
-                    flush=True,
-                )
+                run = partial(train_method, args, method, seed, data, names, amplifier, valid_flags, cell, ratio)
+                # one JSON per finished (seed, method): a re-run reuses it
+                per_method[method].append(cached(cell / f"seed{seed}" / f"{method}.json", run))
         raw[f"{ratio:g}"] = {"methods": per_method, "ba_detection": detection}
 
     print()
