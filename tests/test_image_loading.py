@@ -11,6 +11,7 @@ from hf_ddb.training import (
     ImageLoading,
     ImageTensorDataset,
     OnTheFlyImageDataset,
+    decoded_bytes,
     model_inputs,
     predict_logits,
     train_erm,
@@ -56,6 +57,7 @@ def test_grayscale_on_the_fly_is_replicated_like_in_ram(names):
     )
     in_ram = ImageTensorDataset(gray, 16, 3)
     lazy = OnTheFlyImageDataset(gray, 16, 3)
+    assert (decoded_bytes(gray, 3), decoded_bytes(gray, 1)) == (5 * 16 * 16 * 3, 5 * 16 * 16)  # as held in RAM
     assert torch.equal(lazy.pixels(range(5)), in_ram.pixel_values) and in_ram.pixel_values.shape == (5, 3, 16, 16)
     with pytest.raises(ValueError, match="images are 16x16 px but the model expects 8x8"):
         OnTheFlyImageDataset(gray, 8, 3)  # checked at construction, before any training

@@ -276,11 +276,14 @@ class StreamingImageDataset(torch.utils.data.IterableDataset):
 ImageDataset = ImageTensorDataset | OnTheFlyImageDataset
 
 
-def decoded_bytes(dataset: Dataset) -> int:
-    """The bytes a split's pixels take decoded (from its first image: sizes are uniform, checked at load)."""
+def decoded_bytes(dataset: Dataset, num_channels: int = 3) -> int:
+    """The bytes a split's pixels take decoded for a model with ``num_channels`` (grayscale is replicated for an
+    RGB model), from its first image: sizes are uniform, checked at load."""
     if not len(dataset):
         return 0
-    return len(dataset) * np.asarray(dataset[0]["image"]).nbytes
+    first = np.asarray(dataset[0]["image"])
+    channels = first.shape[2] if first.ndim == 3 else 1
+    return len(dataset) * first.shape[0] * first.shape[1] * max(channels, num_channels)
 
 
 class ImageBatchCollator:
@@ -315,7 +318,7 @@ def model_inputs(
         if with_index:
             raise ValueError("a streamed dataset has no rows to index: per-sample methods need a downloaded one")
         return streamed_training_items(dataset, size, len(mean), transform), ImageBatchCollator(mean, std)
-    in_memory = decoded_bytes(dataset) <= loading.in_memory_gb * 1e9
+    in_memory = decoded_bytes(dataset, len(mean)) <= loading.in_memory_gb * 1e9
     kind = ImageTensorDataset if in_memory else OnTheFlyImageDataset
     if not in_memory:
         logger.debug("decoding %d images on the fly (over the %g GB budget)", len(dataset), loading.in_memory_gb)
