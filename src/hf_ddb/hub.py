@@ -247,10 +247,11 @@ def push_run(
         if not folder.is_dir():
             raise FileNotFoundError(f"no {kind} artefact at {folder}; run `hf-ddb run` first")
     dataset_repo = f"{repo_prefix}-{DATASET_SUFFIX}" if dataset else None
+    every_repo = [*repos.values(), *([dataset_repo] if dataset_repo else [])]
     if dataset and not layout.synthetic_dataset.is_dir():
         raise FileNotFoundError(f"no synthetic dataset at {layout.synthetic_dataset}; run `hf-ddb run` first")
     if dry_run:
-        for repo_id in [*repos.values(), *([dataset_repo] if dataset_repo else [])]:
+        for repo_id in every_repo:
             _check_repo_id(repo_id)
         sent = {repos[kind]: _artifact_paths(folder) for kind, folder in folders.items()}
         if dataset_repo:
@@ -258,7 +259,7 @@ def push_run(
             sent[dataset_repo] = synthetic_dataset_files(rows, layout.samples_image.is_file())
         return sent
     api = api or HfApi()
-    check_push_access([*repos.values(), *([dataset_repo] if dataset_repo else [])], api)  # all go, or none
+    check_push_access(every_repo, api)  # before the first upload: all go, or none
     for kind, folder in folders.items():
         extra = {"datasets": [dataset_repo]} if kind == "amplifier" and dataset_repo else {}
         rerender_card(layout.root, folder, repos[kind], **extra)

@@ -125,7 +125,7 @@ class Run:
         return self._check_cache(name, folder, key)
 
     def _check_cache(self, name: str, folder: Path, key: str) -> bool:
-        if folder.is_dir() and int(os.environ.get("RANK", "0")) == 0:  # the others wait (main_process_first)
+        if folder.is_dir() and self.is_main_process:  # the others wait (main_process_first)
             for path in remove_leftovers(folder):
                 self.log(f"{name}: removed {path.name}, left by an interrupted write")
         marker = self._marker(folder)
@@ -148,7 +148,7 @@ class Run:
 
     def _finish(self, name: str, folder: Path, key: str, started: float, **extra: Any) -> None:
         seconds = round(time.time() - started, 1)
-        if int(os.environ.get("RANK", "0")) != 0:
+        if not self.is_main_process:
             return
         marker = {"stage": name, "key": key, "seconds": seconds, **extra}
         atomic_write_text(folder / "stage.json", json.dumps(marker, indent=2, default=str))

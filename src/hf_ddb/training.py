@@ -139,14 +139,43 @@ def _decode_rows(images: Dataset, rows: Sequence[int], chunk: int = 4096) -> np.
     as ``datasets`` decodes (identical pixels; 7 s instead of 37 s for 50,000 28 px images through its numpy
     formatting, measured on 2026-11-30 on one busy core)."""
     rows = list(rows)
-    parts = []
-    for start in range(0, len(rows), chunk):
-        arrays = [np.asarray(image) for image in images[rows[start : start + chunk]]["image"]]
-        parts.append(np.stack([a[..., None] if a.ndim == 2 else a for a in arrays]))
+    parts = [_stacked(images[rows[start : start + chunk]]["image"]) for start in range(0, len(rows), chunk)]
     return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
-class ImageTensorDataset(torch.utils.data.Dataset):
+def _stacked(images: Sequence[Any]) -> np.ndarray:
+    """Decoded images (PIL or arrays) as uint8 N x H x W x C (grayscale with C = 1)."""
+    arrays = [np.asarray(image) for image in images]
+    return np.stack([a[..., None] if a.ndim == 2 else a for a in arrays])
+
+
+def _model_pixels(images: np.ndarray, image_size: int, num_channels: int) -> torch.Tensor:
+    """N x H x W x C uint8 images as the model's N x C x H x W, their size and channels checked."""
+    _check_size(images.shape[1], images.shape[2], image_size)
+    return _to_channels(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), num_channels)
+
+
+def _image_pixels(image: Any, image_size: int, num_channels: int) -> torch.Tensor:
+    """One decoded image as uint8 C x H x W with the model's channel count, its size checked."""
+    return _model_pixels(_stacked([image]), image_size, num_channels)[0]
+
+
+class _ImageRows(torch.utils.data.Dataset):
+    """What both map-style image datasets share: a split's integer columns in RAM, the train-time
+    ``transform`` and the item each row becomes (``pixel_values`` uint8 C x H x W, ``labels``, columns)."""
+
+    def __init__(self, dataset: Dataset, columns: Sequence[str], with_index: bool, transform: Any) -> None:
+        self.columns = _integer_columns(dataset, columns, with_index)
+        self.transform = transform
+
+    def _item(self, pixels: torch.Tensor, index: int) -> dict[str, torch.Tensor]:
+        return {
+            "pixel_values": pixels if self.transform is None else self.transform(pixels),
+            **{name: values[index] for name, values in self.columns.items()},
+        }
+
+
+class ImageTensorDataset(_ImageRows):
     """A split decoded into RAM: ``pixel_values`` (uint8 C x H x W), ``labels`` and any integer columns."""
 
     def __init__(
@@ -158,23 +187,17 @@ class ImageTensorDataset(torch.utils.data.Dataset):
         with_index: bool = False,
         transform: Any = None,
     ) -> None:
-        self.columns = _integer_columns(dataset, columns, with_index)
-        images = _decoded_images(dataset)
-        _check_size(images.shape[1], images.shape[2], image_size)
-        self.pixel_values = _to_channels(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), num_channels)
-        self.transform = transform
+        super().__init__(dataset, columns, with_index, transform)
+        self.pixel_values = _model_pixels(_decoded_images(dataset), image_size, num_channels)
 
     def __len__(self) -> int:
         return self.pixel_values.shape[0]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        pixels = self.pixel_values[index]
-        item = {"pixel_values": pixels if self.transform is None else self.transform(pixels)}
-        item.update({name: values[index] for name, values in self.columns.items()})
-        return item
+        return self._item(self.pixel_values[index], index)
 
 
-class OnTheFlyImageDataset(torch.utils.data.Dataset):
+class OnTheFlyImageDataset(_ImageRows):
     """A split decoded batch by batch when the DataLoader asks (``__getitems__``): memory stays one batch
     per worker whatever the split's size. Items are those of `ImageTensorDataset`, pixel for pixel."""
 
@@ -187,9 +210,9 @@ class OnTheFlyImageDataset(torch.utils.data.Dataset):
         with_index: bool = False,
         transform: Any = None,
     ) -> None:
-        self.columns = _integer_columns(dataset, columns, with_index)
+        super().__init__(dataset, columns, with_index, transform)
         self.images = dataset.select_columns(["image"])
-        self.image_size, self.num_channels, self.transform = image_size, num_channels, transform
+        self.image_size, self.num_channels = image_size, num_channels
         if len(dataset):
             self.pixels([0])  # the size and channel checks before any work
 
@@ -198,30 +221,14 @@ class OnTheFlyImageDataset(torch.utils.data.Dataset):
 
     def pixels(self, indices: Sequence[int]) -> torch.Tensor:
         """uint8 N x C x H x W of the given rows, decoded now."""
-        images = _decode_rows(self.images, indices)
-        _check_size(images.shape[1], images.shape[2], self.image_size)
-        return _to_channels(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()), self.num_channels)
+        return _model_pixels(_decode_rows(self.images, indices), self.image_size, self.num_channels)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
         pixels = self.pixels(indices)
-        return [
-            {
-                "pixel_values": pixels[i] if self.transform is None else self.transform(pixels[i]),
-                **{name: values[index] for name, values in self.columns.items()},
-            }
-            for i, index in enumerate(indices)
-        ]
+        return [self._item(pixels[i], index) for i, index in enumerate(indices)]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.__getitems__([index])[0]
-
-
-def _image_pixels(image: Any, image_size: int, num_channels: int) -> torch.Tensor:
-    """One decoded image as uint8 C x H x W with the model's channel count, its size checked."""
-    array = np.asarray(image)
-    array = array[..., None] if array.ndim == 2 else array
-    _check_size(array.shape[0], array.shape[1], image_size)
-    return _to_channels(torch.from_numpy(array.transpose(2, 0, 1).copy())[None], num_channels)[0]
 
 
 def _check_stream(dataset: IterableDataset) -> None:
