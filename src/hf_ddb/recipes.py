@@ -708,12 +708,17 @@ def train_with_recipe(
     Trainer's `DebiasModel`, whose ``target`` is the classifier). ``valid_pseudo_flags`` (an amplifier's
     bias-conflicting flags on ``valid``) lets recipes that infer no pseudo groups of their own be selected by
     the pseudo-group selections. A recipe that asks to tune hyper-parameters (the oracle) has one model
-    trained per setting; the best by its ``tune_on`` score on ``valid`` is returned.
+    trained per setting; the best by its ``tune_on`` score on ``valid`` is returned. A callback with an
+    ``on_bias_inference(inference)`` method is shown the recipe's `BiasInference` before training (a
+    benchmark scores the recipe's own detection with it).
     """
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
     train, valid = data["train"], data["valid"]
     inference = recipe.infer(train, valid, make_model, training)
+    for callback in callbacks:
+        if hasattr(callback, "on_bias_inference"):
+            callback.on_bias_inference(inference)
     if inference.valid_group_ids is None and valid_pseudo_flags is not None:
         inference.valid_group_ids = np.asarray(valid["label"]) * 2 + np.asarray(valid_pseudo_flags, dtype=int)
     candidates = _candidates(inference)
