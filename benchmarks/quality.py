@@ -56,13 +56,14 @@ class EpochProbe(TrainerCallback):
         self.valid_flags = None if valid_flags is None else np.asarray(valid_flags, dtype=np.int64)
         self.valid_labels, self.runs, self.bias_model_detection = np.asarray(valid["label"]), [], []
         self.tensors: dict = {}
+        self.committee_detection: list[dict] = []
 
     def on_bias_inference(self, inference) -> None:
         """BiasEnsemble: its committee's detection of the real bias-conflicting training rows."""
         if inference.conflict_scores is not None:
             truth = is_conflicting(self.train["label"], self.train["bias_label"])
             flags = ~inference.objective.bias_train_mask
-            self.bias_model_detection.append(detection_metrics(inference.conflict_scores, truth, flagged=flags))
+            self.committee_detection.append(detection_metrics(inference.conflict_scores, truth, flagged=flags))
 
     def _logits(self, model, split: str, dataset) -> np.ndarray:
         if split not in self.tensors:
@@ -233,8 +234,9 @@ def train_method(run: Run, method: str, ratio: float) -> dict:
     metrics = run.debias([method])[method]
     result = {"seed": seed, "seconds": metrics["seconds"], "info": metrics["info"], "test": metrics["test"]}
     result["by_selection"] = probe.by_selection(metrics["info"])
-    if probe.bias_model_detection:
-        result["bias_model_detection"] = probe.bias_model_detection[-1]
+    detection = probe.committee_detection or probe.bias_model_detection  # BiasEnsemble: its committee
+    if detection:
+        result["bias_model_detection"] = detection[-1]
     test = metrics["test"]
     print(
         f"ratio {ratio:g} seed {seed} {method}: unbiased {100 * test['unbiased_accuracy']:.1f} "
