@@ -6,7 +6,7 @@
 
 A sweep over run configs (`run_config`): each (ratio, seed) is one `hf_ddb.Run`, so every method trains,
 is selected and evaluated exactly as ``hf-ddb run`` does it: a class-conditional diffusion model (``cpu``
-preset, 16 px) on the biased training set, a synthetic set, a bias amplifier (BA) trained only on the
+preset, 16 px, by default) on the biased training set, a synthetic set, a bias amplifier (BA) trained only on the
 synthetic images (its detection of the real bias-conflicting rows in the amplifier stage's ``stage.json``:
 evaluation only), then every method, selected on ``valid`` by average accuracy, evaluated on ``test``.
 The seeds of a ratio share its generator (``<cell>/diffusion`` and ``<cell>/synthetic``; the seed only
@@ -189,7 +189,7 @@ def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
         if "ddb_ii" in args.methods
         else {},
         "selection": "valid_accuracy",
-        "diffusion": {"preset": "cpu", "max_train_steps": args.diffusion_steps},
+        "diffusion": {"preset": args.diffusion_preset, "max_train_steps": args.diffusion_steps},
         "generation": {
             "num_images_per_class": args.per_class,
             "guidance_scale": args.guidance,
@@ -268,6 +268,7 @@ def main() -> None:
     parser.add_argument("--arch", default="mlp", help="target classifier (LfF's MLP on colored_mnist)")
     parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--diffusion-preset", default="cpu", help="16 px (`demo`: 8 px, as the default run)")
     parser.add_argument("--diffusion-steps", type=int, default=5000, help="the cpu preset's own length")
     parser.add_argument("--per-class", type=int, default=300, help="synthetic images per class")
     parser.add_argument("--sampler", default="dpm++", choices=["ddpm", "ddim", "dpm++"])
@@ -297,8 +298,9 @@ def main() -> None:
                 detection.append(amplifier_detection(run))
                 print(f"ratio {ratio:g} seed {seed} BA detection: {json.dumps(detection[-1])}", flush=True)
             for method in args.methods:
-                # one JSON per finished (seed, method) with the probe's records: a re-run reuses it
-                path = run.root / "quality" / f"{method}.json"
+                # one JSON per finished (seed, method) with the probe's records, named by the method stage's
+                # key: a re-run with the same settings reuses it, changed settings (another --rule) train anew
+                path = run.root / "quality" / f"{method}-{run.method_key(method)}.json"
                 per_method[method].append(cached(path, partial(train_method, run, method, ratio)))
         raw[f"{ratio:g}"] = {"methods": per_method, "ba_detection": detection}
 
