@@ -23,7 +23,7 @@ from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 
 from .checks import check_choice, check_integer, check_number
-from .data import dataset_origin
+from .data import StreamedSplit, dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
 from .training import ImageLoading, TrainingConfig, log_instead_of_print, model_inputs, predict_logits
@@ -91,7 +91,10 @@ class ClassifierLossTrainer(Trainer):
             raise ValueError(f"loss must be 'ce' or 'gce', got {loss!r}")
         self.loss_name, self.gce_q, self.class_balanced = loss, gce_q, class_balanced
         self._labels = np.asarray(train_dataset["label"])
-        tensors, collate = model_inputs(model, train_dataset, loading=loading, train=True)
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        if class_balanced and isinstance(train_dataset, StreamedSplit):
+            raise ValueError("class-balanced batches need a sampler over rows, which a streamed split cannot give")
+        tensors, collate = model_inputs(model, train_dataset, loading=loading, train=True, seed=seed)
         super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
         log_instead_of_print(self)
 
@@ -144,7 +147,7 @@ class BiasAmplifierTrainer(ClassifierLossTrainer):
 
 def bias_signals(
     model: PreTrainedModel,
-    dataset: Dataset | IterableDataset,
+    dataset: Dataset | IterableDataset | StreamedSplit,
     batch_size: int = 1024,
     loading: ImageLoading | None = None,
 ) -> dict[str, np.ndarray]:
@@ -155,7 +158,9 @@ def bias_signals(
     dataset is scored as it arrives, in stream order (its labels are read in a second, image-free pass).
     """
     logits = predict_logits(model, at_model_size(model, dataset), batch_size=batch_size, loading=loading)
-    if isinstance(dataset, IterableDataset):
+    if isinstance(dataset, StreamedSplit):
+        labels = np.asarray(dataset["label"])
+    elif isinstance(dataset, IterableDataset):
         labels = np.array([row["label"] for row in dataset.select_columns(["label"])], dtype=np.int64)
     else:
         labels = np.asarray(dataset["label"])
@@ -170,10 +175,14 @@ def bias_signals(
     }
 
 
-def at_model_size(model: PreTrainedModel, dataset: Dataset | IterableDataset) -> Dataset | IterableDataset:
+def at_model_size(
+    model: PreTrainedModel, dataset: Dataset | IterableDataset | StreamedSplit
+) -> Dataset | IterableDataset | StreamedSplit:
     """``dataset`` with its images resized (bilinear) to the classifier's input size, if they differ (a
     streamed dataset lazily, as it is read)."""
     size = image_normalization(model.config)[0]
+    if isinstance(dataset, StreamedSplit):  # resized as its images are decoded
+        return dataset if dataset.first_image().size == (size, size) else dataset.resized(size)
     streamed = isinstance(dataset, IterableDataset)
     first = next(iter(dataset))["image"] if streamed else dataset[0]["image"]
     if first.size == (size, size):

@@ -44,6 +44,7 @@ HUB_BENCHMARK_KEYS = {
     "image_size": int,  # resize every image to image_size x image_size (square) before anything else
     "bias_ratio": float,  # documentation only: the share of bias-aligned training samples
     "aligned_bias": list,  # aligned_bias[c]: the bias value class c is aligned with (default: c itself)
+    "streaming": bool,  # read the splits as streams (datasets too large to download); README "Scaling out"
 }
 
 
@@ -210,6 +211,14 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         if not isinstance(options, dict):
             raise ConfigError(f"'method_options.{method}' must be a mapping")
         _check_recipe_options(method, options)
+    if benchmark.get("streaming"):
+        for method in methods:
+            if getattr(RECIPES[method](**method_options.get(method, {})), "group_balanced", False):
+                raise ConfigError(
+                    f"'methods': {method} draws group-balanced batches (a sampler over rows), which a streamed "
+                    f"dataset ('benchmark.streaming') cannot give; set 'method_options.{method}.group_balanced: "
+                    "false' or download the dataset"
+                )
     amplifier = _section(AmplifierConfig, raw.get("amplifier"), "amplifier")
     hub = _section(HubConfig, raw.get("hub"), "hub")
     if hub.classifier is None:

@@ -19,6 +19,7 @@ never leaves a half-written cache entry.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gzip
 import hashlib
@@ -28,7 +29,7 @@ import json
 import logging
 import os
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ __all__ = [
     "COLORED_MNIST_COLORS",
     "CORRUPTIONS",
     "DatasetValidationError",
+    "StreamedSplit",
     "assign_bias_labels",
     "corrupt",
     "dataset_origin",
@@ -60,6 +62,8 @@ __all__ = [
     "load_mnist_digits",
     "origin_info",
     "findings_grid",
+    "first_image",
+    "load_streamed_image_dataset",
     "sample_grid",
 ]
 
@@ -239,7 +243,12 @@ def image_channels(dataset: Dataset) -> int:
     when a dataset is loaded."""
     if len(dataset) == 0:
         raise DatasetValidationError("the dataset is empty")
-    return 1 if dataset[0]["image"].mode in ("L", "1") else 3
+    return 1 if first_image(dataset).mode in ("L", "1") else 3
+
+
+def first_image(dataset: Dataset | StreamedSplit) -> PILImage.Image:
+    """The split's first image (a streamed split reads one row of its stream)."""
+    return dataset.first_image() if isinstance(dataset, StreamedSplit) else dataset[0]["image"]
 
 
 def _benchmark_features(label_names: list[str], bias_names: list[str]) -> Features:
@@ -619,12 +628,21 @@ def _open_any(path_or_name: str | os.PathLike | Dataset | DatasetDict, **load_kw
     if isinstance(path_or_name, Dataset):
         return DatasetDict({"train": path_or_name})
     path = Path(path_or_name)
-    if path.is_dir():
-        if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
-            loaded = load_from_disk(str(path))
-            return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
-        return load_dataset("imagefolder", data_dir=str(path), **load_kwargs)
-    return load_dataset(str(path_or_name), **load_kwargs)
+    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()):
+        loaded = load_from_disk(str(path))
+        return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
+    builder = _builder_arguments(path_or_name, load_kwargs)  # may add data_dir to load_kwargs
+    return load_dataset(*builder, **load_kwargs)
+
+
+def _builder_arguments(path_or_name: str | os.PathLike, load_kwargs: dict[str, Any]) -> tuple[str, ...]:
+    """`load_dataset`'s path (and, through ``load_kwargs``, ``data_dir``): a local folder of Parquet files is
+    read as they are (a Hub dataset's layout), any other local folder as an image folder."""
+    path = Path(path_or_name)
+    if path.is_dir() and not any(path.rglob("*.parquet")):
+        load_kwargs.setdefault("data_dir", str(path))
+        return ("imagefolder",)
+    return (str(path_or_name),)
 
 
 GRAYSCALE_MODES = ("L", "1")
@@ -745,23 +763,7 @@ def load_image_dataset(
                 raise DatasetValidationError(
                     f"column {column!r} not found in split {split_name!r}; available: {split.column_names}"
                 )
-        for column in [label_column] + ([bias_column] if bias_column else []):
-            feature = split.features[column]
-            if isinstance(feature, Value) and feature.dtype == "bool":  # e.g. CelebA's attributes
-                continue
-            is_int = isinstance(feature, ClassLabel) or (
-                isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))
-            )
-            if not is_int:
-                raise DatasetValidationError(
-                    f"column {column!r} in split {split_name!r} must hold integer class ids, found "
-                    f"{feature}; encode it first, e.g. dataset.class_encode_column({column!r})"
-                )
-        if not isinstance(split.features[image_column], Image):
-            raise DatasetValidationError(
-                f"column {image_column!r} in split {split_name!r} is {split.features[image_column]}, "
-                "not a datasets.Image feature"
-            )
+        _check_column_types(split_name, split.features, image_column, [label_column, bias_column])
     train_labels = dataset["train"].features[label_column]
     num_classes = (
         train_labels.num_classes if isinstance(train_labels, ClassLabel) else len(set(dataset["train"][label_column]))
@@ -787,6 +789,28 @@ def load_image_dataset(
     return dataset
 
 
+def _check_column_types(
+    split_name: str, features: Features, image_column: str, label_columns: list[str | None]
+) -> None:
+    """Label (and bias) columns hold integer class ids or booleans; the image column is a `datasets.Image`."""
+    for column in filter(None, label_columns):
+        feature = features[column]
+        if isinstance(feature, Value) and feature.dtype == "bool":  # e.g. CelebA's attributes
+            continue
+        is_int = isinstance(feature, ClassLabel) or (
+            isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))
+        )
+        if not is_int:
+            raise DatasetValidationError(
+                f"column {column!r} in split {split_name!r} must hold integer class ids, found "
+                f"{feature}; encode it first, e.g. dataset.class_encode_column({column!r})"
+            )
+    if not isinstance(features[image_column], Image):
+        raise DatasetValidationError(
+            f"column {image_column!r} in split {split_name!r} is {features[image_column]}, not a datasets.Image feature"
+        )
+
+
 def _as_class_label(dataset: DatasetDict, column: str) -> DatasetDict:
     """Bool or integer columns become a `ClassLabel` (names "0".."K-1"; bool: "False"/"True")."""
     feature = dataset["train"].features[column]
@@ -799,6 +823,209 @@ def _as_class_label(dataset: DatasetDict, column: str) -> DatasetDict:
         top = max(int(max(split[column])) for split in dataset.values() if len(split))
         names = [str(i) for i in range(top + 1)]
     return dataset.cast_column(column, ClassLabel(names=names))
+
+
+class StreamedSplit:
+    """A split read as a stream (``load_dataset(..., streaming=True)``), for datasets too large to download.
+
+    Row ``i`` is the ``i``-th row of the stream: a stream of data files is read in a fixed order, so every
+    pass (the label pass, scoring, each training epoch) agrees on it. The image-free columns (``label``,
+    ``bias_label``) are read once and held in RAM as a `Dataset` (``columns``): metrics, objectives, selection
+    and reports index them by row, so ``split["label"]``, ``len(split)`` and ``split.features`` behave as for
+    a downloaded split. Images come only from passes over the stream, each converted to ``mode`` and, with
+    ``image_size``, resized as `load_run_dataset` resizes a downloaded split; one that cannot be decoded fails
+    naming the split and row. There is no random access (``split[3]`` raises).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        stream: Any,
+        columns: Dataset,
+        *,
+        image_column: str = "image",
+        mode: str = "RGB",
+        image_size: int | None = None,
+    ) -> None:
+        self.name, self.stream, self.columns = name, stream, columns
+        self.image_column, self.mode = image_column, mode
+        # square resizes applied in order as images are decoded: the benchmark's image_size (bicubic, as
+        # `load_run_dataset` resizes), then any `resized` (bilinear, as a model's inputs are resized)
+        self.resizes: tuple[tuple[int, PILImage.Resampling], ...] = (
+            ((image_size, PILImage.Resampling.BICUBIC),) if image_size else ()
+        )
+
+    def resized(self, size: int) -> StreamedSplit:
+        """The same split with every image also resized (bilinear) to ``size`` x ``size``."""
+        other = copy.copy(self)
+        other.resizes = (*self.resizes, (size, PILImage.Resampling.BILINEAR))
+        return other
+
+    def __len__(self) -> int:
+        return len(self.columns)
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.columns)
+
+    @property
+    def features(self) -> Features:
+        return Features({"image": Image(), **self.columns.features})
+
+    @property
+    def column_names(self) -> list[str]:
+        return ["image", *self.columns.column_names]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str) and key in self.columns.column_names:
+            return self.columns[key]
+        raise TypeError(
+            f"split {self.name!r} is streamed: its columns {self.columns.column_names} are in RAM, its images are "
+            "read in order (`images()`), not by row"
+        )
+
+    def encoded_rows(self) -> Any:
+        """``(row, encoded image)`` for the whole stream in order, undecoded (a process or worker decodes only its
+        rows). Read in batches (``IterableDataset.iter``): iterating the stream itself in a DataLoader worker
+        would give the worker only its share of the files, and the rows wrong numbers."""
+        stream = self.stream.select_columns([self.image_column])
+        stream = stream.cast_column(self.image_column, Image(decode=False))
+        row = 0
+        for batch in stream.iter(batch_size=256):
+            for encoded in batch[self.image_column]:
+                if row >= len(self.columns):
+                    raise DatasetValidationError(
+                        f"split {self.name!r} has more rows than when its labels were read ({len(self.columns)}): "
+                        "the stream changed during the run; pin 'benchmark.revision'"
+                    )
+                yield row, encoded
+                row += 1
+
+    def decode(self, row: int, encoded: Any) -> PILImage.Image:
+        """One encoded image as the split's PIL image (its mode and size)."""
+        try:
+            if encoded is None:
+                raise ValueError("the image is empty")
+            image = Image().decode_example(encoded)
+            image = image.convert(self.mode) if image.mode != self.mode else image
+            for size, method in self.resizes:
+                if image.size != (size, size):
+                    image = image.resize((size, size), method)
+            return image
+        except Exception as err:
+            raise DatasetValidationError(f"split {self.name!r}, row {row}: unreadable image ({err})") from err
+
+    def images(self) -> Any:
+        """``(row, image)`` for every row, in stream order."""
+        for row, encoded in self.encoded_rows():
+            yield row, self.decode(row, encoded)
+
+    def first_image(self) -> PILImage.Image:
+        for _, image in self.images():
+            return image
+        raise DatasetValidationError(f"split {self.name!r} is empty")
+
+    def images_at(self, rows: Sequence[int]) -> dict[int, PILImage.Image]:
+        """The images of ``rows``, read in one pass that stops at the last of them."""
+        wanted, found = set(rows), {}
+        if wanted:
+            for row, encoded in self.encoded_rows():
+                if row in wanted:
+                    found[row] = self.decode(row, encoded)
+                    if len(found) == len(wanted):
+                        break
+        return found
+
+
+def load_streamed_image_dataset(
+    path_or_name: str | os.PathLike,
+    *,
+    image_column: str = "image",
+    label_column: str = "label",
+    bias_column: str | None = None,
+    image_size: int | None = None,
+    **load_kwargs: Any,
+) -> dict[str, StreamedSplit]:
+    """`load_image_dataset` for a dataset read as a stream: the same column names, split aliases and label
+    checks (on every row: the label columns are read in one image-free pass), images checked on the first
+    `SAMPLE_DECODES` rows of each split (their modes and sizes) and every later one as it is read."""
+    from datasets import load_dataset
+
+    path = Path(path_or_name)
+    if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
+        raise DatasetValidationError(
+            f"{str(path_or_name)!r} was written by save_to_disk, which cannot be streamed; load it without streaming"
+        )
+    load_kwargs = dict(load_kwargs)
+    try:
+        builder = _builder_arguments(path_or_name, load_kwargs)
+        streams = load_dataset(*builder, streaming=True, **load_kwargs)
+    except (OSError, ValueError):  # not found, no network: the caller names its own key
+        raise
+    except Exception as err:
+        raise DatasetValidationError(f"{str(path_or_name)!r} cannot be streamed ({type(err).__name__}: {err})") from err
+    streams = {_SPLIT_ALIASES.get(k, k): v for k, v in streams.items()}
+    if "train" not in streams:
+        raise DatasetValidationError(f"no 'train' split; found splits {sorted(streams)}")
+    label_columns = [label_column] + ([bias_column] if bias_column is not None else [])
+    columns = DatasetDict()
+    for name, stream in streams.items():
+        features = stream.features
+        if features is None:
+            raise DatasetValidationError(
+                f"split {name!r} does not declare its features, so it cannot be checked before reading it all; "
+                "stream a dataset with known features (e.g. Parquet files) or load it without streaming"
+            )
+        for column in [image_column, *label_columns]:
+            if column not in features:
+                raise DatasetValidationError(
+                    f"column {column!r} not found in split {name!r}; available: {list(features)}"
+                )
+        _check_column_types(name, features, image_column, label_columns)
+        kept = Features({column: features[column] for column in label_columns})
+        rows = list(stream.select_columns(label_columns))
+        columns[name] = (
+            Dataset.from_list(rows, features=kept)
+            if rows
+            else Dataset.from_dict({column: [] for column in label_columns}, features=kept)
+        )
+    renames = {label_column: "label", **({bias_column: "bias_label"} if bias_column else {})}
+    renames = {old: new for old, new in renames.items() if old != new}
+    if renames:
+        columns = DatasetDict({k: v.rename_columns(renames) for k, v in columns.items()})
+    for column in ("label", "bias_label") if bias_column else ("label",):
+        columns = _as_class_label(columns, column)
+        _check_labels(columns, column, "label" if column == "label" else "bias label", require_all=column == "label")
+    if len(columns["train"].features["label"].names) < 2:
+        raise DatasetValidationError(f"label column {label_column!r} has fewer than 2 classes; classification needs 2")
+    splits = {
+        name: StreamedSplit(name, stream, columns[name], image_column=image_column, image_size=image_size)
+        for name, stream in streams.items()
+    }
+    modes: set[str] = set()
+    sizes: dict[tuple[int, int], tuple[str, int]] = {}
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise DatasetValidationError(f"split {name!r} is empty")
+        for row, encoded in split.encoded_rows():
+            if row == SAMPLE_DECODES:
+                break
+            try:
+                image = Image().decode_example(encoded)
+            except Exception as err:
+                raise DatasetValidationError(f"split {name!r}, row {row}: unreadable image ({err})") from err
+            modes.add(image.mode)
+            sizes.setdefault(image.size, (name, row))
+    if image_size is None and len(sizes) > 1:
+        (first, (s1, r1)), (other, (s2, r2)) = list(sizes.items())[:2]
+        raise DatasetValidationError(
+            f"images differ in size: {first[0]}x{first[1]} (split {s1!r}, row {r1}) and {other[0]}x{other[1]} "
+            f"(split {s2!r}, row {r2}); set 'benchmark.image_size' to resize them all"
+        )
+    mode = "L" if modes <= set(GRAYSCALE_MODES) else "RGB"
+    for split in splits.values():
+        split.mode = mode
+    return splits
 
 
 def sample_grid(dataset: Dataset, per_class: int = 8, *, scale: int = 2, seed: int = 0) -> PILImage.Image:
@@ -828,8 +1055,8 @@ def findings_grid(
     from diffusers.utils import make_image_grid
 
     labels, losses, flags = np.asarray(dataset["label"]), np.asarray(losses), np.asarray(flags, dtype=bool)
-    blank = PILImage.new("RGB", dataset[0]["image"].size)
-    images: list[PILImage.Image] = []
+    blank = PILImage.new("RGB", first_image(dataset).size)
+    layout: list[int | None] = []  # the row shown in each cell, None for a blank one
     for cls in np.unique(labels):
         flagged = np.flatnonzero((labels == cls) & flags)
         aligned = np.flatnonzero((labels == cls) & ~flags)
@@ -838,10 +1065,19 @@ def findings_grid(
             aligned[np.argsort(losses[aligned], kind="stable")],
         )
         for side, rows in enumerate(sides):
-            picked = [dataset[int(i)]["image"].convert("RGB") for i in rows[:per_side]]
-            images += picked + [blank] * (per_side - len(picked)) + ([blank] if side == 0 else [])
+            picked = [int(i) for i in rows[:per_side]]
+            layout += picked + [None] * (per_side - len(picked)) + ([None] if side == 0 else [])
+    shown = _images_at(dataset, sorted({row for row in layout if row is not None}))
+    images = [blank if row is None else shown[row].convert("RGB") for row in layout]
     picture = make_image_grid(images, rows=len(np.unique(labels)), cols=2 * per_side + 1)
     return picture.resize((picture.width * scale, picture.height * scale), PILImage.Resampling.NEAREST)
+
+
+def _images_at(dataset: Dataset | StreamedSplit, rows: list[int]) -> dict[int, PILImage.Image]:
+    """The images of ``rows`` (one pass over a streamed split)."""
+    if isinstance(dataset, StreamedSplit):
+        return dataset.images_at(rows)
+    return dict(zip(rows, dataset.select(rows)["image"], strict=True))
 
 
 def describe_groups(dataset: Dataset) -> Mapping[tuple[int, int], int]:

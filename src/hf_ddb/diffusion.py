@@ -40,7 +40,7 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from .checks import check_choice, check_integer, check_number
-from .data import image_channels
+from .data import StreamedSplit, image_channels
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, force_cpu_processes
 
@@ -280,7 +280,8 @@ def _images_to_tensor(dataset: Dataset, resolution: int, num_channels: int = 3) 
     )
     arrays = []
     mode = "L" if num_channels == 1 else "RGB"
-    for image in dataset["image"]:
+    images = (image for _, image in dataset.images()) if isinstance(dataset, StreamedSplit) else dataset["image"]
+    for image in images:
         image = image.convert(mode)
         if image.size != (resolution, resolution):
             image = resize(image)

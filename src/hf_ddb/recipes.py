@@ -46,6 +46,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.utils import ModelOutput
 
 from .amplifier import ClassifierLossTrainer, bias_signals, check_rule, pseudo_bias_labels
+from .data import StreamedSplit
 from .metrics import group_metrics
 from .objectives import (
     DisEntObjective,
@@ -168,7 +169,13 @@ class DebiasTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         objective.check_target(model)
-        tensors, collate = model_inputs(model, train_dataset, with_index=True, loading=loading, train=True)
+        seed = args.data_seed if args.data_seed is not None else args.seed
+        if isinstance(train_dataset, StreamedSplit) and objective.train_sampler(seed) is not None:
+            raise ValueError(
+                f"the {type(objective).__name__} draws its batches with a sampler over rows (group-balanced), "
+                "which a streamed training split cannot give; turn group_balanced off or download the dataset"
+            )
+        tensors, collate = model_inputs(model, train_dataset, with_index=True, loading=loading, train=True, seed=seed)
         self.target = model
         super().__init__(
             model=DebiasModel(model, objective.auxiliaries()),
@@ -661,6 +668,8 @@ def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -
     decoded: list[ImageDataset] = []  # valid is decoded once, at the first evaluation
 
     def logits(model: PreTrainedModel) -> np.ndarray:
+        if isinstance(valid, StreamedSplit):  # read again at every evaluation
+            return predict_logits(model, valid)
         if not decoded:
             decoded.append(model_inputs(model, valid)[0])
         return predict_logits(model, decoded[0])

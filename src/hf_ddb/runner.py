@@ -29,6 +29,7 @@ from transformers import TrainerCallback
 
 from .amplifier import BiasSignals
 from .config import RunConfig
+from .data import first_image
 from .layout import RunLayout
 from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES
 from .utils import atomic_write_text, process_rank_and_count, remove_leftovers
@@ -333,7 +334,7 @@ class Run:
         started = time.time()
         recipe = RECIPES[method](**options)
         classifier, training = self.config.classifier, self.config.training
-        image_size = classifier.image_size or self.data["train"][0]["image"].width
+        image_size = classifier.image_size or first_image(self.data["train"]).width
         processors = []
 
         def make_model() -> Any:

@@ -25,6 +25,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_callback import PrinterCallback
 
 from .checks import check_choice, check_integer, check_number
+from .data import StreamedSplit
 from .metrics import group_metrics
 from .models import image_normalization
 from .utils import force_cpu_processes, gather_rows, process_rank_and_count, rows_of_this_process
@@ -37,6 +38,8 @@ __all__ = [
     "ImageLoading",
     "ImageTensorDataset",
     "OnTheFlyImageDataset",
+    "StreamedBatchCollator",
+    "StreamedTrainingItems",
     "StreamingImageDataset",
     "streamed_training_items",
     "TrainingConfig",
@@ -257,27 +260,116 @@ def streamed_training_items(
 
 
 class StreamingImageDataset(torch.utils.data.IterableDataset):
-    """A streamed dataset's rows for scoring, in stream order, each with its stream position ``index``; on
-    several processes each decodes only its rows (``i % N == rank``: the others pass undecoded)."""
+    """A stream's rows for scoring (a `datasets.IterableDataset` or a `StreamedSplit`), in stream order, each with
+    its row ``index``; on several processes each decodes only its rows (``i % N == rank``: the others pass
+    undecoded)."""
 
-    def __init__(self, dataset: IterableDataset, image_size: int, num_channels: int = 3) -> None:
-        _check_stream(dataset)
+    def __init__(self, dataset: IterableDataset | StreamedSplit, image_size: int, num_channels: int = 3) -> None:
+        if isinstance(dataset, IterableDataset):
+            _check_stream(dataset)
         self.dataset, self.image_size, self.num_channels = dataset, image_size, num_channels
 
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+    def _encoded_rows(self) -> Iterator[tuple[int, Any]]:
+        if isinstance(self.dataset, StreamedSplit):
+            return self.dataset.encoded_rows()
         from datasets import Image
 
+        return enumerate(row["image"] for row in self.dataset.cast_column("image", Image(decode=False)))
+
+    def _decode(self, row: int, encoded: Any) -> Any:
+        if isinstance(self.dataset, StreamedSplit):
+            return self.dataset.decode(row, encoded)
+        from datasets import Image
+
+        return Image().decode_example(encoded)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         rank, count = process_rank_and_count()
-        stream = self.dataset.cast_column("image", Image(decode=False)) if count > 1 else self.dataset
-        for position, row in enumerate(stream):
-            if position % count != rank:
-                continue
-            image = Image().decode_example(row["image"]) if count > 1 else row["image"]
-            yield {
-                "pixel_values": _image_pixels(image, self.image_size, self.num_channels),
-                "labels": torch.tensor(int(row["label"])),
-                "index": torch.tensor(position),
-            }
+        for row, encoded in self._encoded_rows():
+            if row % count == rank:
+                image = self._decode(row, encoded)
+                yield {
+                    "pixel_values": _image_pixels(image, self.image_size, self.num_channels),
+                    "index": torch.tensor(row),
+                }
+
+
+STREAM_SHUFFLE_BUFFER = 10_000  # rows a streamed training split is shuffled within (their encoded bytes in RAM)
+
+
+class StreamedTrainingItems(torch.utils.data.IterableDataset):
+    """A `StreamedSplit`'s rows for training: each epoch one pass over the stream, shuffled within a buffer of
+    ``buffer_size`` rows drawn from (``seed``, epoch), so a run is reproducible. Items carry the encoded
+    image, ``labels`` and (``with_index``) the row, which the per-sample state of a method is indexed by; the
+    collator (`StreamedBatchCollator`) decodes them, so under several processes each decodes only the part of
+    a batch Accelerate gives it, and DataLoader workers each take every W-th row. ``len`` is the split's, so
+    the Trainer counts epochs as for a downloaded split."""
+
+    def __init__(
+        self, split: StreamedSplit, *, with_index: bool, seed: int, shuffle: bool = True, buffer_size: int = 0
+    ) -> None:
+        self.split, self.with_index, self.seed, self.shuffle = split, with_index, seed, shuffle
+        self.buffer_size = buffer_size or STREAM_SHUFFLE_BUFFER
+        self.labels = torch.as_tensor(np.asarray(split["label"]), dtype=torch.long)
+        self.columns = {"labels": self.labels}  # by row, as the map-style datasets' (objectives bind to them)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _ordered(self) -> Iterator[tuple[int, Any]]:
+        if not self.shuffle:
+            yield from self.split.encoded_rows()
+            return
+        rng = np.random.default_rng([self.seed, self.epoch])
+        buffer: list[tuple[int, Any]] = []
+        for row in self.split.encoded_rows():
+            buffer.append(row)
+            if len(buffer) >= self.buffer_size:
+                pick = int(rng.integers(len(buffer)))
+                buffer[pick], buffer[-1] = buffer[-1], buffer[pick]
+                yield buffer.pop()
+        yield from (buffer[i] for i in rng.permutation(len(buffer)))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for position, (row, encoded) in enumerate(self._ordered()):
+            if position % workers == worker:
+                yield {"image": encoded, "row": row, "labels": self.labels[row]}
+
+
+class StreamedBatchCollator:
+    """Decodes a batch of `StreamedTrainingItems` (in the process and worker that trains on it), applies the
+    train-time ``transform`` and normalises as `ImageBatchCollator` does."""
+
+    def __init__(
+        self,
+        split: StreamedSplit,
+        image_size: int,
+        num_channels: int,
+        normalizer: ImageBatchCollator,
+        transform: Any = None,
+        with_index: bool = False,
+    ) -> None:
+        self.split, self.image_size, self.num_channels = split, image_size, num_channels
+        self.normalizer, self.transform, self.with_index = normalizer, transform, with_index
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        pixels = []
+        for item in items:
+            image = _image_pixels(self.split.decode(item["row"], item["image"]), self.image_size, self.num_channels)
+            pixels.append(image if self.transform is None else self.transform(image))
+        batch = {
+            "pixel_values": self.normalizer.normalize(torch.stack(pixels)),
+            "labels": torch.stack([item["labels"] for item in items]),
+        }
+        if self.with_index:
+            batch["index"] = torch.tensor([item["row"] for item in items])
+        return batch
 
 
 ImageDataset = ImageTensorDataset | OnTheFlyImageDataset
@@ -315,12 +407,18 @@ def model_inputs(
     with_index: bool = False,
     loading: ImageLoading | None = None,
     train: bool = False,
-) -> tuple[ImageDataset | IterableDataset, ImageBatchCollator]:
+    seed: int = 0,
+) -> tuple[ImageDataset | IterableDataset | StreamedTrainingItems, Any]:
     """The split at the model's size, in RAM or on the fly by ``loading``'s budget (a streamed one as it
-    arrives), with its augmentation when ``train``; and the collator with the model's normalisation."""
+    arrives: a `StreamedSplit` shuffled from ``seed`` when ``train``), with its augmentation when ``train``;
+    and the collator with the model's normalisation."""
     loading = loading or ImageLoading()
     size, mean, std = image_normalization(model.config)
     transform = loading.transform(size) if train else None
+    if isinstance(dataset, StreamedSplit):
+        items = StreamedTrainingItems(dataset, with_index=with_index, seed=seed, shuffle=train)
+        collate = StreamedBatchCollator(dataset, size, len(mean), ImageBatchCollator(mean, std), transform, with_index)
+        return items, collate
     if isinstance(dataset, IterableDataset):
         if with_index:
             raise ValueError("a streamed dataset has no rows to index: per-sample methods need a downloaded one")
@@ -431,16 +529,21 @@ def log_instead_of_print(trainer: Trainer) -> Trainer:
     return trainer
 
 
+def _data_seed(args: TrainingArguments) -> int:
+    """The seed of the training order (transformers' ``data_seed``, else ``seed``)."""
+    return args.data_seed if args.data_seed is not None else args.seed
+
+
 def train_erm(
     model: PreTrainedModel,
-    train: Dataset,
+    train: Dataset | StreamedSplit,
     args: TrainingArguments,
     *,
     callbacks: Sequence[Any] = (),
     loading: ImageLoading | None = None,
 ) -> Trainer:
     """Empirical risk minimisation: plain cross-entropy on ``train`` with `transformers.Trainer`."""
-    tensors, collate = model_inputs(model, train, loading=loading, train=True)
+    tensors, collate = model_inputs(model, train, loading=loading, train=True, seed=_data_seed(args))
     trainer = Trainer(model=model, args=args, train_dataset=tensors, data_collator=collate, callbacks=list(callbacks))
     log_instead_of_print(trainer).train()
     return trainer
@@ -462,7 +565,7 @@ def predict_logits(
     streamed dataset (`datasets.IterableDataset`) as it arrives, in stream order. Under several processes (a
     torch.distributed group) each scores its share of the rows and every process gets all of them.
     """
-    if isinstance(dataset, IterableDataset):
+    if isinstance(dataset, IterableDataset | StreamedSplit):
         return _predict_stream(model, dataset, batch_size)
     if isinstance(dataset, ImageTensorDataset | OnTheFlyImageDataset):
         tensors, collate = dataset, ImageBatchCollator(*image_normalization(model.config)[1:])
@@ -491,7 +594,7 @@ def predict_logits(
     return gather_rows(torch.cat(outputs)).cpu().numpy()  # gathered on the device (NCCL needs CUDA tensors)
 
 
-def _predict_stream(model: PreTrainedModel, dataset: IterableDataset, batch_size: int) -> np.ndarray:
+def _predict_stream(model: PreTrainedModel, dataset: IterableDataset | StreamedSplit, batch_size: int) -> np.ndarray:
     """`predict_logits` of a streamed dataset, in stream order; each process decodes and scores every N-th row
     (in the process itself: DataLoader workers would each see a part of the stream, and the positions with it)."""
     size, mean, std = image_normalization(model.config)
@@ -513,7 +616,7 @@ def _predict_stream(model: PreTrainedModel, dataset: IterableDataset, batch_size
 
 def evaluate_groups(
     model: PreTrainedModel,
-    dataset: Dataset,
+    dataset: Dataset | StreamedSplit,
     aligned_bias: Sequence[int] | None = None,
     loading: ImageLoading | None = None,
 ) -> dict[str, Any]:

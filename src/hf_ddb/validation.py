@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from datasets import DatasetDict
 
 from .config import ConfigError, RunConfig
 
+if TYPE_CHECKING:
+    from .data import StreamedSplit
+
 __all__ = ["load_run_dataset", "validate_run"]
 
 
-def load_run_dataset(config: RunConfig, image_check: str = "all") -> DatasetDict:
+def load_run_dataset(config: RunConfig, image_check: str = "all") -> DatasetDict | dict[str, StreamedSplit]:
     """The config's dataset with ``train``/``valid``/``test``; a missing column fails naming the config key.
-    ``image_check`` (``all`` or ``sample``) says how many images of a ``hub`` dataset are fully decoded."""
-    from .data import DatasetValidationError, load_benchmark, load_image_dataset
+    ``image_check`` (``all`` or ``sample``) says how many images of a ``hub`` dataset are fully decoded; with
+    ``benchmark.streaming`` the splits are `StreamedSplit`s (labels read now, images as they are needed)."""
+    from .data import DatasetValidationError, load_benchmark, load_image_dataset, load_streamed_image_dataset
 
     if config.benchmark_name != "hub":
         return load_benchmark(config.benchmark_name, **config.benchmark_options)
@@ -35,7 +39,12 @@ def load_run_dataset(config: RunConfig, image_check: str = "all") -> DatasetDict
     if b.get("config_name"):
         kwargs["name"] = b["config_name"]
     try:
-        dataset = load_image_dataset(b["path"], uniform_size=not b.get("image_size"), image_check=image_check, **kwargs)
+        if b.get("streaming"):
+            dataset = load_streamed_image_dataset(b["path"], image_size=b.get("image_size"), **kwargs)
+        else:
+            dataset = load_image_dataset(
+                b["path"], uniform_size=not b.get("image_size"), image_check=image_check, **kwargs
+            )
     except DatasetValidationError as err:
         message = str(err)
         for key in columns:
@@ -47,7 +56,7 @@ def load_run_dataset(config: RunConfig, image_check: str = "all") -> DatasetDict
     missing = [split for split in ("train", "valid", "test") if split not in dataset]
     if missing:
         raise ConfigError(f"'benchmark.path' {b['path']!r} has no split(s) {missing}; found {sorted(dataset)}")
-    if b.get("image_size"):
+    if b.get("image_size") and not b.get("streaming"):  # a streamed split resizes its images as it reads them
         dataset = _resized(dataset, b["image_size"])
     aligned = b.get("aligned_bias")
     if aligned is not None and "bias_label" in dataset["train"].column_names:
@@ -107,6 +116,7 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_ch
 
     Raises `ConfigError` naming the config key (or the data's split and row) of the first problem.
     """
+    from .data import first_image
     from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES
 
     _check_output_dir(config.output_dir)
@@ -115,7 +125,7 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_ch
     num_classes = train.features["label"].num_classes
     classifier = config.classifier
     if classifier.pretrained is None:
-        size = classifier.image_size or train[0]["image"].width
+        size = classifier.image_size or first_image(train).width
         model_args = classifier.model_args
         _check_model("classifier.architecture", classifier.architecture, num_classes, size, model_args=model_args)
     if any(RECIPES[m].needs_amplifier for m in config.methods) or config.selection in PSEUDO_GROUP_SELECTIONS:
