@@ -58,9 +58,12 @@ def test_a_streamed_run_equals_the_downloaded_one_but_for_training_order(hub_fol
     with np.load(stream / "amplifier" / "signals.npz") as a, np.load(download / "amplifier" / "signals.npz") as b:
         assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
     assert (stream / "amplifier_findings.png").read_bytes() == (download / "amplifier_findings.png").read_bytes()
-    for method in RUN["methods"]:
-        metrics = json.loads((stream / "methods" / method / "metrics.json").read_text())
-        assert metrics["test"]["accuracy"] > 0.2  # trained on the stream (chance: 0.1)
+    for method in RUN["methods"]:  # trained on the stream as well as on the download (chance: 0.1)
+        streamed, downloaded = (
+            json.loads((run / "methods" / method / "metrics.json").read_text()) for run in runs.values()
+        )
+        assert streamed["valid"]["accuracy"] > 0.3
+        assert abs(streamed["valid"]["accuracy"] - downloaded["valid"]["accuracy"]) < 0.1
 
 
 def test_streamed_training_rows_are_each_read_once_per_epoch_in_a_seeded_order(hub_folder):
