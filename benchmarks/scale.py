@@ -9,8 +9,10 @@ forces the whole split into RAM (``in_memory_gb`` large), ``on_the_fly`` decodes
 0); hf-ddb's default picks between them by the split's decoded size against 2 GB. ``streaming`` reads the
 same images as Parquet through ``load_dataset(..., streaming=True)`` (a ``datasets.IterableDataset``, as for
 a Hub dataset too large to download; local files here, so no network time is in it): training takes as
-many steps as one epoch of the others; under two processes Accelerate reads the stream on the main process
-and sends each its batches, and scoring has each process decode every second row.
+many steps as one epoch of the others; under two processes each reads its own shards, and scoring has each
+process decode every second row. ``streamed_split`` is what a run config's ``benchmark.streaming`` does
+(`hf_ddb.data.StreamedSplit`): the label column read once (``load_seconds``, not in images/s), then every
+process reads the whole stream and decodes only its rows (its part of each batch, or every second row).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 STAGES = ("train", "score")
-PATHS = {"in_ram": 1e9, "on_the_fly": 0.0, "streaming": 0.0}  # in_memory_gb
+PATHS = {"in_ram": 1e9, "on_the_fly": 0.0, "streaming": 0.0, "streamed_split": 0.0}  # in_memory_gb
 
 
 def make_dataset(folder: Path, num_images: int, size: int) -> None:
@@ -67,8 +69,15 @@ def worker(data: str, stage: str, path: str, batch_size: int, out: str) -> None:
     rank = int(os.environ.get("RANK", "0"))
     dataset = load_from_disk(data)
     size, num_rows = dataset[0]["image"].width, len(dataset)
+    load_seconds = 0.0
     if path == "streaming":
         dataset = load_dataset("parquet", data_dir=str(Path(data) / "parquet"), split="train", streaming=True)
+    elif path == "streamed_split":
+        from hf_ddb.data import load_streamed_image_dataset
+
+        loading_started = time.perf_counter()
+        dataset = load_streamed_image_dataset(Path(data) / "parquet")["train"]
+        load_seconds = time.perf_counter() - loading_started
     model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=size, seed=0)[0]
     loading = ImageLoading(in_memory_gb=PATHS[path])
     started = time.perf_counter()
@@ -83,7 +92,8 @@ def worker(data: str, stage: str, path: str, batch_size: int, out: str) -> None:
         predict_logits(model, dataset, batch_size=1024, loading=loading)
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    Path(out, f"rank{rank}.json").write_text(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
+    result = {"seconds": seconds, "peak_rss_mb": peak_mb, "load_seconds": load_seconds}
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))
 
 
 def measure(data: Path, stage: str, path: str, processes: int, batch_size: int, scratch: Path) -> dict:
@@ -102,6 +112,7 @@ def measure(data: Path, stage: str, path: str, processes: int, batch_size: int, 
     return {
         "seconds": max(r["seconds"] for r in ranks),
         "peak_rss_mb_per_process": max(r["peak_rss_mb"] for r in ranks),
+        "load_seconds": max(r["load_seconds"] for r in ranks),
     }
 
 
@@ -130,7 +141,7 @@ def main() -> None:
             made = time.time()
             make_dataset(data, args.num_images, size)
             print(f"made {data} in {time.time() - made:.0f} s", flush=True)
-        if "streaming" in args.paths and not (data / "parquet").is_dir():
+        if {"streaming", "streamed_split"} & set(args.paths) and not (data / "parquet").is_dir():
             from datasets import load_from_disk
 
             dataset = load_from_disk(str(data))
