@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workdir", default="runs/quality")
+    parser.add_argument("--workdir", default="runs/quality-run", help="quality.py's (the committed JSON: runs/quality)")
     args = parser.parse_args()
     start = time.time()
     torch.set_num_threads(args.threads)
