@@ -69,7 +69,7 @@ def test_a_streamed_run_equals_the_downloaded_one_but_for_training_order(hub_fol
 def test_streamed_training_rows_are_each_read_once_per_epoch_in_a_seeded_order(hub_folder):
     split = load_streamed_image_dataset(hub_folder, bias_column="bias_label")["valid"]
     assert isinstance(split, StreamedSplit) and split["bias_label"] is not None
-    items = StreamedTrainingItems(split, with_index=True, seed=0, buffer_size=64)
+    items = StreamedTrainingItems(split, seed=0, buffer_size=64)
 
     def order(epoch, source=items):
         source.set_epoch(epoch)
@@ -78,7 +78,7 @@ def test_streamed_training_rows_are_each_read_once_per_epoch_in_a_seeded_order(h
     first = order(0)
     assert sorted(first) == list(range(len(split))) and first != sorted(first)  # all rows, shuffled
     assert order(0) == first and order(1) != first  # seeded by (seed, epoch)
-    again = StreamedTrainingItems(split, with_index=True, seed=0, buffer_size=64)
+    again = StreamedTrainingItems(split, seed=0, buffer_size=64)
     assert order(0, again) == first
     loader = torch.utils.data.DataLoader(items, batch_size=50, num_workers=2, collate_fn=lambda rows: rows)
     rows = [item["row"] for batch in loader for item in batch]
@@ -128,7 +128,7 @@ def test_streamed_split_on_two_processes_gives_each_global_batch_of_one_process(
     seen = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [s["processes"] for s in seen] == [2, 2]
     split = load_streamed_image_dataset(folder)["train"]
-    order = [item["row"] for item in StreamedTrainingItems(split, with_index=True, seed=0)]
+    order = [item["row"] for item in StreamedTrainingItems(split, seed=0)]
     global_batches = [sorted(order[start : start + 16]) for start in range(0, len(order), 16)]
     assert [sorted(a + b) for a, b in zip(seen[0]["steps"], seen[1]["steps"], strict=True)] == global_batches
 

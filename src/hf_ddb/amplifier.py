@@ -26,7 +26,14 @@ from .checks import check_choice, check_integer, check_number
 from .data import StreamedSplit, dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
-from .training import ImageLoading, TrainingConfig, log_instead_of_print, model_inputs, predict_logits
+from .training import (
+    ImageLoading,
+    TrainingConfig,
+    log_instead_of_print,
+    model_inputs,
+    predict_logits,
+    training_order_seed,
+)
 from .utils import atomic_file
 
 __all__ = [
@@ -91,10 +98,11 @@ class ClassifierLossTrainer(Trainer):
             raise ValueError(f"loss must be 'ce' or 'gce', got {loss!r}")
         self.loss_name, self.gce_q, self.class_balanced = loss, gce_q, class_balanced
         self._labels = np.asarray(train_dataset["label"])
-        seed = args.data_seed if args.data_seed is not None else args.seed
         if class_balanced and isinstance(train_dataset, StreamedSplit):
             raise ValueError("class-balanced batches need a sampler over rows, which a streamed split cannot give")
-        tensors, collate = model_inputs(model, train_dataset, loading=loading, train=True, seed=seed)
+        tensors, collate = model_inputs(
+            model, train_dataset, loading=loading, train=True, seed=training_order_seed(args)
+        )
         super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
         log_instead_of_print(self)
 

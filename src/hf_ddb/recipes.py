@@ -65,6 +65,7 @@ from .training import (
     model_inputs,
     predict_logits,
     train_erm,
+    training_order_seed,
 )
 
 __all__ = [
@@ -169,7 +170,7 @@ class DebiasTrainer(Trainer):
         **kwargs: Any,
     ) -> None:
         objective.check_target(model)
-        seed = args.data_seed if args.data_seed is not None else args.seed
+        seed = training_order_seed(args)
         if isinstance(train_dataset, StreamedSplit) and objective.train_sampler(seed) is not None:
             raise ValueError(
                 f"the {type(objective).__name__} draws its batches with a sampler over rows (group-balanced), "
@@ -189,8 +190,7 @@ class DebiasTrainer(Trainer):
         log_instead_of_print(self)
 
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        sampler = self.objective.train_sampler(seed)
+        sampler = self.objective.train_sampler(training_order_seed(self.args))
         return sampler if sampler is not None else super()._get_train_sampler(*args, **kwargs)
 
     def compute_loss(

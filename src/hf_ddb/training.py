@@ -42,6 +42,7 @@ __all__ = [
     "StreamedTrainingItems",
     "StreamingImageDataset",
     "streamed_training_items",
+    "training_order_seed",
     "TrainingConfig",
     "evaluate_groups",
     "model_inputs",
@@ -300,15 +301,13 @@ STREAM_SHUFFLE_BUFFER = 10_000  # rows a streamed training split is shuffled wit
 class StreamedTrainingItems(torch.utils.data.IterableDataset):
     """A `StreamedSplit`'s rows for training: each epoch one pass over the stream, shuffled within a buffer of
     ``buffer_size`` rows drawn from (``seed``, epoch), so a run is reproducible. Items carry the encoded
-    image, ``labels`` and (``with_index``) the row, which the per-sample state of a method is indexed by; the
-    collator (`StreamedBatchCollator`) decodes them, so under several processes each decodes only the part of
-    a batch Accelerate gives it, and DataLoader workers each take every W-th row. ``len`` is the split's, so
-    the Trainer counts epochs as for a downloaded split."""
+    image, ``labels`` and the row, which the per-sample state of a method is indexed by; the collator
+    (`StreamedBatchCollator`) decodes them, so under several processes each decodes only the part of a batch
+    Accelerate gives it, and DataLoader workers each take every W-th row. ``len`` is the split's, so the
+    Trainer counts epochs as for a downloaded split."""
 
-    def __init__(
-        self, split: StreamedSplit, *, with_index: bool, seed: int, shuffle: bool = True, buffer_size: int = 0
-    ) -> None:
-        self.split, self.with_index, self.seed, self.shuffle = split, with_index, seed, shuffle
+    def __init__(self, split: StreamedSplit, *, seed: int, shuffle: bool = True, buffer_size: int = 0) -> None:
+        self.split, self.seed, self.shuffle = split, seed, shuffle
         self.buffer_size = buffer_size or STREAM_SHUFFLE_BUFFER
         self.labels = torch.as_tensor(np.asarray(split["label"]), dtype=torch.long)
         self.columns = {"labels": self.labels}  # by row, as the map-style datasets' (objectives bind to them)
@@ -416,7 +415,7 @@ def model_inputs(
     size, mean, std = image_normalization(model.config)
     transform = loading.transform(size) if train else None
     if isinstance(dataset, StreamedSplit):
-        items = StreamedTrainingItems(dataset, with_index=with_index, seed=seed, shuffle=train)
+        items = StreamedTrainingItems(dataset, seed=seed, shuffle=train)
         collate = StreamedBatchCollator(dataset, size, len(mean), ImageBatchCollator(mean, std), transform, with_index)
         return items, collate
     if isinstance(dataset, IterableDataset):
@@ -529,8 +528,8 @@ def log_instead_of_print(trainer: Trainer) -> Trainer:
     return trainer
 
 
-def _data_seed(args: TrainingArguments) -> int:
-    """The seed of the training order (transformers' ``data_seed``, else ``seed``)."""
+def training_order_seed(args: TrainingArguments) -> int:
+    """The seed of the training order (transformers' ``data_seed``, else ``seed``): samplers and streams."""
     return args.data_seed if args.data_seed is not None else args.seed
 
 
@@ -543,7 +542,7 @@ def train_erm(
     loading: ImageLoading | None = None,
 ) -> Trainer:
     """Empirical risk minimisation: plain cross-entropy on ``train`` with `transformers.Trainer`."""
-    tensors, collate = model_inputs(model, train, loading=loading, train=True, seed=_data_seed(args))
+    tensors, collate = model_inputs(model, train, loading=loading, train=True, seed=training_order_seed(args))
     trainer = Trainer(model=model, args=args, train_dataset=tensors, data_collator=collate, callbacks=list(callbacks))
     log_instead_of_print(trainer).train()
     return trainer
