@@ -162,3 +162,17 @@ def test_a_streamed_run_on_two_processes_matches_one(hub_folder, tmp_path):
     for method in config["methods"]:
         a, b = (r["methods"][method]["test"]["unbiased_accuracy"] for r in results)
         assert abs(a - b) <= 0.015, (method, a, b)
+
+
+def test_streaming_bad_input_fails_naming_the_key(hub_folder, small_cmnist, tmp_path):
+    from hf_ddb.validation import load_run_dataset
+
+    small_cmnist.save_to_disk(str(tmp_path / "saved"))
+    cases = [
+        ({"path": str(tmp_path / "saved")}, r"'benchmark.path' .* written by save_to_disk, which cannot be streamed"),
+        ({"path": str(hub_folder), "bias_column": "nope"}, r"'benchmark.bias_column': column 'nope' not found"),
+    ]
+    for benchmark, message in cases:
+        config = parse_config({"benchmark": {"name": "hub", "streaming": True, **benchmark}})
+        with pytest.raises(ConfigError, match=message):
+            load_run_dataset(config)

@@ -983,6 +983,7 @@ def load_streamed_image_dataset(
                 )
         _check_column_types(name, features, image_column, label_columns)
         kept = Features({column: features[column] for column in label_columns})
+        logger.info(f"streaming: reading the label column(s) {label_columns} of split {name!r}, once")
         rows = list(stream.select_columns(label_columns))
         columns[name] = (
             Dataset.from_list(rows, features=kept)
