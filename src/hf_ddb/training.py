@@ -165,12 +165,26 @@ def _image_pixels(image: Any, image_size: int, num_channels: int) -> torch.Tenso
 
 
 class _ImageRows(torch.utils.data.Dataset):
-    """What both map-style image datasets share: a split's integer columns in RAM, the train-time
-    ``transform`` and the item each row becomes (``pixel_values`` uint8 C x H x W, ``labels``, columns)."""
+    """What both map-style image datasets share: their constructor, a split's integer columns in RAM, the
+    train-time ``transform`` and the item each row becomes (``pixel_values`` uint8 C x H x W, ``labels``,
+    columns); a subclass says how its pixels are held (`_hold_pixels`)."""
 
-    def __init__(self, dataset: Dataset, columns: Sequence[str], with_index: bool, transform: Any) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        image_size: int,
+        num_channels: int = 3,
+        columns: Sequence[str] = (),
+        with_index: bool = False,
+        transform: Any = None,
+    ) -> None:
         self.columns = _integer_columns(dataset, columns, with_index)
         self.transform = transform
+        self.image_size, self.num_channels = image_size, num_channels
+        self._hold_pixels(dataset)
+
+    def _hold_pixels(self, dataset: Dataset) -> None:
+        raise NotImplementedError
 
     def _item(self, pixels: torch.Tensor, index: int) -> dict[str, torch.Tensor]:
         return {
@@ -182,17 +196,8 @@ class _ImageRows(torch.utils.data.Dataset):
 class ImageTensorDataset(_ImageRows):
     """A split decoded into RAM: ``pixel_values`` (uint8 C x H x W), ``labels`` and any integer columns."""
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        image_size: int,
-        num_channels: int = 3,
-        columns: Sequence[str] = (),
-        with_index: bool = False,
-        transform: Any = None,
-    ) -> None:
-        super().__init__(dataset, columns, with_index, transform)
-        self.pixel_values = _model_pixels(_decoded_images(dataset), image_size, num_channels)
+    def _hold_pixels(self, dataset: Dataset) -> None:
+        self.pixel_values = _model_pixels(_decoded_images(dataset), self.image_size, self.num_channels)
 
     def __len__(self) -> int:
         return self.pixel_values.shape[0]
@@ -205,18 +210,8 @@ class OnTheFlyImageDataset(_ImageRows):
     """A split decoded batch by batch when the DataLoader asks (``__getitems__``): memory stays one batch
     per worker whatever the split's size. Items are those of `ImageTensorDataset`, pixel for pixel."""
 
-    def __init__(
-        self,
-        dataset: Dataset,
-        image_size: int,
-        num_channels: int = 3,
-        columns: Sequence[str] = (),
-        with_index: bool = False,
-        transform: Any = None,
-    ) -> None:
-        super().__init__(dataset, columns, with_index, transform)
+    def _hold_pixels(self, dataset: Dataset) -> None:
         self.images = dataset.select_columns(["image"])
-        self.image_size, self.num_channels = image_size, num_channels
         if len(dataset):
             self.pixels([0])  # the size and channel checks before any work
 
