@@ -19,6 +19,7 @@ re-run. Prints a markdown table (mean +- std over seeds) and writes the raw numb
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from hf_ddb import Run
 from hf_ddb.amplifier import bias_signals, detection_report, pseudo_bias_labels
 from hf_ddb.config import parse_config
 from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
-from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, register_recipe
+from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, Recipe, register_recipe
 from hf_ddb.training import model_inputs, predict_logits
 
 
@@ -109,63 +110,41 @@ class EpochProbe(TrainerCallback):
         return {rule: {"epoch": i + 1, **epochs[i]["test"]} for rule, i in chosen.items()}
 
 
-# Method variants measured beside the library's recipes, registered as methods a run config can name.
-@register_recipe
-@dataclass
-class DDBTwoStepBalanced(DDBTwoStep):
-    """DDB-I with batches balanced over the pseudo groups."""
-
-    group_balanced: bool = True
-    name, display_name = "ddb_i_balanced", "DDB-I (group-balanced batches)"
+def _variant(base: type[Recipe], name: str, display_name: str, **defaults: object) -> type[Recipe]:
+    """``base`` with other defaults, registered as a method a run config can name (``methods: [name]``)."""
+    fields = {field.name: field.type for field in dataclasses.fields(base) if field.name in defaults}
+    namespace = {"__annotations__": fields, **defaults, "name": name, "display_name": display_name}
+    namespace["__doc__"] = f"{base.__name__} with {defaults}."
+    return register_recipe(dataclass(type(f"{base.__name__}_{name}", (base,), namespace)))
 
 
-@register_recipe
-@dataclass
-class GroupDROOracleUniform(GroupDROOracle):
-    """The oracle as it was before group-balanced batches and tuning (uniform batches, step 0.01, C = 0)."""
-
-    step_sizes: tuple[float, ...] = (0.01,)
-    adjustments: tuple[float, ...] = (0.0,)
-    group_balanced: bool = False
-    name, display_name = "groupdro_oracle_uniform", "GroupDRO (oracle, uniform batches)"
-
-
-@register_recipe
-@dataclass
-class GroupDROOracleTuned(GroupDROOracle):
-    """The oracle at the setting its tuning chose at 1% in all three seeds (one training instead of four)."""
-
-    step_sizes: tuple[float, ...] = (0.01,)
-    adjustments: tuple[float, ...] = (4.0,)
-    name, display_name = "groupdro_oracle_tuned", "GroupDRO (oracle, step 0.01, C = 4)"
-
-
-def _ddb_ii_weighting(weighting: str) -> type[DDBEndToEnd]:
-    """DDB-II with one of its weightings by default (issue 15: a data-driven floor, per-class and
-    per-pseudo-group normalised weights)."""
-    variant = dataclass(
-        type(
-            f"DDBEndToEnd_{weighting}",
-            (DDBEndToEnd,),
-            {
-                "__annotations__": {"weighting": str},
-                "weighting": weighting,
-                "name": f"ddb_ii_{weighting}",
-                "display_name": f"DDB-II ({weighting})",
-                "__doc__": f"DDB-II with weighting={weighting!r}.",
-            },
-        )
-    )
-    return register_recipe(variant)
-
-
+# Method variants measured beside the library's recipes.
 VARIANTS = {
     cls.name: cls
     for cls in (
-        DDBTwoStepBalanced,
-        GroupDROOracleUniform,
-        GroupDROOracleTuned,
-        *(_ddb_ii_weighting(w) for w in ("floor", "class", "group", "group_floor")),
+        _variant(DDBTwoStep, "ddb_i_balanced", "DDB-I (group-balanced batches)", group_balanced=True),
+        # the oracle as it was before group-balanced batches and tuning (uniform batches, step 0.01, C = 0)
+        _variant(
+            GroupDROOracle,
+            "groupdro_oracle_uniform",
+            "GroupDRO (oracle, uniform batches)",
+            step_sizes=(0.01,),
+            adjustments=(0.0,),
+            group_balanced=False,
+        ),
+        # the oracle at the setting its tuning chose at 1% in all three seeds (one training instead of four)
+        _variant(
+            GroupDROOracle,
+            "groupdro_oracle_tuned",
+            "GroupDRO (oracle, step 0.01, C = 4)",
+            step_sizes=(0.01,),
+            adjustments=(4.0,),
+        ),
+        # DDB-II's weightings (issue 15): a data-driven floor, per-class and per-pseudo-group normalised weights
+        *(
+            _variant(DDBEndToEnd, f"ddb_ii_{weighting}", f"DDB-II ({weighting})", weighting=weighting)
+            for weighting in ("floor", "class", "group", "group_floor")
+        ),
     )
 }
 
