@@ -849,6 +849,7 @@ class StreamedSplit:
     ) -> None:
         self.name, self.stream, self.columns = name, stream, columns
         self.image_column, self.mode = image_column, mode
+        self._first_encoded: Any = None  # `first_image`'s bytes, read once
         # square resizes applied in order as images are decoded: the benchmark's image_size (bicubic, as
         # `load_run_dataset` resizes), then any `resized` (bilinear, as a model's inputs are resized)
         self.resizes: tuple[tuple[int, PILImage.Resampling], ...] = (
@@ -921,9 +922,15 @@ class StreamedSplit:
             yield row, self.decode(row, encoded)
 
     def first_image(self) -> PILImage.Image:
-        for _, image in self.images():
-            return image
-        raise DatasetValidationError(f"split {self.name!r} is empty")
+        """The first row's image; its encoded bytes are read from the stream once and kept (every method's
+        model size, the amplifier's resizing and the report ask for it)."""
+        if self._first_encoded is None:
+            for _, encoded in self.encoded_rows():
+                self._first_encoded = encoded
+                break
+            else:
+                raise DatasetValidationError(f"split {self.name!r} is empty")
+        return self.decode(0, self._first_encoded)
 
     def images_at(self, rows: Sequence[int]) -> dict[int, PILImage.Image]:
         """The images of ``rows``, read in one pass that stops at the last of them."""
