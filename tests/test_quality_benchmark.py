@@ -8,7 +8,7 @@ import pytest
 from quality import EpochProbe, main
 
 from hf_ddb import TrainingConfig, build_classifier
-from hf_ddb.recipes import BiasEnsemble, train_with_recipe
+from hf_ddb.recipes import RECIPES, BiasEnsemble, train_with_recipe
 
 
 def test_probe_records_every_selection_rule_and_both_bias_ensemble_detectors(small_cmnist, tmp_path):
@@ -23,7 +23,8 @@ def test_probe_records_every_selection_rule_and_both_bias_ensemble_detectors(sma
         recipe, small_cmnist, make, TrainingConfig(epochs=2, batch_size=128), tmp_path, callbacks=[probe]
     )
     assert len(probe.runs) == 1 and len(probe.runs[0]) == 2
-    assert {"valid_accuracy", "valid_worst_pseudo_group", "valid_mean_pseudo_group", "test"} == set(probe.runs[0][0])
+    rules = {"valid_accuracy", "valid_worst_pseudo_group", "valid_mean_pseudo_group", "oracle_valid_unbiased"}
+    assert rules | {"test"} == set(probe.runs[0][0])
     assert set(probe.by_selection(info)) >= {"valid_accuracy", "valid_mean_pseudo_group", "last"}
     committee, co_trained = probe.committee_detection, probe.bias_model_detection
     assert len(committee) == 1 and len(co_trained) == 1
@@ -51,7 +52,7 @@ def test_quality_sweep_drives_run_and_shares_the_generator_across_seeds(tmp_path
             metrics = json.loads((cell / f"seed{seed}" / "methods" / method / "metrics.json").read_text())
             assert result["test"] == metrics["test"]  # exactly what `hf-ddb run` reports
             assert {"valid_accuracy", "valid_mean_pseudo_group", "last"} <= set(result["by_selection"])
-    assert block["methods"]["ddb_ii"][0]["info"]["weighting"] == "lff"  # as published
+    assert block["methods"]["ddb_ii"][0]["info"]["weighting"] == RECIPES["ddb_ii"]().weighting  # the default
     assert "bias_model_detection" in block["methods"]["lff"][0]
     trained = (cell / "seed0" / "methods" / "erm" / "metrics.json").stat().st_mtime_ns
     main()  # a re-run reuses every result
@@ -59,14 +60,13 @@ def test_quality_sweep_drives_run_and_shares_the_generator_across_seeds(tmp_path
     assert json.loads(output.read_text())["results"]["0.01"] == block
 
 
-@pytest.mark.parametrize("variant", ["ddb_ii_group_floor", "groupdro_oracle_tuned", "ddb_i_balanced"])
+@pytest.mark.parametrize("variant", ["ddb_ii_group_floor", "groupdro_oracle_tuned", "ddb_i_flag"])
 def test_quality_variants_are_registered_methods_with_their_settings(variant):
     from hf_ddb.config import parse_config
-    from hf_ddb.recipes import RECIPES
 
     parse_config({"benchmark": {"name": "colored_mnist"}, "methods": [variant]})  # a run config may name it
     recipe = RECIPES[variant]()
     expected = {"ddb_ii_group_floor": ("weighting", "group_floor"), "groupdro_oracle_tuned": ("adjustments", (4.0,))}
-    expected["ddb_i_balanced"] = ("group_balanced", True)
+    expected["ddb_i_flag"] = ("groups", "flag")
     name, value = expected[variant]
     assert getattr(recipe, name) == value

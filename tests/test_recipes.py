@@ -118,7 +118,10 @@ def test_ddb_ii_weightings_configure_the_inference(small_cmnist):
     floor = DDBEndToEnd(signals=signals, weighting="floor").infer(train, valid, None, config).objective
     assert floor.weight_floor == pytest.approx(conflicting.mean()) and floor.weight_normalisation == "none"
     group = DDBEndToEnd(signals=signals, weighting="group").infer(train, valid, None, config).objective
-    assert group.weight_normalisation == "group" and np.array_equal(group.group_ids % 2, conflicting)
+    expected = np.asarray(train["label"]) * 10 + (np.asarray(train["bias_label"]) - np.asarray(train["label"])) % 10
+    assert group.weight_normalisation == "group" and np.array_equal(group.group_ids, expected)
+    flag = DDBEndToEnd(signals=signals, weighting="group", groups="flag").infer(train, valid, None, config).objective
+    assert np.array_equal(flag.group_ids % 2, conflicting)
     both = DDBEndToEnd(signals=signals, weighting="group_floor").infer(train, valid, None, config).objective
     assert both.weight_floor == pytest.approx(conflicting.mean()) and both.weight_normalisation == "group"
     assert DDBEndToEnd().weighting == "group_floor"
@@ -131,7 +134,7 @@ def test_ddb_ii_weightings_configure_the_inference(small_cmnist):
 def test_mean_pseudo_group_selection_scores_the_mean_over_pseudo_groups(small_cmnist, monkeypatch):
     valid = small_cmnist["valid"]
     flags = ~_amplifier_signals(valid)["correct"]  # flagged = truly conflicting here
-    inference = BiasInference(valid_group_ids=np.asarray(valid["label"]) * 2 + flags)
+    inference = BiasInference(valid_pseudo_bias=flags.astype(np.int64))
     colour_guess = np.eye(10)[np.asarray(valid["bias_label"])]  # a model that predicts the colour: biased
     monkeypatch.setattr(recipes_module, "predict_logits", lambda model, data: colour_guess)
     model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]
@@ -550,7 +553,7 @@ def test_objective_settings_come_from_method_options(small_cmnist):
     from hf_ddb.objectives import GroupDROObjective
 
     options = {
-        "ddb_i": {"dro_step_size": 0.1, "dro_adjustment": 2.0, "group_balanced": True},
+        "ddb_i": {"step_sizes": [0.1], "adjustments": [2.0], "group_balanced": False},
         "ddb_ii": {"ema_alpha": 0.5, "weighting": "lff"},
         "lff": {"ema_alpha": 0.9, "gce_q": 0.5},
     }
@@ -561,13 +564,13 @@ def test_objective_settings_come_from_method_options(small_cmnist):
     recipes = {m: RECIPES[m](**kwargs) for m, kwargs in given.items()}
     dro = recipes["ddb_i"].infer(train, valid, None, TrainingConfig()).objective
     assert isinstance(dro, GroupDROObjective)
-    assert (dro.step_size, dro.adjustment, dro.group_balanced) == (0.1, 2.0, True)
+    assert (dro.step_size, dro.adjustment, dro.group_balanced) == (0.1, 2.0, False)
     frozen = recipes["ddb_ii"].infer(train, valid, None, TrainingConfig()).objective
     assert frozen.ema_alpha == 0.5 and frozen.weight_normalisation == "none"
     make = lambda: build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]  # noqa: E731
     co_trained = recipes["lff"].infer(train, valid, make, TrainingConfig()).objective
     assert (co_trained.ema_alpha, co_trained.gce_q) == (0.9, 0.5)
-    for bad in ({"ddb_i": {"dro_step_size": float("nan")}}, {"ddb_ii": {"ema_alpha": 1.5}}, {"jtt": {"upweight": -5}}):
+    for bad in ({"ddb_i": {"step_sizes": [float("nan")]}}, {"ddb_ii": {"ema_alpha": 1.5}}, {"jtt": {"upweight": -5}}):
         with pytest.raises(ConfigError, match=f"method_options.{next(iter(bad))}"):
             parse_config({"benchmark": {"name": "colored_mnist"}, "methods": list(bad), "method_options": bad})
 
@@ -588,3 +591,125 @@ def test_lff_bias_model_keeps_pretrained_weights(tmp_path, small_cmnist):
     state = bias.state_dict()
     assert head and all(not torch.equal(state[k], target[k]) for k in head)  # its own head
     assert all(torch.equal(state[k], target[k]) for k in target if k not in head)  # the pretrained body kept
+
+
+def test_pseudo_bias_keeps_the_amplifiers_predicted_class_as_the_inferred_bias():
+    from hf_ddb.amplifier import check_grouping, pseudo_bias
+
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    signals = {"prediction": np.array([0, 2, 1, 0, 2, 1])}  # rows 1, 3 and 5 misclassified
+    flags = signals["prediction"] != labels
+    inferred = pseudo_bias(signals, labels, flags, "inferred_bias", 3)
+    np.testing.assert_array_equal(inferred, [0, 2, 0, 2, 0, 2])  # (prediction - label) mod 3: 0 = aligned
+    np.testing.assert_array_equal((labels + inferred) % 3, signals["prediction"])  # the predicted class back
+    np.testing.assert_array_equal(pseudo_bias(signals, labels, flags, "flag", 2), flags.astype(int))
+    with pytest.raises(ValueError, match="4 classes|3 classes"):
+        pseudo_bias({"prediction": np.array([3])}, np.array([0]), np.array([True]), "inferred_bias", 3)
+    with pytest.raises(ValueError, match="use groups 'flag'"):
+        check_grouping("inferred_bias", "top_fraction")
+    with pytest.raises(ValueError, match="groups"):
+        check_grouping("colour", "misclassified")
+
+
+def _binary(dataset):
+    """The rows of classes 0 and 1 with their colours 0 and 1: a binary task with a binary bias."""
+    from datasets import ClassLabel
+
+    keep = [i for i, (y, b) in enumerate(zip(dataset["label"], dataset["bias_label"])) if y < 2 and b < 2]
+    subset = dataset.select(keep)
+    return subset.cast_column("label", ClassLabel(names=["0", "1"])).cast_column("bias_label", ClassLabel(names=["0", "1"]))
+
+
+def test_inferred_bias_groups_equal_the_flag_groups_for_a_binary_bias(small_cmnist, tmp_path):
+    """With two classes the amplifier's predicted class and its misclassified flag say the same: same group
+    ids, same valid groups, the same trained model bit for bit (Recipe I) and the same weights (Recipe II)."""
+    data = {split: _binary(small_cmnist[split]) for split in ("train", "valid", "test")}
+    rng = np.random.default_rng(0)
+    signals = {}
+    for split in ("train", "valid"):
+        base = _amplifier_signals(data[split])
+        wrong = rng.random(len(data[split])) < 0.05  # some false flags
+        base["prediction"] = np.where(wrong, 1 - base["prediction"], base["prediction"])
+        base["correct"] = base["prediction"] == np.asarray(data[split]["label"])
+        base["prob_true"] = np.where(base["correct"], 0.9, 0.1)
+        base["loss"] = -np.log(base["prob_true"])
+        signals[split] = base
+    make = lambda: build_classifier("mlp", {0: "0", 1: "1"}, image_size=16, seed=0)[0]  # noqa: E731
+    config = TrainingConfig(epochs=1, batch_size=64)
+    results = {}
+    for groups in ("inferred_bias", "flag"):
+        recipe = DDBTwoStep(signals=signals, groups=groups, adjustments=(4.0,))
+        inference = recipe.infer(data["train"], data["valid"], make, config)
+        model, info = train_with_recipe(
+            recipe, data, make, config, str(tmp_path / groups), selection="valid_mean_pseudo_group"
+        )
+        weights = DDBEndToEnd(signals=signals, groups=groups, weighting="cell").infer(
+            data["train"], data["valid"], make, config
+        )
+        results[groups] = (inference, model, info, weights.objective.sample_weights)
+    (a, model_a, info_a, weights_a), (b, model_b, info_b, weights_b) = results.values()
+    np.testing.assert_array_equal(a.objective.group_ids, b.objective.group_ids)
+    np.testing.assert_array_equal(a.valid_pseudo_bias, b.valid_pseudo_bias)
+    assert info_a["selection_history"] == info_b["selection_history"]
+    for p, q in zip(model_a.parameters(), model_b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    np.testing.assert_allclose(weights_a, weights_b)
+
+
+def test_ddb_i_balances_batches_over_inferred_bias_groups_and_tunes_on_valid_pseudo_groups(small_cmnist):
+    train, valid = small_cmnist["train"], small_cmnist["valid"]
+    signals = {"train": _amplifier_signals(train), "valid": _amplifier_signals(valid)}
+    inference = DDBTwoStep(signals=signals).infer(train, valid, None, TrainingConfig())
+    dro = inference.objective
+    colour = np.asarray(train["bias_label"])
+    # one group per (class, colour) the amplifier names: here the true groups
+    assert inference.info["pseudo_groups"] == len(set(zip(train["label"], colour.tolist())))
+    assert dro.group_balanced and dro.num_groups == 100
+    assert inference.tune_on == "valid_mean_pseudo_group" and inference.search["adjustment"] == [0.0, 4.0]
+    np.testing.assert_array_equal(
+        inference.valid_pseudo_bias, (np.asarray(valid["bias_label"]) - np.asarray(valid["label"])) % 10
+    )
+
+
+def test_cell_weights_make_the_inferred_bias_independent_of_the_class():
+    from hf_ddb.recipes import cell_weights
+
+    labels = np.array([0] * 8 + [1] * 4)
+    bias = np.array([0] * 6 + [1] * 2 + [1] * 3 + [0])
+    weights = cell_weights(labels, bias)
+    assert weights.mean() == pytest.approx(1.0)
+    mass = {(y, b): weights[(labels == y) & (bias == b)].sum() for y in (0, 1) for b in (0, 1)}
+    # within each class the bias values carry p(b) = (7/12, 5/12) of the class's mass, whatever p(b | y) was
+    for y in (0, 1):
+        total = mass[(y, 0)] + mass[(y, 1)]
+        assert mass[(y, 0)] / total == pytest.approx(7 / 12) and mass[(y, 1)] / total == pytest.approx(5 / 12)
+    assert len(set(weights[(labels == 0) & (bias == 0)])) == 1  # even within a cell
+
+
+def test_confidence_weights_give_flagged_rows_half_the_mass_and_keep_aligned_rows():
+    from hf_ddb.recipes import confidence_weights
+
+    labels = np.array([0] * 50 + [1] * 50)
+    prob_true = np.where(np.arange(100) % 25 == 0, 0.05, 0.98)  # 4 confidently wrong rows
+    flagged = prob_true < 0.5
+    weights, gamma = confidence_weights(prob_true, labels, flagged)
+    assert gamma > 0 and weights[flagged].sum() / weights.sum() == pytest.approx(0.5, abs=1e-6)
+    for y in (0, 1):  # AFR's class balance: mean weight 1 in each class
+        assert weights[labels == y].mean() == pytest.approx(1.0)
+    assert weights[~flagged].min() > 0  # aligned rows keep a weight
+    unflagged, zero = confidence_weights(prob_true, labels, np.zeros(100, dtype=bool))
+    assert zero == 0.0 and np.allclose(unflagged, 1.0)
+
+
+@pytest.mark.parametrize("weighting", ["cell", "confidence"])
+def test_ddb_ii_fixed_weightings_train_weighted_erm(small_cmnist, weighting):
+    train, valid = small_cmnist["train"], small_cmnist["valid"]
+    signals = {"train": _amplifier_signals(train), "valid": _amplifier_signals(valid)}
+    inference = DDBEndToEnd(signals=signals, weighting=weighting, weight_floor=0.2).infer(
+        train, valid, None, TrainingConfig()
+    )
+    weights = inference.objective.sample_weights
+    assert isinstance(inference.objective, ERMObjective) and weights.min() >= 0.2
+    conflicting = ~signals["train"]["correct"]
+    assert weights[conflicting].mean() > 5 * weights[~conflicting].mean()
+    assert 0.3 < inference.info["flagged_weight_share"] < 1.0

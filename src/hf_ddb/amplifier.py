@@ -4,9 +4,11 @@ The BA is an ordinary image classifier trained **only on synthetic, bias-aligned
 the rare bias-conflicting real samples, so it cannot memorise them, and on the real data it fails exactly
 where the bias does not hold. `BiasAmplifierTrainer` refuses a dataset marked real.
 
-`bias_signals` scores every real training sample (BA loss, probability of the true class, correctness);
-`pseudo_bias_labels` turns the scores into "bias-conflicting" flags with a named rule; none of them uses
-bias labels. `detection_report` compares flags and scores with the true bias labels, for evaluation only.
+`bias_signals` scores every real training sample (BA loss, probability of the true class, correctness,
+predicted class); `pseudo_bias_labels` turns the scores into "bias-conflicting" flags with a named rule, and
+`pseudo_bias` gives each row a pseudo bias value: the amplifier's predicted class is the row's inferred bias
+attribute (the amplifier learned classes whose images carry nothing but the bias), so a 10-valued colour bias
+gives 10 pseudo groups per class instead of two. None of them uses bias labels. `detection_report` compares flags and scores with the true bias labels, for evaluation only.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .training import (
 from .utils import atomic_file
 
 __all__ = [
+    "PSEUDO_GROUPINGS",
     "PSEUDO_LABEL_RULES",
     "SIGNAL_NAMES",
     "AmplifierConfig",
@@ -46,11 +49,13 @@ __all__ = [
     "ClassifierLossTrainer",
     "at_model_size",
     "bias_signals",
+    "check_grouping",
     "check_rule",
     "detection_report",
     "gce_loss",
     "generator_fidelity",
     "heldout_synthetic_accuracy",
+    "pseudo_bias",
     "pseudo_bias_labels",
     "train_bias_amplifier",
 ]
@@ -262,6 +267,39 @@ def pseudo_bias_labels(signals: dict[str, np.ndarray], rule: str = "misclassifie
     return PSEUDO_LABEL_RULES[rule](signals, **options)
 
 
+PSEUDO_GROUPINGS = ("inferred_bias", "flag")
+
+
+def check_grouping(grouping: str, rule: str) -> None:
+    """Raises unless ``grouping`` is one of `PSEUDO_GROUPINGS` and can be formed under ``rule``."""
+    check_choice("groups", grouping, PSEUDO_GROUPINGS)
+    if grouping == "inferred_bias" and rule != "misclassified":
+        raise ValueError(
+            f"groups 'inferred_bias' reads the amplifier's predicted class, which flags a row exactly when the "
+            f"rule is 'misclassified'; with rule {rule!r} use groups 'flag'"
+        )
+
+
+def pseudo_bias(
+    signals: Mapping[str, np.ndarray], labels: Sequence[int] | np.ndarray, flags: np.ndarray, grouping: str, width: int
+) -> np.ndarray:
+    """Per row its pseudo bias value **relative to its class**: 0 where the amplifier sees the row as
+    bias-aligned, so (class, value) are the row's pseudo group (group id ``label * width + value``).
+
+    ``grouping="flag"``: the rule's bias-conflicting flag (0/1; ``width`` 2). ``"inferred_bias"``: the
+    amplifier's predicted class is the row's inferred bias value, stored as ``(prediction - label) mod width``
+    (``width`` = the number of classes): the conflicting rows of a class fall into one group per inferred bias
+    value instead of one group for all. For a binary task both give the same ids, row for row.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if grouping == "flag":
+        return np.asarray(flags, dtype=np.int64)
+    prediction = np.asarray(signals["prediction"], dtype=np.int64)
+    if prediction.size and (prediction.max() >= width or labels.max() >= width):
+        raise ValueError(f"the amplifier predicts class {prediction.max()} but the dataset has {width} classes")
+    return (prediction - labels) % width
+
+
 def detection_report(
     signals: dict[str, np.ndarray],
     flags: np.ndarray,
@@ -316,11 +354,13 @@ class AmplifierConfig:
     learning_rate: float = 1e-3
     class_balanced: bool = True
     rule: str = "misclassified"  # pseudo-label rule, see PSEUDO_LABEL_RULES
+    groups: str = "inferred_bias"  # pseudo groups: (class, predicted class) or (class, flag); see pseudo_bias
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, ("ce", "gce"))
         check_choice("rule", self.rule, PSEUDO_LABEL_RULES)
+        check_grouping(self.groups, self.rule)
         check_number("epochs", self.epochs, low=0.0, low_open=True)
         check_integer("batch_size", self.batch_size, low=1)
         check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)

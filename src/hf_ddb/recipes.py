@@ -18,9 +18,10 @@ Trainer optimises (`DebiasModel`). The methods:
 * `GroupDROOracle` (Sagawa et al., 2020) - GroupDRO with the **true** (class, bias) groups, group-balanced
   batches, step size and adjustment tuned on valid worst-group accuracy. It uses bias labels: an oracle upper
   bound, not a fair competitor.
-* `DDBTwoStep` (DDB Recipe I) - pseudo groups (class x BA-aligned/conflicting) from the bias amplifier,
-  then GroupDRO.
-* `DDBEndToEnd` (DDB Recipe II) - LfF-style weights with the frozen amplifier giving L_B.
+* `DDBTwoStep` (DDB Recipe I) - pseudo groups (class x the amplifier's inferred bias) from the bias
+  amplifier, then GroupDRO with group-balanced batches, tuned on valid's pseudo groups.
+* `DDBEndToEnd` (DDB Recipe II) - weights from the frozen amplifier (cell balancing, confidence, or LfF's
+  ratio with the amplifier giving L_B).
 
 Model selection (`selection=`) never looks at ``test``: ``valid_accuracy`` (default), ``last``,
 ``valid_worst_pseudo_group`` / ``valid_mean_pseudo_group`` (worst or mean accuracy over the amplifier's pseudo
@@ -45,7 +46,14 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import ModelOutput
 
-from .amplifier import ClassifierLossTrainer, bias_signals, check_rule, pseudo_bias_labels
+from .amplifier import (
+    ClassifierLossTrainer,
+    bias_signals,
+    check_grouping,
+    check_rule,
+    pseudo_bias,
+    pseudo_bias_labels,
+)
 from .data import StreamedSplit
 from .metrics import group_metrics
 from .objectives import (
@@ -110,7 +118,7 @@ class BiasInference:
 
     objective: Objective = field(default_factory=ERMObjective)
     make_target: ModelFactory | None = None  # a target of another shape than make_model's (DFA's two encoders)
-    valid_group_ids: np.ndarray | None = None  # pseudo groups on valid, for model selection
+    valid_pseudo_bias: np.ndarray | None = None  # pseudo bias per valid row (0 = aligned), for model selection
     conflict_scores: np.ndarray | None = None  # per train row, how bias-conflicting the recipe judges it (reports)
     search: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # objective fields to tune: name -> values
     tune_on: str | None = None  # the selection score that ranks the `search` candidates on valid
@@ -492,106 +500,160 @@ class GroupDROOracle(Recipe):
 @dataclass
 class _DDB(Recipe):
     """``signals`` may hold the amplifier's `bias_signals` on ``"train"`` and ``"valid"`` already computed
-    (a run's amplifier stage stores them); otherwise they are computed from ``amplifier``."""
+    (a run's amplifier stage stores them); otherwise they are computed from ``amplifier``. ``groups`` picks the
+    pseudo groups (`hf_ddb.amplifier.pseudo_bias`): ``inferred_bias`` (class x the amplifier's predicted class,
+    the default) or ``flag`` (class x flagged by ``rule``)."""
 
     amplifier: PreTrainedModel | None = None
     rule: str = "misclassified"
     rule_options: Mapping[str, Any] = field(default_factory=dict)
+    groups: str = "inferred_bias"
     signals: Mapping[str, Mapping[str, np.ndarray]] | None = None
     needs_amplifier = True
 
-    def _flags(self, dataset: Dataset, split: str) -> tuple[Mapping[str, np.ndarray], np.ndarray]:
+    def __post_init__(self) -> None:
+        check_rule(self.rule, self.rule_options)  # before any work
+        check_grouping(self.groups, self.rule)
+
+    def _signals(self, dataset: Dataset, split: str) -> Mapping[str, np.ndarray]:
         if self.signals is not None and split in self.signals:
             signals = self.signals[split]
             if len(signals["loss"]) != len(dataset):
                 raise ValueError(f"signals[{split!r}] has {len(signals['loss'])} rows, the split {len(dataset)}")
-        elif self.amplifier is None:
+            return signals
+        if self.amplifier is None:
             raise ValueError(f"{self.name} needs a trained bias amplifier (amplifier=...)")
-        else:
-            signals = bias_signals(self.amplifier, dataset)
-        return signals, pseudo_bias_labels(dict(signals), self.rule, **self.rule_options)
+        return bias_signals(self.amplifier, dataset)
 
-    def _pseudo_groups(self, train: Dataset, valid: Dataset) -> tuple[Mapping[str, np.ndarray], np.ndarray, np.ndarray]:
-        signals, flags = self._flags(train, "train")
-        _, valid_flags = self._flags(valid, "valid")
-        groups = np.asarray(train["label"]) * 2 + flags
-        valid_groups = np.asarray(valid["label"]) * 2 + valid_flags
-        return signals, groups, valid_groups
+    def _pseudo_bias(self, dataset: Dataset, split: str) -> tuple[Mapping[str, np.ndarray], np.ndarray, int]:
+        """The split's amplifier signals, each row's pseudo bias value (0 = aligned) and the values' range."""
+        signals = self._signals(dataset, split)
+        flags = pseudo_bias_labels(dict(signals), self.rule, **self.rule_options)
+        width = 2 if self.groups == "flag" else dataset.features["label"].num_classes
+        return signals, pseudo_bias(signals, dataset["label"], flags, self.groups, width), width
+
+    def _pseudo_groups(self, train: Dataset, valid: Dataset) -> _PseudoGroups:
+        signals, bias, width = self._pseudo_bias(train, "train")
+        _, valid_bias, _ = self._pseudo_bias(valid, "valid")
+        labels = np.asarray(train["label"])
+        return _PseudoGroups(signals, labels, bias, valid_bias, width, self.groups)
+
+
+@dataclass
+class _PseudoGroups:
+    """The amplifier's view of the training set: its signals, each row's pseudo bias value (0 = aligned) and
+    the same on valid; group id = label * width + value."""
+
+    signals: Mapping[str, np.ndarray]
+    labels: np.ndarray
+    bias: np.ndarray
+    valid_bias: np.ndarray
+    width: int
+    grouping: str
+
+    @property
+    def inferred_bias(self) -> np.ndarray:
+        """Each row's inferred bias as an absolute value: the amplifier's predicted class. From flags alone, an
+        unflagged row's bias is its class's and a flagged one's is "another" (one shared value), which for two
+        classes is the other class: the same values as the predicted class."""
+        num_classes = int(self.labels.max()) + 1
+        if self.grouping == "flag" and num_classes > 2:
+            return np.where(self.bias == 0, self.labels, num_classes)
+        return (self.labels + self.bias) % max(self.width, num_classes)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.labels * self.width + self.bias
+
+    @property
+    def num_groups(self) -> int:
+        return (int(self.labels.max()) + 1) * self.width
+
+    @property
+    def flagged(self) -> np.ndarray:
+        return self.bias != 0
+
+    def info(self) -> dict[str, Any]:
+        return {"pseudo_conflicting": int(self.flagged.sum()), "pseudo_groups": int(len(np.unique(self.ids)))}
 
 
 @dataclass
 class DDBTwoStep(_DDB):
-    """DDB Recipe I: the amplifier's pseudo groups (class x aligned/conflicting), then GroupDRO.
+    """DDB Recipe I: the amplifier's pseudo groups, then GroupDRO with the oracle's machinery.
 
-    ``group_balanced`` draws batches balanced over the pseudo groups; ``dro_step_size`` and
-    ``dro_adjustment`` are GroupDRO's (fixed: without bias labels there is nothing to tune them on).
+    Batches are balanced over the pseudo groups (``group_balanced``) and GroupDRO's step size and group
+    adjustment C are tuned over ``step_sizes`` x ``adjustments`` on valid's mean pseudo-group accuracy (the
+    amplifier's groups on valid: no bias labels). With the default ``groups="inferred_bias"`` the groups are
+    (class, the amplifier's predicted class): a 10-valued bias gives each conflicting colour of a class its
+    own group, where (class, flagged) would pool nine colours and the amplifier's false flags in one.
     """
 
-    group_balanced: bool = False
-    dro_step_size: float = 0.01
-    dro_adjustment: float = 0.0
+    group_balanced: bool = True
+    step_sizes: Sequence[float] = (0.01,)
+    adjustments: Sequence[float] = (0.0, 4.0)
     name, display_name = "ddb_i", "DDB-I"
     summary = (
-        "Diffusing DeBias Recipe I, two-step: the bias amplifier's pseudo groups (class x aligned/conflicting) "
-        "and GroupDRO."
+        "Diffusing DeBias Recipe I, two-step: the bias amplifier's pseudo groups (class x inferred bias), "
+        "group-balanced batches and GroupDRO tuned on valid's pseudo groups."
     )
 
     def __post_init__(self) -> None:
-        check_rule(self.rule, self.rule_options)  # before any work
-        _check_group_dro([self.dro_step_size], [self.dro_adjustment])
+        super().__post_init__()
+        _check_group_dro(self.step_sizes, self.adjustments)
 
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
     ) -> BiasInference:
-        _, groups, valid_groups = self._pseudo_groups(train, valid)
-        num_groups = 2 * train.features["label"].num_classes
+        groups = self._pseudo_groups(train, valid)
         objective = GroupDROObjective(
-            group_ids=groups,
-            num_groups=num_groups,
-            step_size=self.dro_step_size,
-            adjustment=self.dro_adjustment,
+            group_ids=groups.ids,
+            num_groups=groups.num_groups,
+            step_size=self.step_sizes[0],
+            adjustment=self.adjustments[0],
             group_balanced=self.group_balanced,
         )
         return BiasInference(
             objective,
-            valid_group_ids=valid_groups,
-            info={"pseudo_conflicting": int((groups % 2).sum())},
+            valid_pseudo_bias=groups.valid_bias,
+            search={"step_size": list(self.step_sizes), "adjustment": list(self.adjustments)},
+            tune_on="valid_mean_pseudo_group",
+            info=groups.info(),
         )
 
 
-DDB_II_WEIGHTINGS = ("lff", "floor", "class", "group", "group_floor")
+DDB_II_WEIGHTINGS = ("lff", "floor", "class", "group", "group_floor", "cell", "confidence")
+_STATIC_WEIGHTINGS = ("cell", "confidence")  # fixed per-row weights from the frozen amplifier (weighted ERM)
 
 
 @dataclass
 class DDBEndToEnd(_DDB):
-    """DDB Recipe II: LfF-style weights W = L_B / (L_B + L_D) with the frozen amplifier's loss as L_B.
+    """DDB Recipe II: the frozen amplifier's signals reweight the training rows.
 
-    A confident amplifier gives aligned samples W ~ 1e-6, so with LfF's weights the target trains on the
-    flagged samples alone and gives up aligned accuracy (background_mnist learns the reversed shortcut,
-    README). ``weighting`` chooses how W is used (default ``group_floor``: the best mean over the three embedded
-    benchmarks and never the worst on any; README, "DDB's defaults"):
+    ``weighting`` chooses the weights:
 
-    * ``lff`` - as published, bounded below by ``weight_floor`` (default 0).
-    * ``floor`` - a data-driven floor: W >= the share of training rows the amplifier flags (its estimate of
-      the conflicting ratio), so the aligned rows together weigh about as much as the flagged ones.
-    * ``class`` - W rescaled to mean 1 within each class.
-    * ``group`` - W rescaled so every pseudo group (class x flagged) carries the same total weight.
-    * ``group_floor`` - ``floor``, then ``group``: the floor spreads each aligned group's weight over its rows
-      (a near-perfect amplifier leaves it on a handful), the group rescaling keeps it from outweighing the
-      flagged rows.
+    * ``lff`` - LfF's W = L_B / (L_B + L_D) with the amplifier's loss as L_B, as published, bounded below by
+      ``weight_floor`` (default 0). A confident amplifier gives aligned rows W ~ 1e-6, so the target trains on
+      the flagged rows alone and gives up aligned accuracy.
+    * ``floor`` - ``lff`` with a data-driven floor: W >= the share of training rows the amplifier flags.
+    * ``class`` - ``lff`` rescaled to mean 1 within each class.
+    * ``group`` - ``lff`` rescaled so every pseudo group carries the same total weight.
+    * ``group_floor`` - ``floor``, then ``group``.
+    * ``cell`` - fixed weights that make the inferred bias independent of the class (as CCDB / FG-CCDB do):
+      each (class, inferred bias) cell weighs n_class x p(inferred bias), so p(bias | class) matches p(bias);
+      the aligned cell keeps its share p(bias) of its class.
+    * ``confidence`` - fixed weights exp(-gamma * p_amplifier(label | x)) (AFR, Qiu et al. 2023), each class
+      rescaled to mean 1; gamma is chosen so that the flagged rows carry as much weight as the rest (no bias
+      labels), and ``weight_floor`` bounds a row's weight relative to its class mean.
     """
 
     weighting: str = "group_floor"
     weight_floor: float = 0.0
     ema_alpha: float = 0.7
     name, display_name = "ddb_ii", "DDB-II"
-    summary = (
-        "Diffusing DeBias Recipe II, end to end: LfF-style weights L_B / (L_B + L_D) with the frozen bias "
-        "amplifier's loss."
-    )
+    summary = "Diffusing DeBias Recipe II, end to end: the frozen bias amplifier's signals reweight the samples."
 
     def __post_init__(self) -> None:
-        check_rule(self.rule, self.rule_options)
+        super().__post_init__()
         if self.weighting not in DDB_II_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {list(DDB_II_WEIGHTINGS)}, got {self.weighting!r}")
         check_unit_interval("weight_floor", self.weight_floor)
@@ -600,23 +662,75 @@ class DDBEndToEnd(_DDB):
     def infer(
         self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
     ) -> BiasInference:
-        signals, groups, valid_groups = self._pseudo_groups(train, valid)
-        flagged_share = float((groups % 2).mean())
+        groups = self._pseudo_groups(train, valid)
+        info = {**groups.info(), "weighting": self.weighting}
+        if self.weighting in _STATIC_WEIGHTINGS:
+            if self.weighting == "cell":
+                weights = cell_weights(groups.labels, groups.inferred_bias)
+            else:
+                weights, gamma = confidence_weights(groups.signals["prob_true"], groups.labels, groups.flagged)
+                info["gamma"] = gamma
+            weights = np.maximum(weights, self.weight_floor)
+            info.update(weight_floor=self.weight_floor, flagged_weight_share=_share(weights, groups.flagged))
+            return BiasInference(
+                ERMObjective(sample_weights=weights), valid_pseudo_bias=groups.valid_bias, info=info
+            )
+        flagged_share = float(groups.flagged.mean())
         floored = self.weighting in ("floor", "group_floor")
         floor = max(self.weight_floor, flagged_share) if floored else self.weight_floor
         normalisation = {"class": "class", "group": "group", "group_floor": "group"}.get(self.weighting, "none")
         objective = RelativeDifficultyObjective(
-            bias_losses=signals["loss"],
+            bias_losses=groups.signals["loss"],
             ema_alpha=self.ema_alpha,
             weight_floor=floor,
             weight_normalisation=normalisation,
-            group_ids=groups if normalisation == "group" else None,
+            group_ids=groups.ids if normalisation == "group" else None,
         )
-        return BiasInference(
-            objective,
-            valid_group_ids=valid_groups,
-            info={"pseudo_conflicting": int((groups % 2).sum()), "weighting": self.weighting, "weight_floor": floor},
-        )
+        return BiasInference(objective, valid_pseudo_bias=groups.valid_bias, info={**info, "weight_floor": floor})
+
+
+def _share(weights: np.ndarray, flagged: np.ndarray) -> float:
+    return float(weights[flagged].sum() / weights.sum()) if weights.sum() > 0 else 0.0
+
+
+def cell_weights(labels: np.ndarray, inferred_bias: np.ndarray) -> np.ndarray:
+    """Per-row weights (mean 1) under which the inferred bias is independent of the class: row i of cell
+    (y, b) weighs p(b) / p(b | y), so cell (y, b) carries n_y * p(b) (CCDB's balancing with an amplifier's
+    predicted class as b). No bias labels."""
+    labels, inferred_bias = np.asarray(labels, dtype=np.int64), np.asarray(inferred_bias, dtype=np.int64)
+    width = int(max(labels.max(), inferred_bias.max())) + 1
+    cells = labels * width + inferred_bias
+    cell_count = np.bincount(cells, minlength=width * width)[cells]
+    class_count = np.bincount(labels, minlength=width)[labels]
+    bias_share = np.bincount(inferred_bias, minlength=width)[inferred_bias] / len(labels)
+    weights = class_count * bias_share / cell_count
+    return weights / weights.mean()
+
+
+def confidence_weights(prob_true: np.ndarray, labels: np.ndarray, flagged: np.ndarray) -> tuple[np.ndarray, float]:
+    """AFR's weights exp(-gamma * p(label | x)) from a frozen biased model, rescaled to mean 1 per class, with
+    gamma chosen (bisection) so that the ``flagged`` rows carry half of the total weight; returns the
+    weights and gamma. Without flagged rows gamma is 0 (plain ERM)."""
+    prob_true, labels = np.asarray(prob_true, dtype=float), np.asarray(labels, dtype=np.int64)
+    flagged = np.asarray(flagged, dtype=bool)
+
+    class_min = np.full(int(labels.max()) + 1, np.inf)
+    np.minimum.at(class_min, labels, prob_true)
+
+    def weights_at(gamma: float) -> np.ndarray:
+        raw = np.exp(-gamma * (prob_true - class_min[labels]))  # each class's least confident row weighs 1
+        class_mean = np.bincount(labels, weights=raw) / np.maximum(np.bincount(labels), 1)
+        return raw / class_mean[labels]
+
+    if not flagged.any() or flagged.all() or _share(weights_at(0.0), flagged) >= 0.5:
+        return weights_at(0.0), 0.0
+    low, high = 0.0, 1.0
+    while _share(weights_at(high), flagged) < 0.5 and high < 1e3:
+        low, high = high, high * 2
+    for _ in range(50):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _share(weights_at(middle), flagged) < 0.5 else (low, middle)
+    return weights_at(high), high
 
 
 RECIPES: dict[str, type[Recipe]] = {
@@ -677,11 +791,11 @@ def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -
     if selection == "valid_accuracy":
         return lambda model: float((logits(model).argmax(1) == labels).mean())
     if selection in PSEUDO_GROUP_SELECTIONS:
-        if inference.valid_group_ids is None:
+        if inference.valid_pseudo_bias is None:
             raise ValueError(f"{selection} selection needs the amplifier's pseudo groups (a DDB recipe or flags)")
-        flags = inference.valid_group_ids % 2  # groups are label * 2 + flag
+        pseudo = np.asarray(inference.valid_pseudo_bias)
         key = "worst_group_accuracy" if selection == "valid_worst_pseudo_group" else "unbiased_accuracy"
-        return lambda model: group_metrics(logits(model), labels, flags)[key]
+        return lambda model: group_metrics(logits(model), labels, pseudo)[key]
     if selection in ("oracle_valid_worst_group", "oracle_valid_unbiased"):
         bias, key = np.asarray(valid["bias_label"]), selection.removeprefix("oracle_valid_")
         key = {"worst_group": "worst_group_accuracy", "unbiased": "unbiased_accuracy"}[key]
@@ -706,7 +820,7 @@ def train_with_recipe(
     *,
     selection: str = "valid_accuracy",
     callbacks: Sequence[TrainerCallback] = (),
-    valid_pseudo_flags: np.ndarray | None = None,
+    valid_pseudo_bias: np.ndarray | None = None,
     progress_bar: bool = False,
 ) -> tuple[PreTrainedModel, dict[str, Any]]:
     """Infer the bias with ``recipe`` on ``data["train"]``, train a fresh model robustly, select on ``valid``.
@@ -714,9 +828,9 @@ def train_with_recipe(
     Only ``data["train"]`` and ``data["valid"]`` are read; the test split is never touched here.
     Returns the selected model and a dict of what happened (inference info, selection history).
     ``callbacks`` are extra `TrainerCallback`s (e.g. a per-epoch probe in a benchmark; they see the
-    Trainer's `DebiasModel`, whose ``target`` is the classifier). ``valid_pseudo_flags`` (an amplifier's
-    bias-conflicting flags on ``valid``) lets recipes that infer no pseudo groups of their own be selected by
-    the pseudo-group selections. A recipe that asks to tune hyper-parameters (the oracle) has one model
+    Trainer's `DebiasModel`, whose ``target`` is the classifier). ``valid_pseudo_bias`` (an amplifier's pseudo
+    bias per ``valid`` row, 0 = aligned: `hf_ddb.amplifier.pseudo_bias`) lets recipes that infer no pseudo
+    groups of their own be selected by the pseudo-group selections. A recipe that asks to tune hyper-parameters (the oracle) has one model
     trained per setting; the best by its ``tune_on`` score on ``valid`` is returned. A callback with an
     ``on_bias_inference(inference)`` method is shown the recipe's `BiasInference` before training (a
     benchmark scores the recipe's own detection with it).
@@ -728,8 +842,8 @@ def train_with_recipe(
     for callback in callbacks:
         if hasattr(callback, "on_bias_inference"):
             callback.on_bias_inference(inference)
-    if inference.valid_group_ids is None and valid_pseudo_flags is not None:
-        inference.valid_group_ids = np.asarray(valid["label"]) * 2 + np.asarray(valid_pseudo_flags, dtype=int)
+    if inference.valid_pseudo_bias is None and valid_pseudo_bias is not None:
+        inference.valid_pseudo_bias = np.asarray(valid_pseudo_bias, dtype=np.int64)
     candidates = _candidates(inference)
     tuning = _selection_score(inference.tune_on, valid, inference) if len(candidates) > 1 else None
     best: tuple[float, PreTrainedModel, dict[str, Any]] | None = None

@@ -57,7 +57,8 @@ STAGES = {
             "amplifier",
             ("generation",),
             lambda c: {
-                "amplifier": asdict(c.amplifier),
+                # `groups` shapes the methods' pseudo groups, not the amplifier: it keys the methods
+                "amplifier": {k: v for k, v in asdict(c.amplifier).items() if k != "groups"},
                 **({"augmentation": c.training.augmentation} if c.training.augmentation != "none" else {}),
                 **({"precision": c.training.mixed_precision} if c.training.mixed_precision not in (None, "no") else {}),
             },
@@ -68,6 +69,20 @@ STAGE_ORDER = (*STAGES, "debias", "report")  # "debias": one stage per method, k
 
 
 logger = logging.getLogger(__name__)
+
+
+def recipe_settings(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Every setting ``method`` trains with: its options over its defaults (a changed default re-trains the
+    method), without what the run supplies from its own stages (the amplifier and its signals)."""
+    import dataclasses
+
+    recipe = RECIPES[method]
+    if not dataclasses.is_dataclass(recipe):
+        return dict(options)
+    defaults = {f.name: f.default for f in dataclasses.fields(recipe) if f.default is not dataclasses.MISSING}
+    defaults.update({f.name: f.default_factory() for f in dataclasses.fields(recipe) if f.default_factory is not dataclasses.MISSING})
+    settings = {**defaults, **options}
+    return {key: value for key, value in settings.items() if key not in ("amplifier", "signals")}
 
 
 def stage_key(payload: Any) -> str:
@@ -191,10 +206,11 @@ class Run:
             "training": c.training.to_dict(),
             "selection": c.selection,
             "method": method,
-            "options": c.method_options.get(method, {}),
+            "options": recipe_settings(method, c.method_options.get(method, {})),
         }
         if RECIPES[method].needs_amplifier or c.selection in PSEUDO_GROUP_SELECTIONS:
             payload["amplifier"] = self.key("amplifier")
+            payload["groups"] = c.amplifier.groups
         return stage_key(payload)
 
     # ---------------------------------------------------------------- stages
@@ -302,6 +318,16 @@ class Run:
         self.amplifier()
         return BiasSignals.load(self.layout.signals)
 
+    def valid_pseudo_bias(self) -> np.ndarray:
+        """The amplifier's pseudo bias of every valid row (0 = aligned; `hf_ddb.amplifier.pseudo_bias` with the
+        config's ``amplifier.groups``): the groups every method is selected on under the pseudo-group rules."""
+        from .amplifier import pseudo_bias
+
+        signals, valid = self.amplifier_signals(), self.data["valid"]
+        groups = self.config.amplifier.groups
+        width = 2 if groups == "flag" else len(self.class_names)
+        return pseudo_bias(signals.splits["valid"], valid["label"], signals.flags["valid"], groups, width)
+
     def debias(self, methods: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """Train every configured method (each cached on its own); returns their metrics."""
         return {method: self._method(method) for method in (methods or self.config.methods)}
@@ -327,10 +353,11 @@ class Run:
         if RECIPES[method].needs_amplifier:
             options["amplifier"] = AutoModelForImageClassification.from_pretrained(self.amplifier()).eval()
             options.setdefault("rule", self.config.amplifier.rule)
+            options.setdefault("groups", self.config.amplifier.groups)
             options["signals"] = self.amplifier_signals().splits  # scored once by the amplifier stage
-        valid_flags = None
+        valid_pseudo = None
         if self.config.selection in PSEUDO_GROUP_SELECTIONS and not RECIPES[method].needs_amplifier:
-            valid_flags = self.amplifier_signals().flags["valid"]
+            valid_pseudo = self.valid_pseudo_bias()
         started = time.time()
         recipe = RECIPES[method](**options)
         classifier, training = self.config.classifier, self.config.training
@@ -359,7 +386,7 @@ class Run:
             training,
             str(self.layout.method(method) / "trainer"),
             selection=self.config.selection,
-            valid_pseudo_flags=valid_flags,
+            valid_pseudo_bias=valid_pseudo,
             progress_bar=True,
             callbacks=self.callbacks,
         )
