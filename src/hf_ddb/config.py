@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from .amplifier import AmplifierConfig
+from .amplifier import AmplifierConfig, check_grouping
 from .data import BENCHMARK_OPTIONS
 from .diffusion import DiffusionConfig
 from .generation import GenerationConfig
@@ -220,6 +220,13 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
                     "false' or download the dataset"
                 )
     amplifier = _section(AmplifierConfig, raw.get("amplifier"), "amplifier")
+    for method in methods:  # a DDB recipe takes the amplifier's rule unless it names its own
+        if RECIPES[method].needs_amplifier:
+            options = method_options.get(method, {})
+            try:
+                check_grouping(options.get("groups", RECIPES[method].groups), options.get("rule", amplifier.rule))
+            except ValueError as err:
+                raise ConfigError(f"'method_options.{method}.groups': {err}") from err
     hub = _section(HubConfig, raw.get("hub"), "hub")
     if hub.classifier is None:
         hub.classifier = next((m for m in ("ddb_ii", "ddb_i") if m in methods), methods[0])

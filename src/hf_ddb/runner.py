@@ -57,8 +57,7 @@ STAGES = {
             "amplifier",
             ("generation",),
             lambda c: {
-                # `groups` shapes the methods' pseudo groups, not the amplifier: it keys the methods
-                "amplifier": {k: v for k, v in asdict(c.amplifier).items() if k != "groups"},
+                "amplifier": asdict(c.amplifier),
                 **({"augmentation": c.training.augmentation} if c.training.augmentation != "none" else {}),
                 **({"precision": c.training.mixed_precision} if c.training.mixed_precision not in (None, "no") else {}),
             },
@@ -210,7 +209,6 @@ class Run:
         }
         if RECIPES[method].needs_amplifier or c.selection in PSEUDO_GROUP_SELECTIONS:
             payload["amplifier"] = self.key("amplifier")
-            payload["groups"] = c.amplifier.groups
         return stage_key(payload)
 
     # ---------------------------------------------------------------- stages
@@ -319,12 +317,13 @@ class Run:
         return BiasSignals.load(self.layout.signals)
 
     def valid_pseudo_bias(self) -> np.ndarray:
-        """The amplifier's pseudo bias of every valid row (0 = aligned; `hf_ddb.amplifier.pseudo_bias` with the
-        config's ``amplifier.groups``): the groups every method is selected on under the pseudo-group rules."""
+        """The amplifier's pseudo bias of every valid row (0 = aligned; `hf_ddb.amplifier.pseudo_bias`): the
+        groups that methods without pseudo groups of their own are selected on under the pseudo-group rules.
+        (class, predicted class) under the ``misclassified`` rule, else (class, flagged)."""
         from .amplifier import pseudo_bias
 
         signals, valid = self.amplifier_signals(), self.data["valid"]
-        groups = self.config.amplifier.groups
+        groups = "inferred_bias" if self.config.amplifier.rule == "misclassified" else "flag"
         width = 2 if groups == "flag" else len(self.class_names)
         return pseudo_bias(signals.splits["valid"], valid["label"], signals.flags["valid"], groups, width)
 
@@ -353,7 +352,6 @@ class Run:
         if RECIPES[method].needs_amplifier:
             options["amplifier"] = AutoModelForImageClassification.from_pretrained(self.amplifier()).eval()
             options.setdefault("rule", self.config.amplifier.rule)
-            options.setdefault("groups", self.config.amplifier.groups)
             options["signals"] = self.amplifier_signals().splits  # scored once by the amplifier stage
         valid_pseudo = None
         if self.config.selection in PSEUDO_GROUP_SELECTIONS and not RECIPES[method].needs_amplifier:
