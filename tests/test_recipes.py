@@ -124,7 +124,7 @@ def test_ddb_ii_weightings_configure_the_inference(small_cmnist):
     assert np.array_equal(flag.group_ids % 2, conflicting)
     both = DDBEndToEnd(signals=signals, weighting="group_floor").infer(train, valid, None, config).objective
     assert both.weight_floor == pytest.approx(conflicting.mean()) and both.weight_normalisation == "group"
-    assert DDBEndToEnd().weighting == "group_floor"
+    assert DDBEndToEnd().weighting == "cell"
     lff = DDBEndToEnd(signals=signals, weighting="lff").infer(train, valid, None, config).objective
     assert lff.weight_floor == 0.0 and lff.weight_normalisation == "none" and lff.group_ids is None
     with pytest.raises(ValueError, match="weighting must be one of"):
@@ -713,3 +713,22 @@ def test_ddb_ii_fixed_weightings_train_weighted_erm(small_cmnist, weighting):
     conflicting = ~signals["train"]["correct"]
     assert weights[conflicting].mean() > 5 * weights[~conflicting].mean()
     assert 0.3 < inference.info["flagged_weight_share"] < 1.0
+
+
+def test_local_cnn_amplifier_sees_texture_not_position(tmp_path):
+    """The texture amplifier: local 3 x 3 features and a global average pool, so moving the pattern leaves the
+    output unchanged (shape and place are lost); it saves and reloads like the MLP."""
+    from transformers import AutoModelForImageClassification
+
+    from hf_ddb import save_classifier
+
+    model, processor = build_classifier("local_cnn", {0: "a", 1: "b"}, image_size=16, seed=0)
+    assert model.config.conv_channels == [32, 64] and model.config.hidden_sizes == [100]
+    model.eval()
+    image = torch.zeros(1, 3, 16, 16)
+    image[..., 4:8, 4:8] = torch.rand(3, 4, 4)
+    shifted = torch.roll(image, shifts=(6, 5), dims=(2, 3))  # the same patch elsewhere, still inside
+    torch.testing.assert_close(model(pixel_values=image).logits, model(pixel_values=shifted).logits, atol=1e-4, rtol=0)
+    save_classifier(model, processor, tmp_path / "amp")
+    again = AutoModelForImageClassification.from_pretrained(tmp_path / "amp").eval()
+    torch.testing.assert_close(again(pixel_values=image).logits, model(pixel_values=image).logits)

@@ -1,4 +1,6 @@
-"""LfF's Colored-MNIST MLP (C·H·W -> 100 -> 100 -> 100 -> K, ReLU) as a transformers model.
+"""LfF's Colored-MNIST MLP (C·H·W -> 100 -> 100 -> 100 -> K, ReLU) as a transformers model, optionally behind a
+local convolutional stem with global average pooling (``conv_channels``): a classifier that sees textures and
+colours but little shape, the bias amplifier for texture biases.
 
 Self-contained (torch and transformers only): `save_pretrained` copies this file into the saved folder and
 writes ``auto_map`` into its ``config.json`` (``register_for_auto_class``), so the folder loads where hf-ddb
@@ -33,9 +35,13 @@ class MLPConfig(PretrainedConfig):
         image_mean: Sequence[float] = (0.0, 0.0, 0.0),
         image_std: Sequence[float] = (1.0, 1.0, 1.0),
         disentangled: bool = False,
+        conv_channels: Sequence[int] = (),
+        kernel_size: int = 3,
         **kwargs: Any,
     ) -> None:
         self.image_size = image_size
+        self.conv_channels = list(conv_channels)
+        self.kernel_size = kernel_size
         self.disentangled = disentangled
         self.num_channels = num_channels
         self.hidden_sizes = list(hidden_sizes)
@@ -57,6 +63,10 @@ class DisentangledClassifierOutput(ImageClassifierOutput):
 class MLPForImageClassification(PreTrainedModel):
     """LfF's MLP on flattened pixels; ``forward(pixel_values, labels=None)`` like any HF classifier.
 
+    With ``config.conv_channels`` the pixels first pass ``kernel_size`` convolutions (ReLU, stride 1) and a
+    global average pool: each feature sees a few pixels (a 5 x 5 field for two 3 x 3 layers) and the pool
+    forgets where, so the model learns colour and texture statistics rather than the digit's shape.
+
     With ``config.disentangled`` it is DFA's pair (Lee et al., 2021): an intrinsic and a bias encoder of the
     same shape, and two heads on the concatenated features [z_i, z_b]. It predicts with the intrinsic head
     (``classifier``); each head's gradient reaches only its own encoder (the other half is detached), so
@@ -69,8 +79,9 @@ class MLPForImageClassification(PreTrainedModel):
 
     def __init__(self, config: MLPConfig) -> None:
         super().__init__(config)
+        self.stem = self._stem(config) if config.conv_channels else None
         self.mlp = self._encoder(config)
-        width = config.hidden_sizes[-1] if config.hidden_sizes else config.num_channels * config.image_size**2
+        width = config.hidden_sizes[-1] if config.hidden_sizes else self._input_width(config)
         if config.disentangled:  # DFA: a bias encoder of its own and a head on [z_i, z_b] for each
             self.bias_mlp = self._encoder(config)
             self.bias_classifier = nn.Linear(2 * width, config.num_labels)
@@ -79,16 +90,29 @@ class MLPForImageClassification(PreTrainedModel):
         self.post_init()
 
     @staticmethod
-    def _encoder(config: MLPConfig) -> nn.Sequential:
+    def _input_width(config: MLPConfig) -> int:
+        return config.conv_channels[-1] if config.conv_channels else config.num_channels * config.image_size**2
+
+    @staticmethod
+    def _stem(config: MLPConfig) -> nn.Sequential:
         layers: list[nn.Module] = []
-        width = config.num_channels * config.image_size**2
+        channels = config.num_channels
+        for out in config.conv_channels:
+            layers += [nn.Conv2d(channels, out, config.kernel_size, padding=config.kernel_size // 2), nn.ReLU()]
+            channels = out
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    @classmethod
+    def _encoder(cls, config: MLPConfig) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        width = cls._input_width(config)
         for hidden in config.hidden_sizes:
             layers += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
         return nn.Sequential(*layers)
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
             module.reset_parameters()  # PyTorch's default init, as LfF used
 
     def forward(
@@ -99,7 +123,7 @@ class MLPForImageClassification(PreTrainedModel):
         **kwargs: Any,
     ) -> ImageClassifierOutput:
         """``permutation`` (disentangled only): also return both heads on bias features swapped across the batch."""
-        inputs = pixel_values.flatten(1)
+        inputs = self.stem(pixel_values) if self.stem is not None else pixel_values.flatten(1)
         if not self.config.disentangled:
             logits = self.classifier(self.mlp(inputs))
             loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None

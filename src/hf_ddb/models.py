@@ -50,6 +50,13 @@ def image_normalization(config: PretrainedConfig) -> tuple[int, list[float], lis
     raise ValueError(f"cannot read the input size and normalisation from a {type(config).__name__}")
 
 
+# hf-ddb's own architectures (`MLPForImageClassification`), by name: their MLPConfig settings
+LOCAL_ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "mlp": {},
+    "local_cnn": {"conv_channels": [32, 64], "kernel_size": 3, "hidden_sizes": [100]},
+}
+
+
 def build_classifier(
     architecture: str,
     id2label: dict[int, str],
@@ -64,8 +71,9 @@ def build_classifier(
 ) -> tuple[PreTrainedModel, ViTImageProcessor]:
     """A classifier and its image processor: randomly initialised, or from ``pretrained`` weights.
 
-    ``architecture`` is ``"mlp"`` (LfF's MLP; it takes raw [0, 1] pixels, so mean/std are ignored)
-    or any timm model name. ``seed`` fixes the initial weights (and the new head of a pretrained model).
+    ``architecture`` is ``"mlp"`` (LfF's MLP; it takes raw [0, 1] pixels, so mean/std are ignored),
+    ``"local_cnn"`` (the same MLP behind two 3 x 3 convolutions and a global average pool, 32 and 64
+    channels: colour and texture, little shape; a bias amplifier for texture biases) or any timm model name. ``seed`` fixes the initial weights (and the new head of a pretrained model).
     ``pretrained`` is a Hub id or folder of a timm-wrapper model (e.g. ``timm/resnet50.a1_in1k``, which
     needs network): its body is kept, the head is replaced for ``id2label``, inputs are ``image_size`` px.
     """
@@ -73,7 +81,7 @@ def build_classifier(
         raise ValueError(f"a classifier needs at least 2 classes, got {len(id2label)}")
     id2label = {int(k): str(v) for k, v in id2label.items()}
     label2id = {v: k for k, v in id2label.items()}
-    if architecture == "mlp":
+    if architecture in LOCAL_ARCHITECTURES:
         image_mean, image_std = (0.0,) * num_channels, (1.0,) * num_channels
         config: PretrainedConfig = MLPConfig(
             image_size=image_size,
@@ -82,13 +90,13 @@ def build_classifier(
             image_std=image_std,
             id2label=id2label,
             label2id=label2id,
-            **(model_args or {}),
+            **{**LOCAL_ARCHITECTURES[architecture], **(model_args or {})},
         )
     else:
         import timm
 
         if not timm.is_model(architecture):
-            raise ValueError(f"unknown architecture {architecture!r}: use 'mlp' or a timm model name")
+            raise ValueError(f"unknown architecture {architecture!r}: use {sorted(LOCAL_ARCHITECTURES)} or a timm model name")
         config = TimmWrapperConfig(
             architecture=architecture,
             id2label=id2label,
@@ -106,8 +114,8 @@ def build_classifier(
     if seed is not None:
         torch.manual_seed(seed)
     if pretrained is not None:
-        if architecture == "mlp":
-            raise ValueError("'pretrained' needs a timm architecture, not 'mlp'")
+        if architecture in LOCAL_ARCHITECTURES:
+            raise ValueError(f"'pretrained' needs a timm architecture, not {architecture!r}")
         model = AutoModelForImageClassification.from_pretrained(
             pretrained, num_labels=len(id2label), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
         )
