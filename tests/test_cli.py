@@ -209,6 +209,9 @@ def test_amplifier_methods_and_report_on_two_processes_match_one(tmp_path):
         **TINY,
         "training": {"epochs": 2, "batch_size": 64},
         "methods": ["erm", "jtt", "lff", "disent", "bias_ensemble", "ddb_i", "ddb_ii", "groupdro_oracle"],
+        # (class, flagged) groups: the tiny amplifier's predicted classes on a few rows differ between one and
+        # two processes, and each such row can open an inferred-bias group of its own (10 vs 11 groups)
+        "method_options": {"ddb_i": {"groups": "flag"}},
         "diffusion": {"preset": "tiny", "max_train_steps": 3, "checkpointing_steps": 2, "train_batch_size": 8},
         "generation": {"num_images_per_class": 8, "batch_size": 4, "num_inference_steps": 2},
         "amplifier": {"epochs": 1, "batch_size": 32},
