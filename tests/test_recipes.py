@@ -615,9 +615,11 @@ def _binary(dataset):
     """The rows of classes 0 and 1 with their colours 0 and 1: a binary task with a binary bias."""
     from datasets import ClassLabel
 
-    keep = [i for i, (y, b) in enumerate(zip(dataset["label"], dataset["bias_label"])) if y < 2 and b < 2]
+    keep = [i for i, (y, b) in enumerate(zip(dataset["label"], dataset["bias_label"], strict=True)) if y < 2 and b < 2]
     subset = dataset.select(keep)
-    return subset.cast_column("label", ClassLabel(names=["0", "1"])).cast_column("bias_label", ClassLabel(names=["0", "1"]))
+    return subset.cast_column("label", ClassLabel(names=["0", "1"])).cast_column(
+        "bias_label", ClassLabel(names=["0", "1"])
+    )
 
 
 def test_inferred_bias_groups_equal_the_flag_groups_for_a_binary_bias(small_cmnist, tmp_path):
@@ -663,7 +665,7 @@ def test_ddb_i_balances_batches_over_inferred_bias_groups_and_tunes_on_valid_pse
     dro = inference.objective
     colour = np.asarray(train["bias_label"])
     # one group per (class, colour) the amplifier names: here the true groups
-    assert inference.info["pseudo_groups"] == len(set(zip(train["label"], colour.tolist())))
+    assert inference.info["pseudo_groups"] == len(set(zip(train["label"], colour.tolist(), strict=True)))
     assert dro.group_balanced and dro.num_groups == 100
     assert inference.tune_on == "valid_mean_pseudo_group" and inference.search["adjustment"] == [0.0, 4.0]
     np.testing.assert_array_equal(

@@ -8,7 +8,8 @@ where the bias does not hold. `BiasAmplifierTrainer` refuses a dataset marked re
 predicted class); `pseudo_bias_labels` turns the scores into "bias-conflicting" flags with a named rule, and
 `pseudo_bias` gives each row a pseudo bias value: the amplifier's predicted class is the row's inferred bias
 attribute (the amplifier learned classes whose images carry nothing but the bias), so a 10-valued colour bias
-gives 10 pseudo groups per class instead of two. None of them uses bias labels. `detection_report` compares flags and scores with the true bias labels, for evaluation only.
+gives 10 pseudo groups per class instead of two. None of them uses bias labels. `detection_report`
+compares flags and scores with the true bias labels, for evaluation only.
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ def build_classifier(
 
     ``architecture`` is ``"mlp"`` (LfF's MLP; it takes raw [0, 1] pixels, so mean/std are ignored),
     ``"local_cnn"`` (the same MLP behind two 3 x 3 convolutions and a global average pool, 32 and 64
-    channels: colour and texture, little shape; a bias amplifier for texture biases) or any timm model name. ``seed`` fixes the initial weights (and the new head of a pretrained model).
+    channels: colour and texture, little shape; a bias amplifier for texture biases) or any timm model name.
+    ``seed`` fixes the initial weights (and the new head of a pretrained model).
     ``pretrained`` is a Hub id or folder of a timm-wrapper model (e.g. ``timm/resnet50.a1_in1k``, which
     needs network): its body is kept, the head is replaced for ``id2label``, inputs are ``image_size`` px.
     """
@@ -96,7 +97,9 @@ def build_classifier(
         import timm
 
         if not timm.is_model(architecture):
-            raise ValueError(f"unknown architecture {architecture!r}: use {sorted(LOCAL_ARCHITECTURES)} or a timm model name")
+            raise ValueError(
+                f"unknown architecture {architecture!r}: use {sorted(LOCAL_ARCHITECTURES)} or a timm model name"
+            )
         config = TimmWrapperConfig(
             architecture=architecture,
             id2label=id2label,

@@ -673,9 +673,7 @@ class DDBEndToEnd(_DDB):
                 info["gamma"] = gamma
             weights = np.maximum(weights, self.weight_floor)
             info.update(weight_floor=self.weight_floor, flagged_weight_share=_share(weights, groups.flagged))
-            return BiasInference(
-                ERMObjective(sample_weights=weights), valid_pseudo_bias=groups.valid_bias, info=info
-            )
+            return BiasInference(ERMObjective(sample_weights=weights), valid_pseudo_bias=groups.valid_bias, info=info)
         flagged_share = float(groups.flagged.mean())
         floored = self.weighting in ("floor", "group_floor")
         floor = max(self.weight_floor, flagged_share) if floored else self.weight_floor
@@ -831,7 +829,8 @@ def train_with_recipe(
     ``callbacks`` are extra `TrainerCallback`s (e.g. a per-epoch probe in a benchmark; they see the
     Trainer's `DebiasModel`, whose ``target`` is the classifier). ``valid_pseudo_bias`` (an amplifier's pseudo
     bias per ``valid`` row, 0 = aligned: `hf_ddb.amplifier.pseudo_bias`) lets recipes that infer no pseudo
-    groups of their own be selected by the pseudo-group selections. A recipe that asks to tune hyper-parameters (the oracle) has one model
+    groups of their own be selected by the pseudo-group selections. A recipe that asks to tune
+    hyper-parameters (the oracle, DDB-I) has one model
     trained per setting; the best by its ``tune_on`` score on ``valid`` is returned. A callback with an
     ``on_bias_inference(inference)`` method is shown the recipe's `BiasInference` before training (a
     benchmark scores the recipe's own detection with it).

@@ -79,7 +79,13 @@ def recipe_settings(method: str, options: dict[str, Any]) -> dict[str, Any]:
     if not dataclasses.is_dataclass(recipe):
         return dict(options)
     defaults = {f.name: f.default for f in dataclasses.fields(recipe) if f.default is not dataclasses.MISSING}
-    defaults.update({f.name: f.default_factory() for f in dataclasses.fields(recipe) if f.default_factory is not dataclasses.MISSING})
+    defaults.update(
+        {
+            f.name: f.default_factory()
+            for f in dataclasses.fields(recipe)
+            if f.default_factory is not dataclasses.MISSING
+        }
+    )
     settings = {**defaults, **options}
     return {key: value for key, value in settings.items() if key not in ("amplifier", "signals")}
 
