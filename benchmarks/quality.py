@@ -10,8 +10,9 @@ preset, 8 px, by default, as the default run) on the biased training set, a synt
 (BA) trained only on the synthetic images (its detection of the real bias-conflicting rows in the amplifier
 stage's ``stage.json``: evaluation only), then every method, selected on ``valid`` as ``hf-ddb run`` selects
 (``auto``), evaluated on ``test``. The seeds of a ratio share its generator (``<cell>/diffusion`` and
-``<cell>/synthetic``; the seed only enters the amplifier and the methods). A per-epoch probe (a `Run` callback) records every epoch's test
-metrics too, so the table can report the last epoch or another rule's pick. The run folders cache every
+``<cell>/synthetic``; the seed only enters the amplifier and the methods). A per-epoch probe (a `Run`
+callback) records every epoch's test metrics too, so the table can report the last epoch or another rule's
+pick. The run folders cache every
 stage and one JSON per finished (seed, method) keeps the probe's records, so the script can be stopped and
 re-run. Prints a markdown table (mean +- std over seeds) and writes the raw numbers to ``--output``.
 """
