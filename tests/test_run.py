@@ -473,3 +473,18 @@ def test_run_passes_callbacks_to_every_methods_training(tmp_path):
     # ERM and JTT's final model: 2 epochs each, on the Trainer's DebiasModel (JTT's identification model is
     # an inner training of the recipe, not a method's training)
     assert probe.seen == [("DebiasModel", 1), ("DebiasModel", 2)] * 2
+
+
+def test_a_methods_key_holds_its_resolved_settings():
+    """Writing a default out keys the method as leaving it implicit; a default that changes re-keys it."""
+    from dataclasses import replace
+
+    from hf_ddb.config import parse_config
+    from hf_ddb.runner import recipe_settings
+
+    assert recipe_settings("ddb_ii", {})["weighting"] == "cell" and "amplifier" not in recipe_settings("ddb_i", {})
+    implicit = Run(parse_config({**TINY_RUN, "methods": ["ddb_ii"], "hub": {}}))
+    options = {"ddb_ii": {"weighting": "cell"}}
+    explicit = Run(parse_config({**TINY_RUN, "methods": ["ddb_ii"], "hub": {}, "method_options": options}))
+    other = replace(explicit.config, method_options={"ddb_ii": {"weighting": "lff"}})
+    assert implicit.method_key("ddb_ii") == explicit.method_key("ddb_ii") != Run(other).method_key("ddb_ii")

@@ -13,6 +13,7 @@ method after them); the folder layout is `hf_ddb.layout.RunLayout`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -73,19 +74,14 @@ logger = logging.getLogger(__name__)
 def recipe_settings(method: str, options: dict[str, Any]) -> dict[str, Any]:
     """Every setting ``method`` trains with: its options over its defaults (a changed default re-trains the
     method), without what the run supplies from its own stages (the amplifier and its signals)."""
-    import dataclasses
-
     recipe = RECIPES[method]
     if not dataclasses.is_dataclass(recipe):
         return dict(options)
-    defaults = {f.name: f.default for f in dataclasses.fields(recipe) if f.default is not dataclasses.MISSING}
-    defaults.update(
-        {
-            f.name: f.default_factory()
-            for f in dataclasses.fields(recipe)
-            if f.default_factory is not dataclasses.MISSING
-        }
-    )
+    defaults = {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(recipe)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
     settings = {**defaults, **options}
     return {key: value for key, value in settings.items() if key not in ("amplifier", "signals")}
 
