@@ -12,9 +12,9 @@ stage's ``stage.json``: evaluation only), then every method, selected on ``valid
 (``auto``), evaluated on ``test``. The seeds of a ratio share its generator (``<cell>/diffusion`` and
 ``<cell>/synthetic``; the seed only enters the amplifier and the methods). A per-epoch probe (a `Run`
 callback) records every epoch's test metrics too, so the table can report the last epoch or another rule's
-pick. The run folders cache every
-stage and one JSON per finished (seed, method) keeps the probe's records, so the script can be stopped and
-re-run. Prints a markdown table (mean +- std over seeds) and writes the raw numbers to ``--output``.
+pick. The run folders cache every stage and one JSON per finished (seed, method) keeps the probe's records,
+so the script can be stopped and re-run (``auto`` selects on the amplifier's groups only when a DDB method is
+listed: list one to compare selections). Prints a markdown table (mean +- std over seeds) and writes the raw numbers to ``--output``.
 """
 
 from __future__ import annotations
