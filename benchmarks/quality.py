@@ -14,7 +14,8 @@ stage's ``stage.json``: evaluation only), then every method, selected on ``valid
 callback) records every epoch's test metrics too, so the table can report the last epoch or another rule's
 pick. The run folders cache every stage and one JSON per finished (seed, method) keeps the probe's records,
 so the script can be stopped and re-run (``auto`` selects on the amplifier's groups only when a DDB method is
-listed: list one to compare selections). Prints a markdown table (mean +- std over seeds) and writes the raw numbers to ``--output``.
+listed: list one to compare selections). Prints a markdown table (mean +- std over seeds) and writes the
+raw numbers to ``--output``.
 """
 
 from __future__ import annotations
