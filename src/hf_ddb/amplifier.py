@@ -58,6 +58,7 @@ __all__ = [
     "heldout_synthetic_accuracy",
     "pseudo_bias",
     "pseudo_bias_labels",
+    "pseudo_bias_width",
     "train_bias_amplifier",
 ]
 
@@ -279,6 +280,11 @@ def check_grouping(grouping: str, rule: str) -> None:
             f"groups 'inferred_bias' reads the amplifier's predicted class, which flags a row exactly when the "
             f"rule is 'misclassified'; with rule {rule!r} use groups 'flag'"
         )
+
+
+def pseudo_bias_width(grouping: str, num_classes: int) -> int:
+    """How many pseudo bias values a class has under ``grouping``: 2 for ``flag``, one per class otherwise."""
+    return 2 if grouping == "flag" else num_classes
 
 
 def pseudo_bias(

@@ -53,6 +53,7 @@ from .amplifier import (
     check_rule,
     pseudo_bias,
     pseudo_bias_labels,
+    pseudo_bias_width,
 )
 from .data import StreamedSplit
 from .metrics import group_metrics
@@ -529,7 +530,7 @@ class _DDB(Recipe):
         """The split's amplifier signals, each row's pseudo bias value (0 = aligned) and the values' range."""
         signals = self._signals(dataset, split)
         flags = pseudo_bias_labels(dict(signals), self.rule, **self.rule_options)
-        width = 2 if self.groups == "flag" else dataset.features["label"].num_classes
+        width = pseudo_bias_width(self.groups, dataset.features["label"].num_classes)
         return signals, pseudo_bias(signals, dataset["label"], flags, self.groups, width), width
 
     def _pseudo_groups(self, train: Dataset, valid: Dataset) -> _PseudoGroups:

@@ -322,11 +322,11 @@ class Run:
         """The amplifier's pseudo bias of every valid row (0 = aligned; `hf_ddb.amplifier.pseudo_bias`): the
         groups that methods without pseudo groups of their own are selected on under the pseudo-group rules.
         (class, predicted class) under the ``misclassified`` rule, else (class, flagged)."""
-        from .amplifier import pseudo_bias
+        from .amplifier import pseudo_bias, pseudo_bias_width
 
         signals, valid = self.amplifier_signals(), self.data["valid"]
         groups = "inferred_bias" if self.config.amplifier.rule == "misclassified" else "flag"
-        width = 2 if groups == "flag" else len(self.class_names)
+        width = pseudo_bias_width(groups, len(self.class_names))
         return pseudo_bias(signals.splits["valid"], valid["label"], signals.flags["valid"], groups, width)
 
     def debias(self, methods: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
