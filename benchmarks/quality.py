@@ -21,10 +21,8 @@ raw numbers to ``--output``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 from quality_table import RULES as SELECTION_RULES  # benchmarks/ is on sys.path when this script runs
 from quality_table import print_tables, ratio_label
+from quality_variants import VARIANTS, method_entry
 from results_io import cached, write_results
 from transformers import TrainerCallback
 
@@ -39,7 +38,7 @@ from hf_ddb import Run
 from hf_ddb.amplifier import bias_signals, detection_report, pseudo_bias_labels
 from hf_ddb.config import parse_config
 from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
-from hf_ddb.recipes import DDB_II_WEIGHTINGS, RECIPES, DDBEndToEnd, DDBTwoStep, GroupDROOracle, Recipe, register_recipe
+from hf_ddb.recipes import RECIPES
 from hf_ddb.training import model_inputs, predict_logits
 
 
@@ -119,55 +118,6 @@ class EpochProbe(TrainerCallback):
         return {rule: {"epoch": i + 1, **epochs[i]["test"]} for rule, i in chosen.items()}
 
 
-def _variant(base: type[Recipe], name: str, display_name: str, **defaults: object) -> type[Recipe]:
-    """``base`` with other defaults, registered as a method a run config can name (``methods: [name]``)."""
-    fields = {field.name: field.type for field in dataclasses.fields(base) if field.name in defaults}
-    namespace = {"__annotations__": fields, **defaults, "name": name, "display_name": display_name}
-    namespace["__doc__"] = f"{base.__name__} with {defaults}."
-    return register_recipe(dataclass(type(f"{base.__name__}_{name}", (base,), namespace)))
-
-
-# Method variants measured beside the library's recipes.
-VARIANTS = {
-    cls.name: cls
-    for cls in (
-        # DDB-I over (class, flagged) pseudo groups, with the same balanced batches and tuning
-        _variant(DDBTwoStep, "ddb_i_flag", "DDB-I, (class, flagged) groups", groups="flag"),
-        # DDB-I as it was before the inferred-bias groups: (class, flagged), uniform batches, step 0.01, C = 0
-        _variant(
-            DDBTwoStep,
-            "ddb_i_flag_uniform",
-            "DDB-I, (class, flagged) groups, uniform batches, untuned",
-            groups="flag",
-            group_balanced=False,
-            adjustments=(0.0,),
-        ),
-        # the oracle as it was before group-balanced batches and tuning (uniform batches, step 0.01, C = 0)
-        _variant(
-            GroupDROOracle,
-            "groupdro_oracle_uniform",
-            "GroupDRO (oracle, uniform batches)",
-            step_sizes=(0.01,),
-            adjustments=(0.0,),
-            group_balanced=False,
-        ),
-        # the oracle at the setting its tuning chose at 1% in all three seeds (one training instead of four)
-        _variant(
-            GroupDROOracle,
-            "groupdro_oracle_tuned",
-            "GroupDRO (oracle, step 0.01, C = 4)",
-            step_sizes=(0.01,),
-            adjustments=(4.0,),
-        ),
-        # DDB-II's weightings: LfF's ratio as published and its normalisations, cell balancing, confidence
-        *(
-            _variant(DDBEndToEnd, f"ddb_ii_{weighting}", f"DDB-II ({weighting})", weighting=weighting)
-            for weighting in DDB_II_WEIGHTINGS
-        ),
-    )
-}
-
-
 RATIO_OPTION = {
     "colored_mnist": "conflict_ratio",
     "background_mnist": "aligned_ratio",
@@ -186,7 +136,7 @@ def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
         "benchmark": {"name": args.benchmark, RATIO_OPTION[args.benchmark]: ratio, "source": args.source},
         "classifier": {"architecture": args.arch},
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": 1e-3, "seed": seed},
-        "methods": list(args.methods),
+        "methods": [method_entry(m) for m in args.methods],
         "selection": "auto",
         "diffusion": diffusion,
         "generation": {
@@ -228,8 +178,7 @@ def train_method(run: Run, method: str, ratio: float) -> dict:
     valid_pseudo = run.valid_pseudo_bias() if run.needs_amplifier else None
     probe = EpochProbe(data["valid"], valid_pseudo, data["test"], data["train"])
     run.callbacks = [probe]
-    finished = run.layout.method(method) / "stage.json"
-    finished.unlink(missing_ok=True)  # the probe must see the training: no JSON yet, so train it again
+    run.forget(method)  # the probe must see the training: no JSON yet, so train it again
     metrics = run.debias([method])[method]
     result = {"seed": seed, "seconds": metrics["seconds"], "info": metrics["info"], "test": metrics["test"]}
     result["by_selection"] = probe.by_selection(metrics["info"])
@@ -249,8 +198,8 @@ def amplifier_detection(run: Run) -> dict:
     """The amplifier stage's detection report and generator check (written by the stage, bias labels used for
     that report only)."""
     run.amplifier()
-    marker = json.loads((run.layout.amplifier / "stage.json").read_text())
-    return {**marker["detection"], "fidelity": marker["fidelity"]}
+    record = run.stage_record("amplifier")
+    return {**record["detection"], "fidelity": record["fidelity"]}
 
 
 def main() -> None:

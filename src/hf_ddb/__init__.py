@@ -26,6 +26,8 @@ _EXPORTS = {
     "GenerationConfig": "generation",
     "MLPConfig": "models",
     "MLPForImageClassification": "models",
+    "Recipe": "recipes",
+    "RecipeContext": "recipes",
     "Run": "runner",
     "RunConfig": "config",
     "TrainingConfig": "training",
@@ -79,6 +81,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .models import MLPConfig, MLPForImageClassification, build_classifier, save_classifier  # noqa: F401
     from .pipeline_bias_aligned import BiasAlignedGenerationPipeline  # noqa: F401
     from .pipeline_bias_alignment import BiasAlignmentPipeline  # noqa: F401
-    from .recipes import RECIPES, DDBEndToEnd, DDBTwoStep, DebiasTrainer, train_with_recipe  # noqa: F401
+    from .recipes import (  # noqa: F401
+        RECIPES,
+        DDBEndToEnd,
+        DDBTwoStep,
+        DebiasTrainer,
+        Recipe,
+        RecipeContext,
+        train_with_recipe,
+    )
     from .runner import Run  # noqa: F401
     from .training import TrainingConfig, evaluate_groups, predict_logits, train_erm  # noqa: F401

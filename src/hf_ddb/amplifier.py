@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from .checks import check_choice, check_integer, check_number
 from .data import StreamedSplit, dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
+from .objectives import gce_loss
 from .training import (
     ImageLoading,
     TrainingConfig,
@@ -53,7 +54,6 @@ __all__ = [
     "check_grouping",
     "check_rule",
     "detection_report",
-    "gce_loss",
     "generator_fidelity",
     "heldout_synthetic_accuracy",
     "pseudo_bias",
@@ -61,18 +61,6 @@ __all__ = [
     "pseudo_bias_width",
     "train_bias_amplifier",
 ]
-
-
-def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float = 0.7) -> torch.Tensor:
-    """Generalised cross-entropy per sample, ``(1 - p_y^q) / q`` (Zhang & Sabuncu, 2018).
-
-    Its gradient is ``p_y^q`` times the cross-entropy gradient: easy (bias-aligned) samples dominate,
-    which is why LfF and DDB use it to make a model *more* biased.
-    """
-    if not 0 < q <= 1:
-        raise ValueError(f"GCE needs 0 < q <= 1, got {q}")
-    p_true = F.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
-    return (1.0 - p_true.clamp_min(1e-12) ** q) / q
 
 
 class ClassifierLossTrainer(Trainer):
@@ -361,11 +349,16 @@ class AmplifierConfig:
     learning_rate: float = 1e-3
     class_balanced: bool = True
     rule: str = "misclassified"  # pseudo-label rule, see PSEUDO_LABEL_RULES
+    rule_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"fraction": 0.05} for top_fraction
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_choice("loss", self.loss, ("ce", "gce"))
         check_choice("rule", self.rule, PSEUDO_LABEL_RULES)
+        try:
+            check_rule(self.rule, self.rule_options)
+        except TypeError as err:
+            raise ValueError(f"rule_options do not fit: {err}") from err
         check_number("epochs", self.epochs, low=0.0, low_open=True)
         check_integer("batch_size", self.batch_size, low=1)
         check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
@@ -459,9 +452,11 @@ class BiasSignals:
         rule: str,
         splits: Sequence[str] = ("train", "valid"),
         loading: ImageLoading | None = None,
+        rule_options: Mapping[str, Any] | None = None,
     ) -> BiasSignals:
         scored = {split: bias_signals(model, data[split], loading=loading) for split in splits}
-        return cls(scored, {split: pseudo_bias_labels(signals, rule) for split, signals in scored.items()})
+        options = dict(rule_options or {})
+        return cls(scored, {split: pseudo_bias_labels(signals, rule, **options) for split, signals in scored.items()})
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes ``<split>_<name>`` and ``<split>_pseudo_conflicting`` arrays, atomically."""

@@ -21,7 +21,7 @@ from .amplifier import AmplifierConfig, check_grouping
 from .data import BENCHMARK_OPTIONS
 from .diffusion import DiffusionConfig
 from .generation import GenerationConfig
-from .recipes import RECIPES, SELECTIONS
+from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES, SELECTIONS, Recipe, resolve_recipe
 from .training import TrainingConfig
 
 __all__ = [
@@ -83,11 +83,11 @@ def _type_name(hint: Any) -> str:
 PSEUDO_GROUP_SELECTION = "valid_mean_pseudo_group"
 
 
-def default_selection(methods: list[str]) -> str:
-    """What ``selection: auto`` means for ``methods``: the amplifier's pseudo groups on valid when a DDB method
-    trains an amplifier anyway (fair to every method: validation accuracy on a biased valid split picks the
-    early, biased epochs of the reweighting methods), otherwise validation accuracy."""
-    return PSEUDO_GROUP_SELECTION if any(RECIPES[m].needs_amplifier for m in methods) else "valid_accuracy"
+def default_selection(recipes: Sequence[type[Recipe]]) -> str:
+    """What ``selection: auto`` means for a run of ``recipes``: the amplifier's pseudo groups on valid when a
+    DDB method trains an amplifier anyway (fair to every method: validation accuracy on a biased valid split
+    picks the early, biased epochs of the reweighting methods), otherwise validation accuracy."""
+    return PSEUDO_GROUP_SELECTION if any(r.needs_amplifier for r in recipes) else "valid_accuracy"
 
 
 class ConfigError(ValueError):
@@ -126,6 +126,22 @@ class RunConfig:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     hub: HubConfig = field(default_factory=HubConfig)
     output_dir: str = "runs/default"
+    # methods defined outside hf-ddb: their name -> the import path the config gave ('module:Class')
+    method_imports: dict[str, str] = field(default_factory=dict)
+
+    def recipe(self, method: str) -> type[Recipe]:
+        """The `Recipe` class of one of ``methods`` (built in, or imported from the path the config gave)."""
+        return resolve_recipe(self.method_imports.get(method, method))
+
+    def reads_amplifier(self, method: str) -> bool:
+        """Whether ``method``'s result depends on the amplifier stage: it needs the amplifier (DDB), or it is
+        selected on the amplifier's pseudo groups. The one rule for which stages a method reads."""
+        return self.recipe(method).needs_amplifier or self.selection in PSEUDO_GROUP_SELECTIONS
+
+    @property
+    def needs_amplifier(self) -> bool:
+        """Whether the run needs steps A and B (some method reads the amplifier)."""
+        return any(self.reads_amplifier(m) for m in self.methods)
 
     @property
     def benchmark_name(self) -> str:
@@ -183,7 +199,7 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     """Validate a config mapping; raises `ConfigError` naming the first bad key."""
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping of keys to values")
-    known = {f.name for f in dataclasses.fields(RunConfig)}
+    known = {f.name for f in dataclasses.fields(RunConfig)} - {"method_imports"}  # derived from 'methods'
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown key '{unknown[0]}'; known top-level keys: {sorted(known)}")
@@ -191,40 +207,54 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
     if not isinstance(benchmark, dict) or "name" not in benchmark:
         raise ConfigError("'benchmark' must be a mapping with a 'name'")
     _check_benchmark(benchmark)
-    methods = raw.get("methods", ["erm"])
-    if not isinstance(methods, list) or not methods:
+    entries = raw.get("methods", ["erm"])
+    if not isinstance(entries, list) or not entries:
         raise ConfigError("'methods' must be a non-empty list")
-    for method in methods:
-        if method not in RECIPES:
-            raise ConfigError(f"'methods' has unknown method {method!r}; available: {list(RECIPES)}")
+    recipes: dict[str, type[Recipe]] = {}
+    method_imports: dict[str, str] = {}
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ConfigError(f"'methods' holds {entry!r}; give method names or 'package.module:ClassName'")
+        try:
+            recipe = resolve_recipe(entry)
+        except ValueError as err:
+            raise ConfigError(f"'methods': {err}") from err
+        if recipe.name in recipes:
+            raise ConfigError(f"'methods' names {recipe.name!r} twice")
+        if entry not in RECIPES:
+            if recipe.name in RECIPES:
+                raise ConfigError(f"'methods': {entry} is named {recipe.name!r}, a built-in method; rename it")
+            method_imports[recipe.name] = entry
+        recipes[recipe.name] = recipe
+    methods = list(recipes)
     selection = raw.get("selection", "auto")
     if selection not in (*SELECTIONS, "auto"):
         raise ConfigError(f"'selection' is {selection!r}; choose 'auto' or one of {list(SELECTIONS)}")
     if selection == "auto":
-        selection = default_selection(methods)
+        selection = default_selection(list(recipes.values()))
     method_options = raw.get("method_options") or {}
     if not isinstance(method_options, dict):
         raise ConfigError("'method_options' must be a mapping of method name to keyword arguments")
     for method, options in method_options.items():
-        if method not in RECIPES:
-            raise ConfigError(f"'method_options.{method}': unknown method; available: {list(RECIPES)}")
+        if method not in RECIPES and method not in recipes:
+            raise ConfigError(f"'method_options.{method}': unknown method; available: {[*RECIPES, *method_imports]}")
         if not isinstance(options, dict):
             raise ConfigError(f"'method_options.{method}' must be a mapping")
-        _check_recipe_options(method, options)
+        _check_recipe_options(method, recipes.get(method) or RECIPES[method], options)
     if benchmark.get("streaming"):
         for method in methods:
-            if getattr(RECIPES[method](**method_options.get(method, {})), "group_balanced", False):
+            if getattr(recipes[method](**method_options.get(method, {})), "group_balanced", False):
                 raise ConfigError(
                     f"'methods': {method} draws group-balanced batches (a sampler over rows), which a streamed "
                     f"dataset ('benchmark.streaming') cannot give; set 'method_options.{method}.group_balanced: "
                     "false' or download the dataset"
                 )
     amplifier = _section(AmplifierConfig, raw.get("amplifier"), "amplifier")
-    for method in methods:  # a DDB recipe takes the amplifier's rule unless it names its own
-        if RECIPES[method].needs_amplifier:
-            options = method_options.get(method, {})
+    for method in methods:  # the pseudo groups a DDB recipe asks for must exist under the amplifier's rule
+        grouping = method_options.get(method, {}).get("groups", getattr(recipes[method], "groups", None))
+        if recipes[method].needs_amplifier and grouping is not None:
             try:
-                check_grouping(options.get("groups", RECIPES[method].groups), options.get("rule", amplifier.rule))
+                check_grouping(grouping, amplifier.rule)
             except ValueError as err:
                 raise ConfigError(f"'method_options.{method}.groups': {err}") from err
     hub = _section(HubConfig, raw.get("hub"), "hub")
@@ -258,6 +288,7 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         method_options={k: dict(v) for k, v in method_options.items()},
         hub=hub,
         output_dir=output_dir,
+        method_imports=method_imports,
     )
 
 
@@ -292,16 +323,13 @@ def _check_benchmark(benchmark: dict[str, Any]) -> None:
         raise ConfigError(f"'benchmark.{key}': {err}") from err
 
 
-def _check_recipe_options(method: str, options: dict[str, Any]) -> None:
-    known = (
-        {f.name for f in dataclasses.fields(RECIPES[method])} if dataclasses.is_dataclass(RECIPES[method]) else set()
-    )
-    known -= {"amplifier", "signals"}  # set by the run from its own amplifier stage
+def _check_recipe_options(method: str, recipe: type[Recipe], options: dict[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(recipe)} if dataclasses.is_dataclass(recipe) else set()
     for key in options:
         if key not in known:
             raise ConfigError(f"unknown key 'method_options.{method}.{key}'; known: {sorted(known)}")
     try:
-        RECIPES[method](**options)  # the recipe checks its own values (e.g. DDB-II's weight_floor range)
+        recipe(**options)  # the recipe checks its own values (e.g. DDB-II's weight_floor range)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"'method_options.{method}': {err}") from err
 

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from .amplifier import gce_loss
 from .utils import gather_rows, process_rank_and_count, sum_over_processes
 
 if TYPE_CHECKING:
@@ -41,9 +40,22 @@ __all__ = [
     "GroupDROObjective",
     "Objective",
     "RelativeDifficultyObjective",
+    "gce_loss",
 ]
 
 WEIGHT_NORMALISATIONS = ("none", "class", "group")
+
+
+def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float = 0.7) -> torch.Tensor:
+    """Generalised cross-entropy per sample, ``(1 - p_y^q) / q`` (Zhang & Sabuncu, 2018).
+
+    Its gradient is ``p_y^q`` times the cross-entropy gradient: easy (bias-aligned) samples dominate,
+    which is why LfF and DDB use it to make a model *more* biased.
+    """
+    if not 0 < q <= 1:
+        raise ValueError(f"GCE needs 0 < q <= 1, got {q}")
+    p_true = F.softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
+    return (1.0 - p_true.clamp_min(1e-12) ** q) / q
 
 
 def check_unit_interval(name: str, value: float, low_open: bool = False) -> None:

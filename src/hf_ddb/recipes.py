@@ -47,6 +47,7 @@ from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArgu
 from transformers.utils import ModelOutput
 
 from .amplifier import (
+    PSEUDO_GROUPINGS,
     ClassifierLossTrainer,
     bias_signals,
     check_grouping,
@@ -55,6 +56,7 @@ from .amplifier import (
     pseudo_bias_labels,
     pseudo_bias_width,
 )
+from .checks import check_choice
 from .data import StreamedSplit
 from .metrics import group_metrics
 from .objectives import (
@@ -96,8 +98,11 @@ __all__ = [
     "JTT",
     "LfF",
     "Recipe",
+    "RecipeContext",
     "committee_aligned",
+    "import_recipe",
     "register_recipe",
+    "resolve_recipe",
     "train_with_recipe",
 ]
 
@@ -124,6 +129,46 @@ class BiasInference:
     search: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # objective fields to tune: name -> values
     tune_on: str | None = None  # the selection score that ranks the `search` candidates on valid
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RecipeContext:
+    """Everything a `Recipe` may read to infer the bias, passed explicitly (nothing is injected into a recipe's
+    options): the ``train`` and ``valid`` splits (never ``test``), a factory of fresh target models, the
+    training settings and, for recipes that read the bias amplifier (``needs_amplifier``), the amplifier and
+    its `bias_signals` per split (a run scores them once in its amplifier stage; otherwise `signals` computes
+    them from ``amplifier``) with the pseudo-label ``rule`` (and its ``rule_options``) the run flags rows by."""
+
+    train: Dataset
+    valid: Dataset | None = None
+    make_model: ModelFactory | None = None
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    amplifier: PreTrainedModel | None = None
+    amplifier_signals: Mapping[str, Mapping[str, np.ndarray]] | None = None
+    rule: str = "misclassified"
+    rule_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_rule(self.rule, self.rule_options)
+
+    def signals(self, split: str) -> Mapping[str, np.ndarray]:
+        """The amplifier's signals on ``split`` (``"train"`` or ``"valid"``), stored or computed."""
+        dataset = self.train if split == "train" else self.valid
+        if self.amplifier_signals is not None and split in self.amplifier_signals:
+            signals = self.amplifier_signals[split]
+            if len(signals["loss"]) != len(dataset):
+                rows = len(signals["loss"])
+                raise ValueError(f"amplifier_signals[{split!r}] has {rows} rows, the {split} split {len(dataset)}")
+            return signals
+        if self.amplifier is None:
+            raise ValueError("this method needs the bias amplifier: give the context an amplifier or its signals")
+        return bias_signals(self.amplifier, dataset)
+
+    def new_model(self) -> PreTrainedModel:
+        """A freshly initialised target model."""
+        if self.make_model is None:
+            raise ValueError("this method trains models of its own: give the context a make_model factory")
+        return self.make_model()
 
 
 @dataclass
@@ -217,8 +262,9 @@ class Recipe:
 
     Subclasses override `infer` and set the method's metadata, the one place each method is named:
     ``name`` (its key in configs and run folders), ``display_name`` and ``summary`` (reports and cards),
-    ``uses_bias_labels`` (an oracle) and ``needs_amplifier`` (DDB: steps A and B run first). Their
-    dataclass fields are the method's options (``method_options`` in a config), checked when it is built.
+    ``uses_bias_labels`` (an oracle) and ``needs_amplifier`` (DDB: steps A and B run first, and the
+    `RecipeContext` holds the amplifier and its signals). Their dataclass fields are the method's options
+    (``method_options`` in a config), checked when it is built.
     """
 
     name = "recipe"
@@ -227,9 +273,8 @@ class Recipe:
     uses_bias_labels = False
     needs_amplifier = False
 
-    def infer(
-        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
-    ) -> BiasInference:
+    def infer(self, context: RecipeContext) -> BiasInference:
+        """The `BiasInference` (objective, tuning grid, selection groups) to train with; ERM by default."""
         return BiasInference()
 
 
@@ -253,11 +298,9 @@ class JTT(Recipe):
         if not (math.isfinite(self.identification_epochs) and self.identification_epochs > 0):
             raise ValueError(f"identification_epochs must be a finite number > 0, got {self.identification_epochs}")
 
-    def infer(
-        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
-    ) -> BiasInference:
-        identifier = make_model()
-        config = TrainingConfig(**{**training.to_dict(), "epochs": self.identification_epochs})
+    def infer(self, context: RecipeContext) -> BiasInference:
+        train, identifier = context.train, context.new_model()
+        config = TrainingConfig(**{**context.training.to_dict(), "epochs": self.identification_epochs})
         with tempfile.TemporaryDirectory() as scratch:
             args = config.to_training_arguments(scratch, disable_tqdm=True, logging_strategy="no")
             train_erm(identifier, train, args, loading=config.image_loading())
@@ -279,10 +322,8 @@ class LfF(Recipe):
         check_unit_interval("gce_q", self.gce_q, low_open=True)
         check_unit_interval("ema_alpha", self.ema_alpha)
 
-    def infer(
-        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
-    ) -> BiasInference:
-        bias_model = _independent_init(make_model(), training.seed + 1)
+    def infer(self, context: RecipeContext) -> BiasInference:
+        bias_model = _independent_init(context.new_model(), context.training.seed + 1)
         objective = RelativeDifficultyObjective(bias_model=bias_model, gce_q=self.gce_q, ema_alpha=self.ema_alpha)
         return BiasInference(objective)
 
@@ -344,15 +385,14 @@ class BiasEnsemble(Recipe):
         check_unit_interval("gce_q", self.gce_q, low_open=True)
         check_unit_interval("ema_alpha", self.ema_alpha)
 
-    def infer(
-        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
-    ) -> BiasInference:
+    def infer(self, context: RecipeContext) -> BiasInference:
+        train, training = context.train, context.training
         labels = np.asarray(train["label"])
-        accuracy = _selection_score("valid_accuracy", valid, BiasInference())
+        accuracy = _selection_score("valid_accuracy", context.valid, BiasInference())
         prob_true = []
         for member_index in range(self.num_models):
             seed = training.seed + 1 + member_index
-            member = _independent_init(make_model(), seed)
+            member = _independent_init(context.new_model(), seed)
             config = TrainingConfig(
                 **{**training.to_dict(), "learning_rate": self.committee_learning_rate, "seed": seed}
             )
@@ -376,7 +416,7 @@ class BiasEnsemble(Recipe):
         prob_true = np.stack(prob_true)
         aligned = committee_aligned(prob_true, self.threshold, self.agreement)
         objective = RelativeDifficultyObjective(
-            bias_model=_independent_init(make_model(), training.seed + 1),
+            bias_model=_independent_init(context.new_model(), training.seed + 1),
             bias_loss="ce",
             bias_train_mask=aligned,
             gce_q=self.gce_q,
@@ -427,10 +467,9 @@ class DisEnt(Recipe):
             ema_alpha=self.ema_alpha,
         )
 
-    def infer(
-        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
-    ) -> BiasInference:
-        return BiasInference(self.objective(), make_target=lambda: self.disentangled(make_model(), training.seed))
+    def infer(self, context: RecipeContext) -> BiasInference:
+        seed = context.training.seed
+        return BiasInference(self.objective(), make_target=lambda: self.disentangled(context.new_model(), seed))
 
     def disentangled(self, model: PreTrainedModel, seed: int) -> PreTrainedModel:
         """``model``'s MLP as DFA's intrinsic + bias pair (same labels, size and normalisation), seeded."""
@@ -478,9 +517,8 @@ class GroupDROOracle(Recipe):
     def __post_init__(self) -> None:
         _check_group_dro(self.step_sizes, self.adjustments)
 
-    def infer(
-        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
-    ) -> BiasInference:
+    def infer(self, context: RecipeContext) -> BiasInference:
+        train = context.train
         num_bias = train.features["bias_label"].num_classes
         groups = np.asarray(train["label"]) * num_bias + np.asarray(train["bias_label"])
         num_groups = train.features["label"].num_classes * num_bias
@@ -500,43 +538,29 @@ class GroupDROOracle(Recipe):
 
 @dataclass
 class _DDB(Recipe):
-    """``signals`` may hold the amplifier's `bias_signals` on ``"train"`` and ``"valid"`` already computed
-    (a run's amplifier stage stores them); otherwise they are computed from ``amplifier``. ``groups`` picks the
-    pseudo groups (`hf_ddb.amplifier.pseudo_bias`): ``inferred_bias`` (class x the amplifier's predicted class,
-    the default) or ``flag`` (class x flagged by ``rule``)."""
+    """What DDB's recipes share: the amplifier's pseudo groups (`hf_ddb.amplifier.pseudo_bias`) from the
+    context's signals and rule. ``groups``: ``inferred_bias`` (class x the amplifier's predicted class, the
+    default) or ``flag`` (class x flagged by the rule)."""
 
-    amplifier: PreTrainedModel | None = None
-    rule: str = "misclassified"
-    rule_options: Mapping[str, Any] = field(default_factory=dict)
     groups: str = "inferred_bias"
-    signals: Mapping[str, Mapping[str, np.ndarray]] | None = None
     needs_amplifier = True
 
     def __post_init__(self) -> None:
-        check_rule(self.rule, self.rule_options)  # before any work
-        check_grouping(self.groups, self.rule)
+        check_choice("groups", self.groups, PSEUDO_GROUPINGS)
 
-    def _signals(self, dataset: Dataset, split: str) -> Mapping[str, np.ndarray]:
-        if self.signals is not None and split in self.signals:
-            signals = self.signals[split]
-            if len(signals["loss"]) != len(dataset):
-                raise ValueError(f"signals[{split!r}] has {len(signals['loss'])} rows, the split {len(dataset)}")
-            return signals
-        if self.amplifier is None:
-            raise ValueError(f"{self.name} needs a trained bias amplifier (amplifier=...)")
-        return bias_signals(self.amplifier, dataset)
-
-    def _pseudo_bias(self, dataset: Dataset, split: str) -> tuple[Mapping[str, np.ndarray], np.ndarray, int]:
+    def _pseudo_bias(self, context: RecipeContext, split: str) -> tuple[Mapping[str, np.ndarray], np.ndarray, int]:
         """The split's amplifier signals, each row's pseudo bias value (0 = aligned) and the values' range."""
-        signals = self._signals(dataset, split)
-        flags = pseudo_bias_labels(dict(signals), self.rule, **self.rule_options)
+        check_grouping(self.groups, context.rule)
+        dataset = context.train if split == "train" else context.valid
+        signals = context.signals(split)
+        flags = pseudo_bias_labels(dict(signals), context.rule, **context.rule_options)
         width = pseudo_bias_width(self.groups, dataset.features["label"].num_classes)
         return signals, pseudo_bias(signals, dataset["label"], flags, self.groups, width), width
 
-    def _pseudo_groups(self, train: Dataset, valid: Dataset) -> _PseudoGroups:
-        signals, bias, width = self._pseudo_bias(train, "train")
-        _, valid_bias, _ = self._pseudo_bias(valid, "valid")
-        labels = np.asarray(train["label"])
+    def _pseudo_groups(self, context: RecipeContext) -> _PseudoGroups:
+        signals, bias, width = self._pseudo_bias(context, "train")
+        _, valid_bias, _ = self._pseudo_bias(context, "valid")
+        labels = np.asarray(context.train["label"])
         return _PseudoGroups(signals, labels, bias, valid_bias, width, self.groups)
 
 
@@ -602,10 +626,8 @@ class DDBTwoStep(_DDB):
         super().__post_init__()
         _check_group_dro(self.step_sizes, self.adjustments)
 
-    def infer(
-        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
-    ) -> BiasInference:
-        groups = self._pseudo_groups(train, valid)
+    def infer(self, context: RecipeContext) -> BiasInference:
+        groups = self._pseudo_groups(context)
         objective = GroupDROObjective(
             group_ids=groups.ids,
             num_groups=groups.num_groups,
@@ -661,10 +683,8 @@ class DDBEndToEnd(_DDB):
         check_unit_interval("weight_floor", self.weight_floor)
         check_unit_interval("ema_alpha", self.ema_alpha)
 
-    def infer(
-        self, train: Dataset, valid: Dataset, make_model: ModelFactory, training: TrainingConfig
-    ) -> BiasInference:
-        groups = self._pseudo_groups(train, valid)
+    def infer(self, context: RecipeContext) -> BiasInference:
+        groups = self._pseudo_groups(context)
         info = {**groups.info(), "weighting": self.weighting}
         if self.weighting in _STATIC_WEIGHTINGS:
             if self.weighting == "cell":
@@ -736,6 +756,53 @@ def confidence_weights(prob_true: np.ndarray, labels: np.ndarray, flagged: np.nd
 RECIPES: dict[str, type[Recipe]] = {
     cls.name: cls for cls in (ERM, JTT, LfF, DisEnt, BiasEnsemble, DDBTwoStep, DDBEndToEnd, GroupDROOracle)
 }
+
+
+def import_recipe(path: str) -> type[Recipe]:
+    """The `Recipe` subclass at ``path``: ``package.module:ClassName`` (an importable module) or
+    ``path/to/file.py:ClassName`` (a Python file, relative to the current directory), so that a run config can
+    name a method defined outside hf-ddb. Importing runs that module's code: name only code you trust."""
+    import importlib
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    module_name, _, class_name = path.rpartition(":")
+    if not module_name or not class_name.isidentifier():
+        raise ValueError(f"{path!r} is no import path; write 'package.module:ClassName' or 'file.py:ClassName'")
+    if module_name.endswith(".py"):
+        file = Path(module_name).resolve()
+        if not file.is_file():
+            raise ValueError(f"{path!r}: no file {module_name}")
+        key = f"hf_ddb_user_recipes.{file.stem}_{abs(hash(str(file)))}"
+        module = sys.modules.get(key)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(key, file)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[key] = module  # dataclasses look their module up while the file runs
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[key]
+                raise
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ValueError(f"{path!r}: cannot import {module_name!r} ({err})") from err
+    recipe = getattr(module, class_name, None)
+    if not (isinstance(recipe, type) and issubclass(recipe, Recipe)) or recipe.name == Recipe.name:
+        raise ValueError(f"{path!r} is not a Recipe subclass with its own `name`")
+    return recipe
+
+
+def resolve_recipe(method: str) -> type[Recipe]:
+    """A built-in method by name (`RECIPES`), or a method outside hf-ddb by import path (`import_recipe`)."""
+    if method in RECIPES:
+        return RECIPES[method]
+    if ":" in method:
+        return import_recipe(method)
+    raise ValueError(f"unknown method {method!r}; available: {list(RECIPES)}, or 'package.module:ClassName'")
 
 
 def register_recipe(recipe: type[Recipe]) -> type[Recipe]:
@@ -813,9 +880,7 @@ def _candidates(inference: BiasInference) -> list[tuple[dict[str, Any], BiasInfe
 
 def train_with_recipe(
     recipe: Recipe,
-    data: Mapping[str, Dataset],
-    make_model: ModelFactory,
-    training: TrainingConfig,
+    context: RecipeContext,
     output_dir: str,
     *,
     selection: str = "valid_accuracy",
@@ -823,23 +888,22 @@ def train_with_recipe(
     valid_pseudo_bias: np.ndarray | None = None,
     progress_bar: bool = False,
 ) -> tuple[PreTrainedModel, dict[str, Any]]:
-    """Infer the bias with ``recipe`` on ``data["train"]``, train a fresh model robustly, select on ``valid``.
+    """Infer the bias with ``recipe`` from ``context``, train a fresh model robustly, select on ``valid``.
 
-    Only ``data["train"]`` and ``data["valid"]`` are read; the test split is never touched here.
+    Only the context's ``train`` and ``valid`` are read; the test split is never touched here.
     Returns the selected model and a dict of what happened (inference info, selection history).
     ``callbacks`` are extra `TrainerCallback`s (e.g. a per-epoch probe in a benchmark; they see the
     Trainer's `DebiasModel`, whose ``target`` is the classifier). ``valid_pseudo_bias`` (an amplifier's pseudo
     bias per ``valid`` row, 0 = aligned: `hf_ddb.amplifier.pseudo_bias`) lets recipes that infer no pseudo
     groups of their own be selected by the pseudo-group selections. A recipe that asks to tune
-    hyper-parameters (the oracle, DDB-I) has one model
-    trained per setting; the best by its ``tune_on`` score on ``valid`` is returned. A callback with an
-    ``on_bias_inference(inference)`` method is shown the recipe's `BiasInference` before training (a
-    benchmark scores the recipe's own detection with it).
+    hyper-parameters (the oracle, DDB-I) has one model trained per setting; the best by its ``tune_on`` score
+    on ``valid`` is returned. A callback with an ``on_bias_inference(inference)`` method is shown the recipe's
+    `BiasInference` before training (a benchmark scores the recipe's own detection with it).
     """
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
-    train, valid = data["train"], data["valid"]
-    inference = recipe.infer(train, valid, make_model, training)
+    train, valid, training = context.train, context.valid, context.training
+    inference = recipe.infer(context)
     for callback in callbacks:
         if hasattr(callback, "on_bias_inference"):
             callback.on_bias_inference(inference)
@@ -850,7 +914,7 @@ def train_with_recipe(
     best: tuple[float, PreTrainedModel, dict[str, Any]] | None = None
     search: list[dict[str, Any]] = []
     for setting, candidate in candidates:
-        model = (candidate.make_target or make_model)()
+        model = (candidate.make_target or context.new_model)()
         selector = _SelectBest(_selection_score(selection, valid, candidate), model) if selection != "last" else None
         args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
         trainer = DebiasTrainer(

@@ -176,8 +176,6 @@ def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
 def write_report(summary: RunSummary) -> dict[str, Any]:
     """Write the report files and model cards of a run; returns what results.json holds."""
     from .data import findings_grid, sample_grid
-    from .recipes import RECIPES
-
     config, root, results = summary.config, summary.root, summary.results
     benchmark = config.benchmark_name
     dataset_id = config.benchmark.get("path") if benchmark == "hub" else None
@@ -271,8 +269,9 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
     ]
     for method, result in results.items():
         folder = layout.method_model(method)
-        with_findings = "findings" in figures and RECIPES[method].needs_amplifier  # DDB trained on those flags
-        title, text = RECIPES[method].display_name, RECIPES[method].summary
+        recipe = config.recipe(method)
+        with_findings = "findings" in figures and recipe.needs_amplifier  # DDB trained on those flags
+        title, text = recipe.display_name, recipe.summary
         metrics = {k: result["test"][k] for k, _ in TABLE_COLUMNS if result["test"].get(k) is not None}
         shown = [figures["groups"], *([figures["findings"]] if with_findings else [])]
         cards.write(
@@ -302,7 +301,7 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             ),
             training_rows=_training_rows(training, train_keys)
             + [("architecture", config.classifier.architecture), ("selection", config.selection)],
-            warnings=warnings if RECIPES[method].needs_amplifier else [],
+            warnings=warnings if recipe.needs_amplifier else [],
             findings_image=figures["findings"].name if with_findings else "",
             base_model=base_model,
         )

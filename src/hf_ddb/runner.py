@@ -32,7 +32,7 @@ from .amplifier import BiasSignals
 from .config import RunConfig
 from .data import first_image
 from .layout import RunLayout
-from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES
+from .recipes import PSEUDO_GROUP_SELECTIONS, Recipe
 from .utils import atomic_write_text, process_rank_and_count, remove_leftovers
 
 __all__ = ["STAGES", "STAGE_ORDER", "Run", "Stage", "stage_key"]
@@ -58,7 +58,8 @@ STAGES = {
             "amplifier",
             ("generation",),
             lambda c: {
-                "amplifier": asdict(c.amplifier),
+                # rule_options keyed only when set, as augmentation and precision below
+                "amplifier": {k: v for k, v in asdict(c.amplifier).items() if k != "rule_options" or v},
                 **({"augmentation": c.training.augmentation} if c.training.augmentation != "none" else {}),
                 **({"precision": c.training.mixed_precision} if c.training.mixed_precision not in (None, "no") else {}),
             },
@@ -71,10 +72,9 @@ STAGE_ORDER = (*STAGES, "debias", "report")  # "debias": one stage per method, k
 logger = logging.getLogger(__name__)
 
 
-def recipe_settings(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Every setting ``method`` trains with: its options over its defaults (a changed default re-trains the
-    method), without what the run supplies from its own stages (the amplifier and its signals)."""
-    recipe = RECIPES[method]
+def recipe_settings(recipe: type[Recipe], options: dict[str, Any]) -> dict[str, Any]:
+    """Every setting ``recipe`` trains with: its options over its defaults (a changed default re-trains the
+    method)."""
     if not dataclasses.is_dataclass(recipe):
         return dict(options)
     defaults = {
@@ -82,8 +82,7 @@ def recipe_settings(method: str, options: dict[str, Any]) -> dict[str, Any]:
         for f in dataclasses.fields(recipe)
         if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
     }
-    settings = {**defaults, **options}
-    return {key: value for key, value in settings.items() if key not in ("amplifier", "signals")}
+    return {**defaults, **options}
 
 
 def stage_key(payload: Any) -> str:
@@ -189,6 +188,30 @@ class Run:
         """Whether this process writes: every process computes a stage, the main one saves it."""
         return int(os.environ.get("RANK", "0")) == 0
 
+    def _stage_folder(self, stage: str) -> tuple[Path, str]:
+        """The folder and current key of one of `STAGES` or a method."""
+        if stage in STAGES:
+            folders = {"diffusion": self.layout.diffusion, "generation": self.layout.synthetic}
+            return folders.get(stage, self.layout.amplifier), self.key(stage)
+        if stage in self.config.methods:
+            return self.layout.method(stage), self.method_key(stage)
+        raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)} and the methods {self.config.methods}")
+
+    def stage_record(self, stage: str) -> dict[str, Any] | None:
+        """What a finished stage recorded (``seconds``, and the amplifier's ``detection`` and ``fidelity``), or
+        None when ``stage`` (one of `STAGES` or a method name) has not finished with the current settings."""
+        folder, key = self._stage_folder(stage)
+        marker = self._marker(folder)
+        return marker if marker is not None and marker.get("key") == key else None
+
+    def forget(self, stage: str) -> None:
+        """Make the next request for ``stage`` (one of `STAGES` or a method) compute it again, in place: its
+        finished record is removed, its outputs are overwritten (a benchmark's probe must see the training)."""
+        folder, _ = self._stage_folder(stage)
+        if self.is_main_process:
+            (folder / "stage.json").unlink(missing_ok=True)
+        self._resolved.pop(f"method:{stage}" if stage in self.config.methods else stage, None)
+
     # ---------------------------------------------------------------- keys
     def key(self, stage: str) -> str:
         """The cache key of one of `STAGES`: its config sections and the keys of the stages it reads."""
@@ -207,9 +230,9 @@ class Run:
             "training": c.training.to_dict(),
             "selection": c.selection,
             "method": method,
-            "options": recipe_settings(method, c.method_options.get(method, {})),
+            "options": recipe_settings(c.recipe(method), c.method_options.get(method, {})),
         }
-        if RECIPES[method].needs_amplifier or c.selection in PSEUDO_GROUP_SELECTIONS:
+        if self.config.reads_amplifier(method):
             payload["amplifier"] = self.key("amplifier")
         return stage_key(payload)
 
@@ -225,9 +248,8 @@ class Run:
 
     @property
     def needs_amplifier(self) -> bool:
-        """Whether the config needs steps A and B (a DDB method, or selection by BA pseudo groups)."""
-        c = self.config
-        return any(RECIPES[m].needs_amplifier for m in c.methods) or c.selection in PSEUDO_GROUP_SELECTIONS
+        """Whether the config needs steps A and B (`RunConfig.needs_amplifier`)."""
+        return self.config.needs_amplifier
 
     @property
     def class_names(self) -> list[str]:
@@ -286,7 +308,9 @@ class Run:
             model, processor, synthetic_accuracy = train_bias_amplifier(
                 synthetic, self.class_names, settings, layout.amplifier / "trainer", runtime=self.config.training
             )
-            signals = BiasSignals.score(model, self.data, settings.rule, loading=self.loading)
+            signals = BiasSignals.score(
+                model, self.data, settings.rule, loading=self.loading, rule_options=settings.rule_options
+            )
             fidelity = generator_fidelity(synthetic_accuracy, signals.splits["train"]["correct"], len(self.class_names))
             self.log(
                 f"amplifier: {fidelity['synthetic_heldout_accuracy']:.1%} right on held-out synthetic images, "
@@ -337,7 +361,7 @@ class Run:
         return self._once(f"method:{method}", lambda: self._train_method(method))
 
     def _train_method(self, method: str) -> dict[str, Any]:
-        if RECIPES[method].needs_amplifier or self.config.selection in PSEUDO_GROUP_SELECTIONS:
+        if self.config.reads_amplifier(method):
             self.amplifier_signals()  # the upstream stages first, so the stage's time is the method's own
         folder = self.layout.method(method)
         self._stage(method, folder, self.method_key(method), lambda: self._fit_method(method))
@@ -347,19 +371,18 @@ class Run:
         from transformers import AutoModelForImageClassification
 
         from .models import build_classifier, save_classifier
-        from .recipes import train_with_recipe
+        from .recipes import RecipeContext, train_with_recipe
         from .training import evaluate_groups, predict_logits
 
-        options = dict(self.config.method_options.get(method, {}))
-        if RECIPES[method].needs_amplifier:
-            options["amplifier"] = AutoModelForImageClassification.from_pretrained(self.amplifier()).eval()
-            options.setdefault("rule", self.config.amplifier.rule)
-            options["signals"] = self.amplifier_signals().splits  # scored once by the amplifier stage
-        valid_pseudo = None
-        if self.config.selection in PSEUDO_GROUP_SELECTIONS and not RECIPES[method].needs_amplifier:
+        recipe_class = self.config.recipe(method)
+        amplifier, signals, valid_pseudo = None, None, None
+        if recipe_class.needs_amplifier:
+            amplifier = AutoModelForImageClassification.from_pretrained(self.amplifier()).eval()
+            signals = self.amplifier_signals().splits  # scored once by the amplifier stage
+        if self.config.selection in PSEUDO_GROUP_SELECTIONS:  # for recipes that infer no pseudo groups themselves
             valid_pseudo = self.valid_pseudo_bias()
         started = time.time()
-        recipe = RECIPES[method](**options)
+        recipe = recipe_class(**self.config.method_options.get(method, {}))
         classifier, training = self.config.classifier, self.config.training
         image_size = classifier.image_size or first_image(self.data["train"]).width
         processors = []
@@ -379,11 +402,19 @@ class Run:
             return model
 
         self.log(f"{method}: training ({training.epochs:g} epochs, selection {self.config.selection})")
-        model, info = train_with_recipe(
-            recipe,
-            self.data,
+        context = RecipeContext(
+            self.data["train"],
+            self.data["valid"],
             make_model,
             training,
+            amplifier=amplifier,
+            amplifier_signals=signals,
+            rule=self.config.amplifier.rule,
+            rule_options=self.config.amplifier.rule_options,
+        )
+        model, info = train_with_recipe(
+            recipe,
+            context,
             str(self.layout.method(method) / "trainer"),
             selection=self.config.selection,
             valid_pseudo_bias=valid_pseudo,

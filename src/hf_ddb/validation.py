@@ -117,7 +117,6 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_ch
     Raises `ConfigError` naming the config key (or the data's split and row) of the first problem.
     """
     from .data import first_image
-    from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES
 
     _check_output_dir(config.output_dir)
     data = data if data is not None else load_run_dataset(config, image_check)
@@ -128,7 +127,7 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_ch
         size = classifier.image_size or first_image(train).width
         model_args = classifier.model_args
         _check_model("classifier.architecture", classifier.architecture, num_classes, size, model_args=model_args)
-    if any(RECIPES[m].needs_amplifier for m in config.methods) or config.selection in PSEUDO_GROUP_SELECTIONS:
+    if config.needs_amplifier:
         resolution = config.diffusion.resolution
         _check_model("amplifier.architecture", config.amplifier.architecture, num_classes, resolution)
     return data
