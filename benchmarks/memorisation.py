@@ -25,19 +25,21 @@ from transformers import PreTrainedModel, TrainerCallback, TrainingArguments
 from hf_ddb import TrainingConfig, build_classifier, load_benchmark
 from hf_ddb.amplifier import (
     BiasAmplifierTrainer,
-    ClassifierLossTrainer,
     at_model_size,
     bias_signals,
     detection_report,
     pseudo_bias_labels,
 )
+from hf_ddb.objectives import ERMObjective
+from hf_ddb.trainer import DebiasTrainer
 
 
 class _DetectionEachEpoch(TrainerCallback):
     def __init__(self, real_train: Dataset) -> None:
         self.real_train, self.history = real_train, []
 
-    def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, model: PreTrainedModel = None, **kw: Any):
+    def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, model: Any = None, **kw: Any):
+        model = model.target  # the Trainer's model is a DebiasModel
         signals = bias_signals(model, self.real_train)
         report = detection_report(signals, pseudo_bias_labels(signals), self.real_train)
         self.history.append({"epoch": round(state.epoch), **report})
@@ -62,15 +64,16 @@ def memorisation_analysis(
     for the report only.
     """
     real_at_size = at_model_size(make_model(), real_train)  # the same resolution as the synthetic images
-    runs = {
-        "synthetic_ce": (BiasAmplifierTrainer, synthetic, "ce"),
-        "real_ce": (ClassifierLossTrainer, real_at_size, "ce"),
-        "real_gce": (ClassifierLossTrainer, real_at_size, "gce"),
-    }
+    runs = {"synthetic_ce": (synthetic, "ce"), "real_ce": (real_at_size, "ce"), "real_gce": (real_at_size, "gce")}
     results = {}
-    for name, (trainer_cls, data, loss) in runs.items():
+    for name, (data, loss) in runs.items():
         tracker = _DetectionEachEpoch(real_at_size)
-        trainer_cls(make_model(), args, data, loss=loss, gce_q=gce_q, callbacks=[tracker]).train()
+        if data is synthetic:
+            trainer = BiasAmplifierTrainer(make_model(), args, data, loss=loss, gce_q=gce_q, callbacks=[tracker])
+        else:  # the real set: what the amplifier must never see, trained here only to measure memorisation
+            objective = ERMObjective(loss_type=loss, gce_q=gce_q)
+            trainer = DebiasTrainer(make_model(), args, data, objective, callbacks=[tracker])
+        trainer.train()
         results[name] = tracker.history
     return results
 

@@ -317,6 +317,27 @@ def _api_cases():
     ]
 
 
+def test_amplifier_trainer_names_its_bad_inputs(tmp_path):
+    """gce_q 0, labels outside the model's classes and an empty synthetic set fail at construction, in words."""
+    from datasets import ClassLabel, Dataset, Features, Image
+    from PIL import Image as PILImage
+
+    from hf_ddb import TrainingConfig, build_classifier
+    from hf_ddb.amplifier import BiasAmplifierTrainer
+
+    features = Features({"image": Image(), "label": ClassLabel(names=["a", "b", "c"])})
+    images = [PILImage.new("RGB", (8, 8), (i * 40, 0, 0)) for i in range(6)]
+    synthetic = Dataset.from_dict({"image": images, "label": [0, 1, 2, 0, 1, 2]}, features=features)
+    model, _ = build_classifier("mlp", {0: "a", 1: "b"}, image_size=8, seed=0)  # two classes, the data three
+    args = TrainingConfig(epochs=1, batch_size=2).to_training_arguments(tmp_path, disable_tqdm=True)
+    with pytest.raises(ValueError, match="gce_q must be in"):
+        BiasAmplifierTrainer(model, args, synthetic, gce_q=0.0)
+    with pytest.raises(ValueError, match="label 2, outside the model's 2 classes"):
+        BiasAmplifierTrainer(model, args, synthetic)
+    with pytest.raises(ValueError, match="train_dataset is empty"):
+        BiasAmplifierTrainer(model, args, synthetic.select([]))
+
+
 def test_api_refuses_bad_values():
     for name, call, message in _api_cases():
         with pytest.raises((ValueError, TypeError)) as info:

@@ -28,8 +28,6 @@ from hf_ddb.recipes import (
     BiasInference,
     DDBEndToEnd,
     DDBTwoStep,
-    DebiasModel,
-    DebiasTrainer,
     DisEnt,
     GroupBalancedSampler,
     GroupDROOracle,
@@ -38,6 +36,7 @@ from hf_ddb.recipes import (
     committee_aligned,
     train_with_recipe,
 )
+from hf_ddb.trainer import DebiasModel, DebiasTrainer
 from hf_ddb.training import predict_logits
 
 

@@ -167,20 +167,15 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
 
     run_dir, path, _ = finished_run
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fake Hub is on loopback
-    leak = run_dir / "methods" / "ddb_i" / "model" / "secret.txt"  # a link to a file outside the folder
-    leak.symlink_to(path)
-    try:
-        with FakeHub() as fake:
-            monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
-            assert main(["push", str(path), "--dry-run"]) == 0  # lists, sends nothing
-            dry = capsys.readouterr().out
-            assert not fake.repos and "would push 7 files to me/cmnist-ddb-classifier" in dry
-            assert "would push 3 files to me/cmnist-ddb-synthetic" in dry
-            assert main(["push", str(path), "--dry-run", "--no-dataset"]) == 0
-            assert "me/cmnist-ddb-synthetic" not in capsys.readouterr().out
-            assert main(["push", str(path), "--private"]) == 0
-    finally:
-        leak.unlink()
+    with FakeHub() as fake:
+        monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
+        assert main(["push", str(path), "--dry-run"]) == 0  # lists, sends nothing
+        dry = capsys.readouterr().out
+        assert not fake.repos and "would push 7 files to me/cmnist-ddb-classifier" in dry
+        assert "would push 3 files to me/cmnist-ddb-synthetic" in dry
+        assert main(["push", str(path), "--dry-run", "--no-dataset"]) == 0
+        assert "me/cmnist-ddb-synthetic" not in capsys.readouterr().out
+        assert main(["push", str(path), "--private"]) == 0
     assert all(repo["private"] for repo in fake.repos.values())
     assert {repo: info["type"] for repo, info in fake.repos.items()} == {
         "me/cmnist-ddb-diffusion": "model",
@@ -419,6 +414,53 @@ def test_pretrained_timm_classifier_gets_a_new_head(tmp_path):
     assert all(torch.equal(value, loaded[key]) for key, value in body.items())  # the body was kept
     with pytest.raises(ValueError, match="is a test_resnet, not 'resnet18'"):
         build_classifier("resnet18", {0: "a", 1: "b"}, pretrained=str(tmp_path / "base"))
+
+
+LINK_PLACES = {
+    "classifier file": "methods/ddb_i/model/secret.txt",
+    "classifier folder": "methods/ddb_i/model",
+    "amplifier file": "amplifier/model/config.json",
+    "diffusion subfolder": "diffusion/pipeline/unet",
+    "dataset sample grid": "synthetic_samples.png",
+    "dataset shard": "synthetic/dataset/state.json",
+    "dataset settings": "synthetic/generation_settings.json",
+    "card arguments": "cards.json",
+}
+
+
+@pytest.mark.parametrize("place", list(LINK_PLACES))
+def test_push_refuses_a_symbolic_link_wherever_it_would_read(finished_run, tmp_path, monkeypatch, capsys, place):
+    """A link planted in the run folder (to a secret outside it) stops the push before any upload, naming the
+    link; nothing is read through it, for every artefact and the dataset repo."""
+    import shutil
+
+    import huggingface_hub.constants
+    from fake_hub import FakeHub
+
+    from hf_ddb import hub
+
+    run_dir, path, config = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, symlinks=True)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "key.txt").write_text("hf_secret_token")
+    target = copy / LINK_PLACES[place]
+    if target.is_dir():
+        shutil.rmtree(target)
+    else:
+        target.unlink(missing_ok=True)
+    target.symlink_to(secret if place.endswith(("folder", "subfolder")) else secret / "key.txt")
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(yaml.safe_dump({**config, "output_dir": str(copy)}))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with FakeHub() as fake:
+        monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
+        for dry in ([], ["--dry-run"]):
+            assert main(["push", str(moved), *dry]) == 2
+            err = capsys.readouterr().err
+            assert "is a symbolic link" in err and str(target) in err
+        assert not fake.repos and not fake.commits
 
 
 def test_push_before_the_run_fails_cleanly(tmp_path, capsys):

@@ -21,7 +21,7 @@ _EXPORTS = {
     "BiasAmplifierTrainer": "amplifier",
     "DDBEndToEnd": "recipes",
     "DDBTwoStep": "recipes",
-    "DebiasTrainer": "recipes",
+    "DebiasTrainer": "trainer",
     "DiffusionConfig": "diffusion",
     "GenerationConfig": "generation",
     "MLPConfig": "models",
@@ -85,10 +85,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         RECIPES,
         DDBEndToEnd,
         DDBTwoStep,
-        DebiasTrainer,
         Recipe,
         RecipeContext,
         train_with_recipe,
     )
     from .runner import Run  # noqa: F401
+    from .trainer import DebiasTrainer  # noqa: F401
     from .training import TrainingConfig, evaluate_groups, predict_logits, train_erm  # noqa: F401

@@ -21,22 +21,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from datasets import Dataset, IterableDataset
-from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedModel, TrainingArguments
 
 from .checks import check_choice, check_integer, check_number
 from .data import StreamedSplit, dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
-from .objectives import gce_loss
+from .objectives import ERMObjective
+from .trainer import DebiasTrainer
 from .training import (
     ImageLoading,
     TrainingConfig,
-    log_instead_of_print,
-    model_inputs,
     predict_logits,
-    training_order_seed,
 )
 from .utils import atomic_file
 
@@ -48,7 +45,6 @@ __all__ = [
     "RUNTIME_SETTINGS",
     "BiasSignals",
     "BiasAmplifierTrainer",
-    "ClassifierLossTrainer",
     "at_model_size",
     "bias_signals",
     "check_grouping",
@@ -63,71 +59,13 @@ __all__ = [
 ]
 
 
-class ClassifierLossTrainer(Trainer):
-    """A `transformers.Trainer` for an image classifier with CE or GCE loss and optional class balance.
-
-    Args:
-        model: any `AutoModelForImageClassification` built by `hf_ddb.build_classifier`.
-        args: `TrainingArguments` (``remove_unused_columns=False``, as `TrainingConfig` makes them).
-        train_dataset: a `datasets.Dataset` with ``image`` and ``label``.
-        loss: ``"ce"`` or ``"gce"`` (generalised CE with ``gce_q``).
-        class_balanced: sample classes uniformly (a weighted sampler), for unequal class counts.
-        loading: in RAM or on the fly, and the train-time augmentation (`hf_ddb.training.ImageLoading`).
-    """
-
-    loss_is_scaled_for_ga = False
-
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        args: TrainingArguments,
-        train_dataset: Dataset,
-        *,
-        loss: str = "ce",
-        gce_q: float = 0.7,
-        class_balanced: bool = False,
-        loading: ImageLoading | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if loss not in ("ce", "gce"):
-            raise ValueError(f"loss must be 'ce' or 'gce', got {loss!r}")
-        self.loss_name, self.gce_q, self.class_balanced = loss, gce_q, class_balanced
-        self._labels = np.asarray(train_dataset["label"])
-        if class_balanced and isinstance(train_dataset, StreamedSplit):
-            raise ValueError("class-balanced batches need a sampler over rows, which a streamed split cannot give")
-        tensors, collate = model_inputs(
-            model, train_dataset, loading=loading, train=True, seed=training_order_seed(args)
-        )
-        super().__init__(model=model, args=args, train_dataset=tensors, data_collator=collate, **kwargs)
-        log_instead_of_print(self)
-
-    def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
-        if not self.class_balanced:
-            return super()._get_train_sampler(*args, **kwargs)
-        counts = np.bincount(self._labels)
-        weights = torch.as_tensor(1.0 / counts[self._labels], dtype=torch.double)
-        generator = torch.Generator().manual_seed(self.args.seed)
-        return torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
-
-    def compute_loss(
-        self, model: PreTrainedModel, inputs: dict[str, torch.Tensor], return_outputs: bool = False, **kwargs: Any
-    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        if self.loss_name == "gce":
-            loss = gce_loss(outputs.logits, labels, self.gce_q).mean()
-        else:
-            loss = F.cross_entropy(outputs.logits.float(), labels)
-        return (loss, outputs) if return_outputs else loss
-
-
-class BiasAmplifierTrainer(ClassifierLossTrainer):
+class BiasAmplifierTrainer(DebiasTrainer):
     """Trains the bias amplifier on synthetic images only; a dataset marked real is refused.
 
-    Same arguments as `ClassifierLossTrainer`, but the loss defaults to GCE: with the BA's per-sample loss
-    driving DDB-II, a GCE amplifier gave 2-12 points more unbiased accuracy than a CE one (README, amplifier
-    ablation). A dataset is refused when it is marked real (every hf-ddb benchmark split is, see
-    `hf_ddb.data.dataset_origin`) or carries a ``bias_label`` column.
+    A `DebiasTrainer` with an `ERMObjective` of ``loss`` (default GCE with ``gce_q``: with the BA's per-sample
+    loss driving DDB-II, a GCE amplifier gave 2-12 points more unbiased accuracy than a CE one, README,
+    amplifier ablation) and optional ``class_balanced`` batches. A dataset is refused when it is marked real
+    (every hf-ddb benchmark split is, see `hf_ddb.data.dataset_origin`) or carries a ``bias_label`` column.
     """
 
     def __init__(
@@ -137,6 +75,9 @@ class BiasAmplifierTrainer(ClassifierLossTrainer):
         train_dataset: Dataset,
         *,
         loss: str = "gce",
+        gce_q: float = 0.7,
+        class_balanced: bool = False,
+        loading: ImageLoading | None = None,
         **kwargs: Any,
     ) -> None:
         if dataset_origin(train_dataset) == "real" or "bias_label" in train_dataset.column_names:
@@ -145,7 +86,8 @@ class BiasAmplifierTrainer(ClassifierLossTrainer):
                 "(an hf-ddb benchmark split or a dataset with a 'bias_label' column); generate one with "
                 "hf_ddb.generation.generate_synthetic_dataset"
             )
-        super().__init__(model, args, train_dataset, loss=loss, **kwargs)
+        objective = ERMObjective(loss_type=loss, gce_q=gce_q, class_balanced=class_balanced)
+        super().__init__(model, args, train_dataset, objective, loading=loading, **kwargs)
 
 
 def bias_signals(

@@ -103,17 +103,36 @@ def render_model_card(
     )
 
 
-def _artifact_paths(folder: Path) -> list[str]:
-    """Every regular file of an artefact folder, as sorted paths relative to it: without hidden files, training
-    leftovers or symbolic links (a link could point outside the folder: it is never followed nor uploaded)."""
+class LinkRefusedError(OSError):
+    """Push met a symbolic link where it would read: it never follows one (a link could point anywhere)."""
+
+
+def unlinked(path: str | os.PathLike, root: str | os.PathLike) -> Path:
+    """``path`` when neither it nor any folder between ``root`` and it is a symbolic link; every file push reads
+    (artefact folders, the synthetic dataset, its sample grid and settings, the card arguments) goes through
+    here, so a link planted in a run folder is never followed into a public repo."""
+    path, root = Path(path), Path(root)
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            raise LinkRefusedError(
+                f"refusing to push: {current} is a symbolic link, and push never follows links (remove it)"
+            )
+    return path
+
+
+def _artifact_paths(folder: Path, root: Path | None = None) -> list[str]:
+    """Every regular file of an artefact folder, as sorted paths relative to it, without hidden files and
+    training leftovers; a symbolic link in it (or between ``root`` and it) is refused (`unlinked`)."""
+    unlinked(folder, root or folder)
     skip = {"checkpoints", "trainer"}
     found = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
+    for here, dirs, files in os.walk(folder, followlinks=False):
+        for name in dirs + files:
+            unlinked(Path(here) / name, folder)
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in skip)
-        for name in files:
-            path = Path(root) / name
-            if not name.startswith(".") and path.is_file() and not path.is_symlink():
-                found.append(path.relative_to(folder).as_posix())
+        found += [(Path(here) / name).relative_to(folder).as_posix() for name in files if not name.startswith(".")]
     return sorted(found)
 
 
@@ -124,16 +143,18 @@ def push_folder(
     api: HfApi | None = None,
     private: bool = False,
     commit_message: str = "Upload with hf-ddb",
+    root: str | os.PathLike | None = None,
 ) -> list[str]:
     """Create ``repo_id`` (if needed) and upload every file of ``folder`` in one commit.
 
     Returns the uploaded paths (relative, sorted). A folder without ``README.md`` is refused: every hf-ddb
-    artefact carries its model card.
+    artefact carries its model card; so is a symbolic link in it, or between ``root`` (e.g. the run folder)
+    and it.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"nothing to push: {folder} is not a folder (run the pipeline first)")
-    paths = _artifact_paths(folder)
+    paths = _artifact_paths(folder, Path(root) if root is not None else None)
     if "README.md" not in paths:
         raise FileNotFoundError(f"{folder} has no README.md model card; run `hf-ddb evaluate` to write it")
     api = api or HfApi()
@@ -156,7 +177,7 @@ def rerender_card(run_dir: str | os.PathLike, folder: str | os.PathLike, repo_id
     from .utils import atomic_file
 
     layout, folder = RunLayout(Path(run_dir)), Path(folder)
-    cards = json.loads(layout.cards.read_text()) if layout.cards.is_file() else {}
+    cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
     entry = cards.get(folder.resolve().relative_to(layout.root.resolve()).as_posix())
     if entry is None:
         return False
@@ -182,6 +203,7 @@ def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, s
     from .layout import RunLayout
 
     layout = RunLayout(run_dir)
+    _artifact_paths(layout.synthetic_dataset, layout.root)  # no link in the saved dataset either
     dataset = load_from_disk(str(layout.synthetic_dataset))
     files = synthetic_dataset_files(dataset.num_rows, layout.samples_image.is_file())
     shards = [f for f in files if f.startswith("data/")]
@@ -189,9 +211,9 @@ def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, s
     for index, name in enumerate(shards):
         dataset.shard(len(shards), index, contiguous=True).to_parquet(str(staging / name))
     if layout.samples_image.is_file():
-        staging.joinpath("synthetic_samples.png").write_bytes(layout.samples_image.read_bytes())
+        staging.joinpath("synthetic_samples.png").write_bytes(unlinked(layout.samples_image, layout.root).read_bytes())
     settings_file = layout.synthetic / "generation_settings.json"
-    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    settings = json.loads(unlinked(settings_file, layout.root).read_text()) if settings_file.is_file() else {}
     names = dataset.features["label"].names
     counts = dict(zip(*np.unique(dataset["label"], return_counts=True), strict=True)) if dataset.num_rows else {}
     data = DatasetCardData(
@@ -250,10 +272,17 @@ def push_run(
     every_repo = [*repos.values(), *([dataset_repo] if dataset_repo else [])]
     if dataset and not layout.synthetic_dataset.is_dir():
         raise FileNotFoundError(f"no synthetic dataset at {layout.synthetic_dataset}; run `hf-ddb run` first")
+    # every file to be read, checked for links before anything is sent (all repos go, or none)
+    listed = {repos[kind]: _artifact_paths(folder, layout.root) for kind, folder in folders.items()}
+    unlinked(layout.cards, layout.root)
+    if dataset:
+        _artifact_paths(layout.synthetic_dataset, layout.root)
+        for path in (layout.samples_image, layout.synthetic / "generation_settings.json"):
+            unlinked(path, layout.root)
     if dry_run:
         for repo_id in every_repo:
             _check_repo_id(repo_id)
-        sent = {repos[kind]: _artifact_paths(folder) for kind, folder in folders.items()}
+        sent = dict(listed)
         if dataset_repo:
             rows = load_from_disk(str(layout.synthetic_dataset)).num_rows
             sent[dataset_repo] = synthetic_dataset_files(rows, layout.samples_image.is_file())
@@ -277,7 +306,7 @@ def push_run(
             )
             sent[dataset_repo] = files
     for kind, folder in folders.items():
-        sent[repos[kind]] = push_folder(folder, repos[kind], api=api, private=private)
+        sent[repos[kind]] = push_folder(folder, repos[kind], api=api, private=private, root=layout.root)
     return sent
 
 

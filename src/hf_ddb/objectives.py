@@ -85,8 +85,13 @@ class Objective:
     def bind(self, labels: torch.Tensor, device: torch.device) -> None:
         """Checks per-sample inputs against the training set's ``labels`` and creates the per-run state."""
 
+    @property
+    def samples_rows(self) -> bool:
+        """Whether `train_sampler` draws rows itself (a streamed split, read in order, cannot be sampled)."""
+        return False
+
     def train_sampler(self, seed: int) -> torch.utils.data.Sampler[int] | None:
-        """A sampler for the training rows, or None for the Trainer's own."""
+        """A sampler for the training rows (after `bind`), or None for the Trainer's own."""
         return None
 
     def loss(
@@ -109,23 +114,57 @@ class Objective:
 
 @dataclass
 class ERMObjective(Objective):
-    """Cross-entropy; with ``sample_weights`` (one per training row, rescaled to mean 1) weighted ERM."""
+    """Cross-entropy (or, with ``loss="gce"``, generalised CE with ``gce_q``: the bias amplifier's and the bias
+    models' loss); with ``sample_weights`` (one per training row, rescaled to mean 1) weighted ERM; with
+    ``class_balanced`` batches drawn with every class equally likely (for unequal class counts)."""
 
     sample_weights: np.ndarray | None = None
+    loss_type: str = "ce"
+    gce_q: float = 0.7
+    class_balanced: bool = False
     name = "erm"
 
     def __post_init__(self) -> None:
+        if self.loss_type not in ("ce", "gce"):
+            raise ValueError(f"loss must be 'ce' or 'gce', got {self.loss_type!r}")
+        check_unit_interval("gce_q", self.gce_q, low_open=True)
         if self.sample_weights is not None:
             weights = np.asarray(self.sample_weights, dtype=float)
             if not np.isfinite(weights).all() or (weights < 0).any() or not weights.sum() > 0:
                 raise ValueError("sample_weights must be finite, non-negative and not all zero")
 
+    @property
+    def samples_rows(self) -> bool:
+        return self.class_balanced
+
     def bind(self, labels: torch.Tensor, device: torch.device) -> None:
         _per_row("sample_weights", self.sample_weights, len(labels))
+        self._labels = labels
         self._weights = None
         if self.sample_weights is not None:
             weights = torch.as_tensor(self.sample_weights, dtype=torch.float32)
             self._weights = (weights / weights.mean()).to(device)
+
+    def train_sampler(self, seed: int) -> torch.utils.data.Sampler[int] | None:
+        if not self.class_balanced:
+            return None
+        labels = self._labels.cpu()
+        weights = (1.0 / torch.bincount(labels).double())[labels]
+        generator = torch.Generator().manual_seed(seed)
+        return torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
+
+    def loss(
+        self,
+        trainer: Trainer,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        labels: torch.Tensor,
+        index: torch.Tensor,
+    ) -> tuple[torch.Tensor, Any]:
+        if self.loss_type == "ce":
+            return super().loss(trainer, model, inputs, labels, index)
+        outputs = model(**inputs)
+        return self.reduce(gce_loss(outputs.logits, labels, self.gce_q), index, outputs, labels), outputs
 
     def reduce(self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor) -> torch.Tensor:
         return ce.mean() if self._weights is None else (self._weights[index] * ce).mean()
@@ -188,6 +227,10 @@ class GroupDROObjective(Objective):
         self._groups = groups.to(device)
         self.group_sizes = torch.bincount(groups, minlength=num_groups).float().to(device)
         self.group_weights = torch.full((num_groups,), 1.0 / num_groups, device=device)
+
+    @property
+    def samples_rows(self) -> bool:
+        return self.group_balanced
 
     def train_sampler(self, seed: int) -> torch.utils.data.Sampler[int] | None:
         return GroupBalancedSampler(self.group_ids, seed=seed) if self.group_balanced else None

@@ -42,13 +42,10 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
-from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
-from transformers.utils import ModelOutput
+from transformers import PreTrainedModel, TrainerCallback, TrainingArguments
 
 from .amplifier import (
     PSEUDO_GROUPINGS,
-    ClassifierLossTrainer,
     bias_signals,
     check_grouping,
     check_rule,
@@ -68,15 +65,13 @@ from .objectives import (
     RelativeDifficultyObjective,
     check_unit_interval,
 )
+from .trainer import DebiasTrainer
 from .training import (
     ImageDataset,
-    ImageLoading,
     TrainingConfig,
-    log_instead_of_print,
     model_inputs,
     predict_logits,
     train_erm,
-    training_order_seed,
 )
 
 __all__ = [
@@ -88,11 +83,8 @@ __all__ = [
     "BiasInference",
     "DDBEndToEnd",
     "DDBTwoStep",
-    "DebiasTrainer",
     "DisEnt",
     "ERM",
-    "DebiasModel",
-    "DebiasOutput",
     "GroupBalancedSampler",
     "GroupDROOracle",
     "JTT",
@@ -169,91 +161,6 @@ class RecipeContext:
         if self.make_model is None:
             raise ValueError("this method trains models of its own: give the context a make_model factory")
         return self.make_model()
-
-
-@dataclass
-class DebiasOutput(ModelOutput):
-    """`DebiasModel`'s output: the target's logits and each co-trained auxiliary's logits by name."""
-
-    logits: torch.Tensor | None = None
-    auxiliary_logits: dict[str, torch.Tensor] | None = None
-    target_output: ModelOutput | None = None
-
-
-class DebiasModel(nn.Module):
-    """The target classifier and the auxiliary models co-trained with it, as the one module a Trainer owns.
-
-    `forward` runs the target and every auxiliary on the same batch, so the Trainer's optimizer,
-    ``zero_grad``, DDP wrapping, mixed precision, device placement and checkpoints cover all of them by
-    construction (LfF's bias model once sat beside the Trainer's model and its gradients were never
-    zeroed). ``target`` is the classifier that is selected, evaluated and saved.
-    """
-
-    def __init__(self, target: PreTrainedModel, auxiliaries: Mapping[str, nn.Module] | None = None) -> None:
-        super().__init__()
-        self.target = target
-        self.auxiliaries = nn.ModuleDict(dict(auxiliaries or {}))
-
-    def forward(self, pixel_values: torch.Tensor, **target_kwargs: Any) -> DebiasOutput:
-        """``target_kwargs`` go to the target only (e.g. DFA's ``permutation``)."""
-        output = self.target(pixel_values=pixel_values, **target_kwargs)
-        auxiliary = {name: module(pixel_values=pixel_values).logits for name, module in self.auxiliaries.items()}
-        return DebiasOutput(logits=output.logits, auxiliary_logits=auxiliary, target_output=output)
-
-
-class DebiasTrainer(Trainer):
-    """A `Trainer` that minimises an `Objective` (`hf_ddb.objectives`): ERM, weighted ERM, GroupDRO, LfF-style
-    weights or DFA's loss.
-
-    The Trainer's ``model`` is a `DebiasModel` holding ``target`` and the objective's co-trained auxiliaries
-    (LfF's bias model), so one optimizer, ``zero_grad`` and device placement cover them all;
-    ``trainer.target`` is the classifier to keep. The objective owns its state (GroupDRO's group weights,
-    LfF's per-sample loss EMAs: the same on every process of a distributed run) and may supply the train
-    sampler.
-    """
-
-    loss_is_scaled_for_ga = False
-
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        args: TrainingArguments,
-        train_dataset: Dataset,
-        objective: Objective,
-        loading: ImageLoading | None = None,
-        **kwargs: Any,
-    ) -> None:
-        objective.check_target(model)
-        seed = training_order_seed(args)
-        if isinstance(train_dataset, StreamedSplit) and objective.train_sampler(seed) is not None:
-            raise ValueError(
-                f"the {type(objective).__name__} draws its batches with a sampler over rows (group-balanced), "
-                "which a streamed training split cannot give; turn group_balanced off or download the dataset"
-            )
-        tensors, collate = model_inputs(model, train_dataset, with_index=True, loading=loading, train=True, seed=seed)
-        self.target = model
-        super().__init__(
-            model=DebiasModel(model, objective.auxiliaries()),
-            args=args,
-            train_dataset=tensors,
-            data_collator=collate,
-            **kwargs,
-        )
-        self.objective = objective
-        objective.bind(tensors.columns["labels"], args.device)
-        log_instead_of_print(self)
-
-    def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
-        sampler = self.objective.train_sampler(training_order_seed(self.args))
-        return sampler if sampler is not None else super()._get_train_sampler(*args, **kwargs)
-
-    def compute_loss(
-        self, model: nn.Module, inputs: dict[str, torch.Tensor], return_outputs: bool = False, **kwargs: Any
-    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        index = inputs.pop("index")
-        labels = inputs.pop("labels")
-        loss, outputs = self.objective.loss(self, model, inputs, labels, index)
-        return (loss, outputs) if return_outputs else loss
 
 
 # ------------------------------------------------------------------------------------------------ recipes
@@ -401,14 +308,9 @@ class BiasEnsemble(Recipe):
                 args = config.to_training_arguments(
                     scratch, max_steps=self.committee_steps, disable_tqdm=True, logging_strategy="no"
                 )
-                ClassifierLossTrainer(
-                    member,
-                    args,
-                    train,
-                    loss="gce",
-                    gce_q=self.gce_q,
-                    callbacks=[keeper],
-                    loading=config.image_loading(),
+                objective = ERMObjective(loss_type="gce", gce_q=self.gce_q)
+                DebiasTrainer(
+                    member, args, train, objective, loading=config.image_loading(), callbacks=[keeper]
                 ).train()
             member.load_state_dict(keeper.best_state)
             probabilities = torch.softmax(torch.from_numpy(predict_logits(member, train)), dim=1).numpy()

@@ -176,6 +176,7 @@ def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
 def write_report(summary: RunSummary) -> dict[str, Any]:
     """Write the report files and model cards of a run; returns what results.json holds."""
     from .data import findings_grid, sample_grid
+
     config, root, results = summary.config, summary.root, summary.results
     benchmark = config.benchmark_name
     dataset_id = config.benchmark.get("path") if benchmark == "hub" else None
