@@ -81,6 +81,17 @@ CONFIG_CASES = [
     ("infinite guidance", _with("generation", guidance_scale=INF), "'generation.guidance_scale'"),
     ("negative guidance", _with("generation", guidance_scale=-1.0), "'generation.guidance_scale"),
     ("no images", _with("generation", num_images_per_class=0), "'generation.num_images_per_class'"),
+    ("a billion images", _with("generation", num_images_per_class=10**9), "'generation.num_images_per_class'"),
+    (
+        "more sampler steps than timesteps",
+        lambda c: _with("generation", num_inference_steps=200)(_with("diffusion", num_train_timesteps=100)(c)),
+        "more than the diffusion model's 100 training timesteps",
+    ),
+    ("a million epochs", _with("training", epochs=10**6), "'training.epochs'"),
+    ("huge batch", _with("amplifier", batch_size=10**7), "'amplifier.batch_size'"),
+    ("endless diffusion", _with("diffusion", max_train_steps=10**9), "'diffusion.max_train_steps'"),
+    ("huge committee", _options("bias_ensemble", num_models=10**5), "'method_options.bias_ensemble'"),
+    ("classifier size not the data's", _with("classifier", image_size=8), "'classifier.image_size' is 8"),
     ("unknown sampler", _with("generation", scheduler="euler"), "unknown scheduler 'euler'"),
     ("float sampler steps", _with("generation", num_inference_steps=2.5), "'generation.num_inference_steps'"),
     # amplifier and classifiers
@@ -95,7 +106,7 @@ CONFIG_CASES = [
     ("options of unknown method", _top(method_options={"magic": {}}), "'method_options.magic'"),
     ("unknown option", _options("lff", gamma=1.0), "unknown key 'method_options.lff.gamma'"),
     ("negative upweight", _options("jtt", upweight=-5.0), "'method_options.jtt'"),
-    ("non-numeric upweight", _options("jtt", upweight="lots"), "'method_options.jtt'"),
+    ("non-numeric upweight", _options("jtt", upweight="lots"), "'method_options.jtt.upweight' must be float"),
     ("gce_q zero", _options("lff", gce_q=0.0), "'method_options.lff'"),
     ("gce_q above one", _options("lff", gce_q=1.5), "'method_options.lff'"),
     ("ema alpha", _options("ddb_ii", ema_alpha=1.5), "'method_options.ddb_ii'"),
@@ -105,7 +116,7 @@ CONFIG_CASES = [
     ("methods entry not a name", _top(methods=[3]), "'methods' holds 3"),
     ("method named twice", _top(methods=["erm", "erm"]), "'methods' names 'erm' twice"),
     ("bad import path", _top(methods=["erm", "no_such_module:Method"]), "cannot import 'no_such_module'"),
-    ("NaN step size", _options("ddb_i", step_sizes=[NAN]), "'method_options.ddb_i'"),
+    ("NaN step size", _options("ddb_i", step_sizes=[NAN]), "'method_options.ddb_i.step_sizes' must be a list of float"),
     ("unknown groups", _options("ddb_i", groups="colour"), "'method_options.ddb_i'"),
     ("inferred groups need the misclassified rule", _with("amplifier", rule="top_fraction"), "'method_options.ddb_"),
     ("oracle step size", _options("groupdro_oracle", step_sizes=[0.0]), "'method_options.groupdro_oracle'"),
@@ -163,6 +174,8 @@ def test_bad_yaml_is_one_line(tmp_path, capsys, name, text, message):
 def test_missing_config_file_and_debug_traceback(tmp_path, capsys):
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["run", str(tmp_path)]) == 2  # a folder: said so, not "not found"
+    assert "is a folder; give a YAML config file" in capsys.readouterr().err
     with pytest.raises(Exception, match="not found"):  # --debug shows the real exception
         main(["run", str(tmp_path / "missing.yaml"), "--debug"])
 
@@ -220,7 +233,8 @@ DATASET_CASES = [
         "images differ in size",
     ),
     ("truncated bytes", lambda: _dataset_case(train=_split(images=[TRUNCATED] * 12)), "split 'train', row 0"),
-    ("empty split", lambda: _dataset_case(valid=_split(labels=[])), "cannot be loaded"),
+    ("empty split", lambda: _dataset_case(valid=_split(labels=[])), "split 'valid' of"),
+    ("empty train split", lambda: _dataset_case(train=_split(labels=[])), "split 'train' of"),
     ("missing split", lambda: DatasetDict({"train": _dataset_case()["train"]}), "has no split(s)"),
 ]
 
@@ -245,6 +259,9 @@ def test_bad_dataset_fails_before_any_work(tmp_path, capsys, name, build, messag
         ({"bias_column": "colour"}, "'benchmark.bias_column'"),
         ({"bias_column": "bias", "aligned_bias": [0]}, "'benchmark.aligned_bias'"),
         ({"bias_column": "bias", "aligned_bias": [0, 7]}, "'benchmark.aligned_bias'"),
+        ({"bias_column": "bias", "bias_ratio": float("nan")}, "'benchmark.bias_ratio' must be a share in [0, 1]"),
+        ({"bias_column": "bias", "bias_ratio": 1.5}, "'benchmark.bias_ratio' must be a share in [0, 1]"),
+        ({"image_size": 100_000}, "'benchmark.image_size' must be in [1, 1024]"),
     ],
 )
 def test_bad_dataset_keys(tmp_path, capsys, benchmark, message):

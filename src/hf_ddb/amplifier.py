@@ -24,7 +24,7 @@ import torch
 from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, TrainingArguments
 
-from .checks import check_choice, check_integer, check_number
+from .checks import LIMITS, check_choice, check_integer, check_number
 from .data import StreamedSplit, dataset_origin
 from .metrics import detection_metrics, is_conflicting
 from .models import image_normalization
@@ -301,8 +301,8 @@ class AmplifierConfig:
             check_rule(self.rule, self.rule_options)
         except TypeError as err:
             raise ValueError(f"rule_options do not fit: {err}") from err
-        check_number("epochs", self.epochs, low=0.0, low_open=True)
-        check_integer("batch_size", self.batch_size, low=1)
+        check_number("epochs", self.epochs, low=0.0, low_open=True, high=LIMITS["epochs"])
+        check_integer("batch_size", self.batch_size, low=1, high=LIMITS["batch_size"])
         check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
         check_integer("seed", self.seed, low=0, high=2**32 - 1)
 

@@ -7,7 +7,21 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-__all__ = ["check_choice", "check_integer", "check_number"]
+__all__ = ["LIMITS", "check_choice", "check_integer", "check_number"]
+
+# Upper bounds on what a user sets, far above any real run but low enough that a typo (an extra three zeros)
+# fails at validation instead of hanging or filling the disk hours later. One place, so they are stated once.
+LIMITS = {
+    "epochs": 10_000,
+    "batch_size": 65_536,
+    "steps": 10_000_000,  # optimisation steps (diffusion, BiasEnsemble's committee)
+    "images_per_class": 1_000_000,  # about 2.3 h per million 8 px images on 2 CPU cores (3,000 took 25 s)
+    "inference_steps": 1_000,
+    "resolution": 1_024,
+    "workers": 256,
+    "memory_gb": 65_536,
+    "models": 100,  # models trained per method (a committee)
+}
 
 
 def check_number(

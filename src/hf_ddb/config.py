@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from .amplifier import AmplifierConfig, check_grouping
+from .checks import LIMITS
 from .data import BENCHMARK_OPTIONS
 from .diffusion import DiffusionConfig
 from .generation import GenerationConfig
@@ -75,6 +76,16 @@ def _matches(value: Any, hint: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
+    """A hint in words: ``float`` (finite), ``a list of float``, ``int or None``."""
+    origin, args = typing.get_origin(hint), [a for a in typing.get_args(hint) if a is not Ellipsis]
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in args)
+    if origin in (list, tuple, collections.abc.Sequence) and args:
+        return f"a list of {_type_name(args[0])}"
+    if hint is float:
+        return "float (finite)"
+    if hint is type(None):
+        return "None"
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
@@ -273,6 +284,11 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"'diffusion.preset': {err}") from err
     diffusion = _section(DiffusionConfig, {**diffusion.to_dict(), **diffusion_raw}, "diffusion")
     generation = _section(GenerationConfig, raw.get("generation"), "generation")
+    if generation.num_inference_steps > diffusion.num_train_timesteps:
+        raise ConfigError(
+            f"'generation.num_inference_steps' is {generation.num_inference_steps}, more than the diffusion "
+            f"model's {diffusion.num_train_timesteps} training timesteps ('diffusion.num_train_timesteps')"
+        )
     output_dir = raw.get("output_dir", "runs/default")
     if not isinstance(output_dir, str):
         raise ConfigError(f"'output_dir' must be a string, got {output_dir!r}")
@@ -303,6 +319,12 @@ def _check_benchmark(benchmark: dict[str, Any]) -> None:
             expected = HUB_BENCHMARK_KEYS[key]
             if not isinstance(value, expected) and not (expected is float and isinstance(value, int)):
                 raise ConfigError(f"'benchmark.{key}' must be {expected.__name__}, got {value!r}")
+        if "bias_ratio" in benchmark and not 0.0 <= benchmark["bias_ratio"] <= 1.0:  # NaN fails this too
+            raise ConfigError(f"'benchmark.bias_ratio' must be a share in [0, 1], got {benchmark['bias_ratio']!r}")
+        if "image_size" in benchmark and not 1 <= benchmark["image_size"] <= LIMITS["resolution"]:
+            raise ConfigError(
+                f"'benchmark.image_size' must be in [1, {LIMITS['resolution']}], got {benchmark['image_size']!r}"
+            )
         if "path" not in benchmark:
             raise ConfigError("'benchmark.path' (a Hub dataset id or local folder) is required when name is 'hub'")
         return
@@ -328,6 +350,13 @@ def _check_recipe_options(method: str, recipe: type[Recipe], options: dict[str, 
     for key in options:
         if key not in known:
             raise ConfigError(f"unknown key 'method_options.{method}.{key}'; known: {sorted(known)}")
+    try:
+        hints = typing.get_type_hints(recipe)
+    except Exception:  # a method defined outside hf-ddb whose hints do not resolve: its own checks remain
+        hints = {}
+    for key, value in options.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise ConfigError(f"'method_options.{method}.{key}' must be {_type_name(hints[key])}, got {value!r}")
     try:
         recipe(**options)  # the recipe checks its own values (e.g. DDB-II's weight_floor range)
     except (TypeError, ValueError) as err:
@@ -391,6 +420,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
     """Read and validate a YAML run config (safe, size- and alias-bounded YAML), with ``--set`` overrides."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{str(path)!r} is a folder; give a YAML config file in it (e.g. pipelines/colored_mnist.yaml)"
+        )
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
     if path.stat().st_size > MAX_CONFIG_BYTES:

@@ -628,7 +628,16 @@ def _open_any(path_or_name: str | os.PathLike | Dataset | DatasetDict, **load_kw
     if isinstance(path_or_name, Dataset):
         return DatasetDict({"train": path_or_name})
     path = Path(path_or_name)
-    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file()):
+    if path.is_dir() and (path / "dataset_dict.json").is_file():  # split by split: a failure names its split
+        splits = json.loads((path / "dataset_dict.json").read_text()).get("splits", [])
+        parts = {}
+        for split in splits:
+            state = path / split / "state.json"
+            if state.is_file() and json.loads(state.read_text()).get("_data_files") == []:
+                raise DatasetValidationError(f"split {split!r} of {str(path)!r} is empty (it has no rows)")
+            parts[split] = load_from_disk(str(path / split))
+        return DatasetDict(parts)
+    if path.is_dir() and (path / "dataset_info.json").is_file():
         loaded = load_from_disk(str(path))
         return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
     builder = _builder_arguments(path_or_name, load_kwargs)  # may add data_dir to load_kwargs

@@ -39,7 +39,7 @@ from diffusers.utils import make_image_grid
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
-from .checks import check_choice, check_integer, check_number
+from .checks import LIMITS, check_choice, check_integer, check_number
 from .data import StreamedSplit, image_channels
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, force_cpu_processes
@@ -171,8 +171,10 @@ class DiffusionConfig:
         from diffusers.optimization import SchedulerType
 
         check_choice("preset", self.preset, PRESETS)
-        for name in ("resolution", "layers_per_block", "norm_num_groups", "num_train_timesteps"):
+        for name in ("layers_per_block", "norm_num_groups"):
             check_integer(name, getattr(self, name), low=1)
+        check_integer("resolution", self.resolution, low=1, high=LIMITS["resolution"])
+        check_integer("num_train_timesteps", self.num_train_timesteps, low=1, high=LIMITS["steps"])
         for name in ("lr_warmup_steps", "sample_every", "seed"):
             check_integer(name, getattr(self, name), low=0)
         if self.checkpoints_total_limit is not None:
@@ -203,13 +205,9 @@ class DiffusionConfig:
             raise ValueError(f"resolution {self.resolution} must be divisible by 2^(levels-1)")
         if not 0.0 <= self.class_dropout_prob < 1.0:
             raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob}")
-        for name in (
-            "train_batch_size",
-            "max_train_steps",
-            "gradient_accumulation_steps",
-            "checkpointing_steps",
-        ):
-            check_integer(name, getattr(self, name), low=1)
+        check_integer("train_batch_size", self.train_batch_size, low=1, high=LIMITS["batch_size"])
+        for name in ("max_train_steps", "gradient_accumulation_steps", "checkpointing_steps"):
+            check_integer(name, getattr(self, name), low=1, high=LIMITS["steps"])
         try:
             with torch.device("meta"):
                 build_unet(self, num_classes=2)
@@ -261,6 +259,8 @@ def _class_names(dataset: Dataset) -> list[str]:
     for column in ("image", "label"):
         if column not in dataset.column_names:
             raise ValueError(f"dataset has no column {column!r}; available: {dataset.column_names}")
+    if len(dataset) == 0:
+        raise ValueError("the training dataset is empty: the diffusion model needs images to learn from")
     feature = dataset.features["label"]
     if isinstance(feature, ClassLabel):
         return list(feature.names)

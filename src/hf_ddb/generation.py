@@ -27,7 +27,7 @@ from datasets import ClassLabel, Dataset, Features, Image
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from tqdm.auto import tqdm
 
-from .checks import check_integer, check_number
+from .checks import LIMITS, check_integer, check_number
 from .data import origin_info
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, atomic_write_text, force_cpu_processes
@@ -57,8 +57,14 @@ class GenerationConfig:
 
     def validate(self, num_classes: int | None = None) -> None:
         """Raise ``ValueError`` naming the first bad setting (NaN and infinities included)."""
-        for name in ("num_images_per_class", "num_inference_steps", "batch_size"):
-            check_integer(name, getattr(self, name), low=1)
+        check_integer(
+            "num_images_per_class (about 2.3 h per million 8 px images on 2 CPU cores)",
+            self.num_images_per_class,
+            low=1,
+            high=LIMITS["images_per_class"],
+        )
+        check_integer("num_inference_steps", self.num_inference_steps, low=1, high=LIMITS["inference_steps"])
+        check_integer("batch_size", self.batch_size, low=1, high=LIMITS["batch_size"])
         check_integer("seed", self.seed, low=0)
         check_number("guidance_scale (the paper's w)", self.guidance_scale, low=0.0)
         if self.scheduler not in SCHEDULERS:

@@ -33,7 +33,6 @@ groups on ``valid``: DDB recipes, or any recipe given the amplifier's flags) or
 from __future__ import annotations
 
 import copy
-import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -53,7 +52,7 @@ from .amplifier import (
     pseudo_bias_labels,
     pseudo_bias_width,
 )
-from .checks import check_choice
+from .checks import LIMITS, check_choice, check_integer, check_number
 from .data import StreamedSplit
 from .metrics import group_metrics
 from .objectives import (
@@ -200,10 +199,8 @@ class JTT(Recipe):
     summary = "Just Train Twice: an ERM model's training errors are upweighted and the model retrained."
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.upweight) and self.upweight > 0):
-            raise ValueError(f"upweight must be a finite number > 0, got {self.upweight}")
-        if not (math.isfinite(self.identification_epochs) and self.identification_epochs > 0):
-            raise ValueError(f"identification_epochs must be a finite number > 0, got {self.identification_epochs}")
+        check_number("upweight", self.upweight, low=0.0, low_open=True)
+        check_number("identification_epochs", self.identification_epochs, low=0.0, low_open=True, high=LIMITS["epochs"])
 
     def infer(self, context: RecipeContext) -> BiasInference:
         train, identifier = context.train, context.new_model()
@@ -283,10 +280,11 @@ class BiasEnsemble(Recipe):
     )
 
     def __post_init__(self) -> None:
-        if not 1 <= self.agreement <= self.num_models:
-            raise ValueError(f"agreement must be in [1, num_models={self.num_models}], got {self.agreement}")
-        if self.committee_steps < 1 or self.check_every < 1 or not self.committee_learning_rate > 0:
-            raise ValueError("committee_steps and check_every must be >= 1 and committee_learning_rate > 0")
+        check_integer("num_models", self.num_models, low=1, high=LIMITS["models"])
+        check_integer("agreement", self.agreement, low=1, high=self.num_models)
+        check_integer("committee_steps", self.committee_steps, low=1, high=LIMITS["steps"])
+        check_integer("check_every", self.check_every, low=1, high=LIMITS["steps"])
+        check_number("committee_learning_rate", self.committee_learning_rate, low=0.0, low_open=True)
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
         check_unit_interval("gce_q", self.gce_q, low_open=True)

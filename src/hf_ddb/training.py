@@ -24,7 +24,7 @@ from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from .checks import check_choice, check_integer, check_number
+from .checks import LIMITS, check_choice, check_integer, check_number
 from .data import StreamedSplit
 from .metrics import group_metrics
 from .models import image_normalization
@@ -68,8 +68,8 @@ class ImageLoading:
 
     def __post_init__(self) -> None:
         check_choice("augmentation", self.augmentation, AUGMENTATIONS)
-        check_number("in_memory_gb", self.in_memory_gb, low=0.0)
-        check_integer("num_workers", self.num_workers, low=0)
+        check_number("in_memory_gb", self.in_memory_gb, low=0.0, high=LIMITS["memory_gb"])
+        check_integer("num_workers", self.num_workers, low=0, high=LIMITS["workers"])
 
     def transform(self, image_size: int) -> Any:
         """The augmentation as a torchvision v2 transform on uint8 C x H x W tensors (None for ``none``)."""
@@ -450,8 +450,8 @@ class TrainingConfig:
         """Every value checked here, so a bad one fails before any training (``epochs=-1`` is no no-op)."""
         from transformers import SchedulerType
 
-        check_number("epochs", self.epochs, low=0.0, low_open=True)
-        check_integer("batch_size", self.batch_size, low=1)
+        check_number("epochs", self.epochs, low=0.0, low_open=True, high=LIMITS["epochs"])
+        check_integer("batch_size", self.batch_size, low=1, high=LIMITS["batch_size"])
         check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
         check_number("weight_decay", self.weight_decay, low=0.0)
         check_number("max_grad_norm", self.max_grad_norm, low=0.0)
@@ -461,7 +461,7 @@ class TrainingConfig:
         check_choice("report_to", self.report_to, ("none", "all", "tensorboard", "wandb", "mlflow", "trackio"))
         if not isinstance(self.torch_compile, bool):
             raise ValueError(f"torch_compile must be true or false, got {self.torch_compile!r}")
-        check_integer("dataloader_num_workers", self.dataloader_num_workers, low=0)
+        check_integer("dataloader_num_workers", self.dataloader_num_workers, low=0, high=LIMITS["workers"])
         self.image_loading()  # checks augmentation and in_memory_gb
 
     def image_loading(self) -> ImageLoading:

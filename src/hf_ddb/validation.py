@@ -120,11 +120,21 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_ch
 
     _check_output_dir(config.output_dir)
     data = data if data is not None else load_run_dataset(config, image_check)
+    shown = config.benchmark.get("path", config.benchmark_name)
+    for split in ("train", "valid", "test"):
+        if len(data[split]) == 0:
+            raise ConfigError(f"'benchmark': the {split!r} split of {shown!r} is empty; every run needs rows in it")
     train = data["train"]
     num_classes = train.features["label"].num_classes
     classifier = config.classifier
     if classifier.pretrained is None:
-        size = classifier.image_size or first_image(train).width
+        image = first_image(train)
+        if classifier.image_size is not None and classifier.image_size != image.width:
+            raise ConfigError(
+                f"'classifier.image_size' is {classifier.image_size} but the images of {shown!r} are "
+                f"{image.width}x{image.height} px; leave it out, or resize the data ('benchmark.image_size')"
+            )
+        size = image.width
         model_args = classifier.model_args
         _check_model("classifier.architecture", classifier.architecture, num_classes, size, model_args=model_args)
     if config.needs_amplifier:
