@@ -463,6 +463,37 @@ def test_push_refuses_a_symbolic_link_wherever_it_would_read(finished_run, tmp_p
         assert not fake.repos and not fake.commits
 
 
+def test_two_runs_on_one_folder_one_trains_the_other_is_refused(tmp_path, capsys):
+    """The run folder's lock: a second `hf-ddb run` on a folder in use is refused with one line naming the
+    holder and touches nothing; the first finishes with the results of an uninterrupted run, and the lock
+    is gone with it (a later run of the folder is a cache hit)."""
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    config = {**TINY_RUN, "methods": ["erm", "ddb_i"], "output_dir": str(tmp_path / "shared")}
+    shared = _write(tmp_path, config, "shared.yaml")
+    alone = _write(tmp_path, {**config, "output_dir": str(tmp_path / "alone")}, "alone.yaml")
+    command = [sys.executable, "-m", "hf_ddb.cli", "run", "-q"]
+    first = subprocess.Popen([*command, str(shared)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lock = tmp_path / "shared" / ".hf-ddb.lock"
+    deadline = time.time() + 120
+    while not (lock.is_file() and lock.read_text()) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert main(["run", str(shared), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by hf-ddb run" in err and f"pid {first.pid}" in err and "Traceback" not in err
+    assert first.wait(timeout=600) == 0, first.stderr.read().decode()
+    subprocess.run([*command, str(alone)], env=env, check=True, stdout=subprocess.DEVNULL)
+    results = [json.loads((tmp_path / name / "results.json").read_text())["methods"] for name in ("shared", "alone")]
+    for method in config["methods"]:
+        assert results[0][method]["test"] == results[1][method]["test"]
+    stages = _stage_mtimes(tmp_path / "shared")
+    assert main(["run", str(shared), "-q"]) == 0  # the lock went with its holder: the folder is free again
+    assert _stage_mtimes(tmp_path / "shared") == stages  # and every stage a cache hit
+
+
 def test_push_before_the_run_fails_cleanly(tmp_path, capsys):
     path = _write(tmp_path, {**TINY_RUN, "output_dir": str(tmp_path / "nothing")})
     assert main(["push", str(path)]) == 2

@@ -17,6 +17,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -184,7 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             sizes = ", ".join(f"{split} {len(rows):,}" for split, rows in data.items())
             print(f"{args.config}: valid ({config.benchmark_name}: {sizes}; methods {', '.join(config.methods)})")
             return 0
-        return _stage(config, args.command, args, data)
+        if args.command == "push" and not Path(config.output_dir).is_dir():
+            return _stage(config, args.command, args, data)  # fails naming the missing run, creating nothing
+        from .utils import run_folder_lock
+
+        with run_folder_lock(config.output_dir, f"{args.command} {args.config}"):
+            return _stage(config, args.command, args, data)
     except KeyboardInterrupt:
         print("hf-ddb: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

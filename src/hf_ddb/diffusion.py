@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -557,7 +558,12 @@ def _save_checkpoint(
     """``accelerator.save_state`` into a temporary folder, renamed when complete; keeps the newest ``limit``."""
     accelerator.wait_for_everyone()
     target = folder / f"checkpoint-{step}"
-    tmp = folder / f".checkpoint-{step}.tmp"
+    token = [uuid.uuid4().hex[:12] if accelerator.is_main_process else None]  # one name for all processes
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(token)
+    tmp = folder / f".checkpoint-{step}.tmp-{token[0]}"
     if accelerator.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)

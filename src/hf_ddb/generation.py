@@ -171,7 +171,7 @@ def generate_synthetic_dataset(
             }
         )
         target = shard_dir / _shard_name(label, shard)
-        tmp = target.with_name(f".{target.name}.tmp-{state.process_index}")
+        tmp = target.with_name(f".{target.name}.tmp-{state.process_index}-{os.getpid()}")
         pq.write_table(table, tmp)
         os.replace(tmp, target)
     state.wait_for_everyone()

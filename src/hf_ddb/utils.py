@@ -20,6 +20,7 @@ __all__ = [
     "process_rank_and_count",
     "remove_leftovers",
     "rows_of_this_process",
+    "run_folder_lock",
     "sum_over_processes",
 ]
 
@@ -155,3 +156,48 @@ def sum_over_processes(values: Any) -> Any:
     total = values.detach().clone()
     dist.all_reduce(total)
     return total
+
+
+LOCK_NAME = ".hf-ddb.lock"
+
+
+class RunFolderBusyError(OSError):
+    """Another hf-ddb process holds the run folder's lock."""
+
+
+@contextmanager
+def run_folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold ``folder``'s lock (``.hf-ddb.lock``, an OS file lock) while ``what`` runs, so two hf-ddb commands never
+    write one run folder at once: the second is refused with one line naming the holder. The OS releases the
+    lock when its holder exits, killed or not, so a crash never leaves the folder locked. Under several
+    processes (torchrun) the main process holds it for all."""
+    import fcntl
+    import socket
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 (held open while the lock is held)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another hf-ddb process"
+            raise RunFolderBusyError(
+                f"{folder} is in use by {holder}; wait for it to finish, or give another --output-dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"hf-ddb {what} (pid {os.getpid()} on {socket.gethostname()}, since {started})")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
