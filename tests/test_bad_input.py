@@ -334,11 +334,9 @@ def _api_cases():
     ]
 
 
-def test_amplifier_trainer_names_its_bad_inputs(tmp_path):
-    """gce_q 0, labels outside the model's classes and an empty synthetic set fail at construction, in words."""
-    from datasets import ClassLabel, Dataset, Features, Image
-    from PIL import Image as PILImage
-
+def test_training_entry_points_name_their_bad_inputs(tmp_path):
+    """The amplifier trainer: gce_q 0, labels outside the model's classes and an empty synthetic set fail at
+    construction, in words; so does an empty dataset given to train_diffusion."""
     from hf_ddb import TrainingConfig, build_classifier
     from hf_ddb.amplifier import BiasAmplifierTrainer
 
@@ -353,6 +351,13 @@ def test_amplifier_trainer_names_its_bad_inputs(tmp_path):
         BiasAmplifierTrainer(model, args, synthetic)
     with pytest.raises(ValueError, match="train_dataset is empty"):
         BiasAmplifierTrainer(model, args, synthetic.select([]))
+
+    from hf_ddb.diffusion import DiffusionConfig, train_diffusion
+
+    plain = Features({"image": Image(), "label": Value("int64")})  # integer labels: no class names to fall back on
+    empty = Dataset.from_dict({"image": [], "label": []}, features=plain)
+    with pytest.raises(ValueError, match="the training dataset is empty"):
+        train_diffusion(empty, DiffusionConfig.from_preset("tiny"), tmp_path / "diffusion")
 
 
 def test_api_refuses_bad_values():

@@ -99,9 +99,12 @@ def test_a_bad_image_in_a_stream_fails_naming_its_split_and_row(tmp_path, small_
 
     with pytest.raises(DatasetValidationError, match=r"split 'train', row 5: unreadable image"):
         load_streamed_image_dataset(folder_with_bad_row(5))
-    split = load_streamed_image_dataset(folder_with_bad_row(290))["train"]  # past the checked first 256 rows
+    late = folder_with_bad_row(290)
+    split = load_streamed_image_dataset(late)["train"]  # past the checked first 256 rows
     with pytest.raises(DatasetValidationError, match=r"split 'train', row 290: unreadable image"):
         list(split.images())
+    with pytest.raises(DatasetValidationError, match=r"split 'train', row 290: unreadable image"):
+        load_streamed_image_dataset(late, image_check="all")  # every image, up front
     with pytest.raises(TypeError, match="is streamed"):
         split[3]  # no random access
 
@@ -176,3 +179,19 @@ def test_streaming_bad_input_fails_naming_the_key(hub_folder, small_cmnist, tmp_
         config = parse_config({"benchmark": {"name": "hub", "streaming": True, **benchmark}})
         with pytest.raises(ConfigError, match=message):
             load_run_dataset(config)
+
+
+def test_validating_a_stream_says_later_rows_are_checked_when_read(hub_folder, caplog):
+    import logging
+
+    from hf_ddb.validation import load_run_dataset
+
+    config = parse_config({"benchmark": {"name": "hub", "path": str(hub_folder), "streaming": True}})
+    with caplog.at_level(logging.INFO, logger="hf_ddb.validation"):
+        load_run_dataset(config)
+    assert "later rows are checked when read (--image-check all reads every image now)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hf_ddb.validation"):
+        load_run_dataset(config, "all")
+    assert "later rows" not in caplog.text
+

@@ -149,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument(
             "--image-check",
             choices=["all", "sample"],
-            default="all",
-            help="decode every image of a hub/local dataset before any work (default), or 256 per split",
+            default=None,
+            help="decode every image of a hub/local dataset before any work (the default, except when streamed), "
+            "or 256 per split (the default for a streamed dataset, whose later rows are checked as they are read)",
         )
         sub.add_argument(
             "--set",

@@ -960,12 +960,17 @@ def load_streamed_image_dataset(
     label_column: str = "label",
     bias_column: str | None = None,
     image_size: int | None = None,
+    image_check: str = "sample",
     **load_kwargs: Any,
 ) -> dict[str, StreamedSplit]:
     """`load_image_dataset` for a dataset read as a stream: the same column names, split aliases and label
     checks (on every row: the label columns are read in one image-free pass), images checked on the first
-    `SAMPLE_DECODES` rows of each split (their modes and sizes) and every later one as it is read."""
+    `SAMPLE_DECODES` rows of each split (their modes and sizes) and every later one as it is read; with
+    ``image_check="all"`` every image of every split is decoded now (one more pass over each stream)."""
     from datasets import load_dataset
+
+    if image_check not in IMAGE_CHECKS:
+        raise ValueError(f"image_check must be one of {list(IMAGE_CHECKS)}, got {image_check!r}")
 
     path = Path(path_or_name)
     if (path / "dataset_dict.json").is_file() or (path / "dataset_info.json").is_file():
@@ -1025,7 +1030,7 @@ def load_streamed_image_dataset(
         if len(split) == 0:
             raise DatasetValidationError(f"split {name!r} is empty")
         for row, encoded in split.encoded_rows():
-            if row == SAMPLE_DECODES:
+            if row == SAMPLE_DECODES and image_check == "sample":
                 break
             try:
                 image = Image().decode_example(encoded)

@@ -8,6 +8,7 @@ download). `hf-ddb validate CONFIG` runs it alone; `hf-ddb run` and every stage 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,12 +23,22 @@ if TYPE_CHECKING:
 
 __all__ = ["load_run_dataset", "validate_run"]
 
+logger = logging.getLogger(__name__)
 
-def load_run_dataset(config: RunConfig, image_check: str = "all") -> DatasetDict | dict[str, StreamedSplit]:
+
+def load_run_dataset(config: RunConfig, image_check: str | None = None) -> DatasetDict | dict[str, StreamedSplit]:
     """The config's dataset with ``train``/``valid``/``test``; a missing column fails naming the config key.
-    ``image_check`` (``all`` or ``sample``) says how many images of a ``hub`` dataset are fully decoded; with
-    ``benchmark.streaming`` the splits are `StreamedSplit`s (labels read now, images as they are needed)."""
-    from .data import DatasetValidationError, load_benchmark, load_image_dataset, load_streamed_image_dataset
+    ``image_check`` (``all`` or ``sample``) says how many images of a ``hub`` dataset are fully decoded now:
+    by default all of a downloaded dataset and the first 256 per split of a streamed one (``benchmark.streaming``:
+    the splits are `StreamedSplit`s, labels read now, images as they are needed and checked as they are read;
+    ``all`` reads every stream once more, up front)."""
+    from .data import (
+        SAMPLE_DECODES,
+        DatasetValidationError,
+        load_benchmark,
+        load_image_dataset,
+        load_streamed_image_dataset,
+    )
 
     if config.benchmark_name != "hub":
         return load_benchmark(config.benchmark_name, **config.benchmark_options)
@@ -40,10 +51,18 @@ def load_run_dataset(config: RunConfig, image_check: str = "all") -> DatasetDict
         kwargs["name"] = b["config_name"]
     try:
         if b.get("streaming"):
-            dataset = load_streamed_image_dataset(b["path"], image_size=b.get("image_size"), **kwargs)
+            check = image_check or "sample"
+            dataset = load_streamed_image_dataset(
+                b["path"], image_size=b.get("image_size"), image_check=check, **kwargs
+            )
+            if check == "sample":
+                logger.info(
+                    f"streaming: images checked on the first {SAMPLE_DECODES} rows of each split; later rows are "
+                    "checked when read (--image-check all reads every image now)"
+                )
         else:
             dataset = load_image_dataset(
-                b["path"], uniform_size=not b.get("image_size"), image_check=image_check, **kwargs
+                b["path"], uniform_size=not b.get("image_size"), image_check=image_check or "all", **kwargs
             )
     except DatasetValidationError as err:
         message = str(err)
@@ -111,7 +130,7 @@ def _check_model(key: str, architecture: str, num_classes: int, image_size: int,
         raise ConfigError(f"'{key}' {architecture!r} cannot classify {image_size} px images: {err}") from err
 
 
-def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_check: str = "all") -> DatasetDict:
+def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_check: str | None = None) -> DatasetDict:
     """Every check a run needs before its first stage; returns the loaded (and checked) dataset.
 
     Raises `ConfigError` naming the config key (or the data's split and row) of the first problem.
