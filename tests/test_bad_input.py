@@ -262,11 +262,15 @@ def test_bad_dataset_fails_before_any_work(tmp_path, capsys, name, build, messag
         ({"bias_column": "bias", "bias_ratio": float("nan")}, "'benchmark.bias_ratio' must be a share in [0, 1]"),
         ({"bias_column": "bias", "bias_ratio": 1.5}, "'benchmark.bias_ratio' must be a share in [0, 1]"),
         ({"image_size": 100_000}, "'benchmark.image_size' must be in [1, 1024]"),
+        ({"methods": ["erm", "groupdro_oracle"]}, "'methods': groupdro_oracle trains with bias labels"),
+        ({"selection": "oracle_valid_unbiased"}, "'selection' 'oracle_valid_unbiased' reads bias labels"),
     ],
 )
 def test_bad_dataset_keys(tmp_path, capsys, benchmark, message):
     _dataset_case().save_to_disk(str(tmp_path / "data"))
-    config = {**BASE, "benchmark": {"name": "hub", "path": str(tmp_path / "data"), **benchmark}}
+    benchmark = dict(benchmark)
+    top = {key: benchmark.pop(key) for key in ("methods", "selection") if key in benchmark}  # no bias column
+    config = {**BASE, **top, "benchmark": {"name": "hub", "path": str(tmp_path / "data"), **benchmark}}
     status, err = _run_cli(tmp_path, capsys, yaml.safe_dump({**config, "output_dir": str(tmp_path / "out")}))
     assert status == 2 and message in err, err
 

@@ -144,6 +144,15 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_ch
         if len(data[split]) == 0:
             raise ConfigError(f"'benchmark': the {split!r} split of {shown!r} is empty; every run needs rows in it")
     train = data["train"]
+    if "bias_label" not in train.column_names:  # a run without bias labels: what needs them cannot run
+        for method in config.methods:
+            if config.recipe(method).uses_bias_labels:
+                raise ConfigError(
+                    f"'methods': {method} trains with bias labels, and {shown!r} has none (no "
+                    "'benchmark.bias_column'); remove it, or name the dataset's bias column"
+                )
+        if config.selection.startswith("oracle_"):
+            raise ConfigError(f"'selection' {config.selection!r} reads bias labels, and {shown!r} has none")
     num_classes = train.features["label"].num_classes
     classifier = config.classifier
     if classifier.pretrained is None:
