@@ -344,6 +344,35 @@ def test_missing_column_fails_before_any_work(tmp_path, small_cmnist, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_without_bias_labels_reports_the_groups_the_amplifier_found(tmp_path, small_cmnist, capsys):
+    """Own data with no bias column: the run finishes, refuses nothing it can do, and reports per class what the
+    amplifier flags and each method's accuracy on the (class, inferred bias) groups of valid and test."""
+    small_cmnist.remove_columns("bias_label").save_to_disk(str(tmp_path / "data"))
+    config = {
+        **TINY_RUN,
+        "benchmark": {"name": "hub", "path": str(tmp_path / "data")},
+        "methods": ["erm", "ddb_ii"],
+        "hub": {},
+        "output_dir": str(tmp_path / "run"),
+    }
+    assert main(["run", str(_write(tmp_path, config)), "-q"]) == 0
+    report = json.loads((tmp_path / "run" / "results.json").read_text())
+    found = report["amplifier"]["groups_found"]
+    assert [row["class"] for row in found] == small_cmnist["train"].features["label"].names
+    assert sum(row["rows"] for row in found) == len(small_cmnist["train"])
+    with np.load(tmp_path / "run" / "amplifier" / "signals.npz") as signals:
+        assert sum(row["flagged"] for row in found) == int(signals["train_pseudo_conflicting"].sum())
+        assert len(signals["test_prediction"]) == len(small_cmnist["test"])  # test scored too (no labels read)
+    for method in ("erm", "ddb_ii"):
+        for split in ("valid", "test"):
+            groups = report["methods"][method][split]["pseudo_groups"]
+            assert 0.0 <= groups["worst_accuracy"] <= groups["mean_accuracy"] <= 1.0
+            assert "unbiased_accuracy" not in report["methods"][method][split]  # cannot be measured
+    text = (tmp_path / "run" / "results.md").read_text()
+    assert "## The groups the amplifier found (no bias labels)" in text
+    assert "cannot be measured; the accuracies on the groups the amplifier found stand in" in text
+
+
 def test_auto_selection_uses_pseudo_groups_only_when_an_amplifier_is_trained():
     from hf_ddb.config import PSEUDO_GROUP_SELECTION
 

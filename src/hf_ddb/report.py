@@ -38,6 +38,7 @@ class RunSummary:
     class_names: list[str]
     amplifier_train_losses: np.ndarray | None = None
     amplifier_train_flags: np.ndarray | None = None
+    amplifier_train_predictions: np.ndarray | None = None  # its predicted class: each row's inferred bias
     train: Dataset | None = None  # the real training split (for the grid of what the amplifier flags)
     synthetic: Dataset | None = None
     train_conflicting: np.ndarray | None = None
@@ -173,6 +174,65 @@ def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def groups_found(
+    labels: np.ndarray, flags: np.ndarray, predictions: np.ndarray, class_names: list[str], top: int = 3
+) -> list[dict[str, Any]]:
+    """Per class, what the amplifier found in the training set without bias labels: its rows, how many it
+    flags, and the inferred bias of the flagged ones (the classes they look like to the amplifier, most
+    frequent first)."""
+    labels, flags, predictions = np.asarray(labels), np.asarray(flags, dtype=bool), np.asarray(predictions)
+    rows = []
+    for index, name in enumerate(class_names):
+        mine = labels == index
+        looks = predictions[mine & flags]
+        values, counts = np.unique(looks, return_counts=True)
+        order = np.argsort(-counts, kind="stable")[:top]
+        rows.append(
+            {
+                "class": name,
+                "rows": int(mine.sum()),
+                "flagged": int((mine & flags).sum()),
+                "looks_like": {class_names[int(values[i])]: int(counts[i]) for i in order},
+            }
+        )
+    return rows
+
+
+def _groups_found_lines(found: list[dict[str, Any]], results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "",
+        "## The groups the amplifier found (no bias labels)",
+        "",
+        "Each training row's inferred bias is the class the amplifier (trained on synthetic bias-aligned images "
+        "only) predicts for it; a row is flagged when that is not its own class.",
+        "",
+        "| class | training rows | flagged | flagged rows look like (amplifier's class: rows) |",
+        "|---|---|---|---|",
+    ]
+    for row in found:
+        looks = ", ".join(f"{name}: {count}" for name, count in row["looks_like"].items()) or "-"
+        lines.append(f"| {row['class']} | {row['rows']} | {row['flagged']} | {looks} |")
+    measured = [(m, r) for m, r in results.items() if "pseudo_groups" in r.get("test", {})]
+    if measured:
+        lines += [
+            "",
+            "Accuracy on these groups, (class, inferred bias), in %: the mean over groups and the worst group "
+            "(what a run can measure without bias labels; with them, the unbiased and worst-group columns above "
+            "are the real measure).",
+            "",
+            "| method | valid mean | valid worst | test mean | test worst |",
+            "|---|---|---|---|---|",
+        ]
+        for method, result in measured:
+            cells = [
+                _pct(result[split]["pseudo_groups"][key])
+                for split in ("valid", "test")
+                for key in ("mean_accuracy", "worst_accuracy")
+            ]
+            lines.append(f"| {method} | {' | '.join(cells)} |")
+    return lines
+
+
 def write_report(summary: RunSummary) -> dict[str, Any]:
     """Write the report files and model cards of a run; returns what results.json holds."""
     from .data import findings_grid, sample_grid
@@ -212,6 +272,13 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             _loss_histogram(summary.amplifier_train_losses, summary.train_conflicting, figures["losses"])
         figures["samples"] = layout.samples_image
         sample_grid(summary.synthetic, per_class=10, scale=3).save(figures["samples"])
+        if summary.train is not None and summary.amplifier_train_predictions is not None:
+            report["amplifier"]["groups_found"] = groups_found(
+                summary.train["label"],
+                summary.amplifier_train_flags,
+                summary.amplifier_train_predictions,
+                summary.class_names,
+            )
         if summary.train is not None and summary.amplifier_train_flags is not None:
             figures["findings"] = root / "amplifier_findings.png"
             grid = findings_grid(summary.train, summary.amplifier_train_losses, summary.amplifier_train_flags)
@@ -243,6 +310,14 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             f"Bias amplifier ({report['amplifier']['num_synthetic']} synthetic images, never a real one): "
             f"bias-conflicting detection AUROC {detection['auroc']:.3f}, pseudo-label precision "
             f"{detection['precision']:.2f}, recall {detection['recall']:.2f} (bias labels used for this line only).",
+        ]
+    if "groups_found" in report.get("amplifier", {}):
+        lines += _groups_found_lines(report["amplifier"]["groups_found"], results)
+    if summary.train_conflicting is None:  # no bias labels in this dataset
+        lines += [
+            "",
+            "This dataset has no bias labels, so unbiased, worst-group, aligned and conflicting accuracy cannot be "
+            "measured; the accuracies on the groups the amplifier found stand in for them.",
         ]
     if "findings" in figures:
         lines += [

@@ -308,8 +308,13 @@ class Run:
             model, processor, synthetic_accuracy = train_bias_amplifier(
                 synthetic, self.class_names, settings, layout.amplifier / "trainer", runtime=self.config.training
             )
-            signals = BiasSignals.score(
-                model, self.data, settings.rule, loading=self.loading, rule_options=settings.rule_options
+            signals = BiasSignals.score(  # test too: its pseudo groups are reported (the amplifier reads no label)
+                model,
+                self.data,
+                settings.rule,
+                splits=("train", "valid", "test"),
+                loading=self.loading,
+                rule_options=settings.rule_options,
             )
             fidelity = generator_fidelity(synthetic_accuracy, signals.splits["train"]["correct"], len(self.class_names))
             self.log(
@@ -343,15 +348,23 @@ class Run:
         return BiasSignals.load(self.layout.signals)
 
     def valid_pseudo_bias(self) -> np.ndarray:
-        """The amplifier's pseudo bias of every valid row (0 = aligned; `hf_ddb.amplifier.pseudo_bias`): the
-        groups that methods without pseudo groups of their own are selected on under the pseudo-group rules.
-        (class, predicted class) under the ``misclassified`` rule, else (class, flagged)."""
+        """The amplifier's pseudo bias of every valid row (`pseudo_bias`): the groups that methods without pseudo
+        groups of their own are selected on under the pseudo-group rules."""
+        return self.pseudo_bias("valid")
+
+    def pseudo_bias(self, split: str) -> np.ndarray | None:
+        """The amplifier's pseudo bias of every row of ``split`` (0 = aligned; `hf_ddb.amplifier.pseudo_bias`):
+        (class, predicted class) under the ``misclassified`` rule, else (class, flagged). None for a split the
+        amplifier stage did not score."""
         from .amplifier import pseudo_bias, pseudo_bias_width
 
-        signals, valid = self.amplifier_signals(), self.data["valid"]
+        signals = self.amplifier_signals()
+        if split not in signals.splits:
+            return None
         groups = "inferred_bias" if self.config.amplifier.rule == "misclassified" else "flag"
         width = pseudo_bias_width(groups, len(self.class_names))
-        return pseudo_bias(signals.splits["valid"], valid["label"], signals.flags["valid"], groups, width)
+        labels = self.data[split]["label"]
+        return pseudo_bias(signals.splits[split], labels, signals.flags[split], groups, width)
 
     def debias(self, methods: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """Train every configured method (each cached on its own); returns their metrics."""
@@ -370,9 +383,10 @@ class Run:
     def _fit_method(self, method: str) -> None:
         from transformers import AutoModelForImageClassification
 
+        from .metrics import group_metrics
         from .models import build_classifier, save_classifier
         from .recipes import RecipeContext, train_with_recipe
-        from .training import evaluate_groups, predict_logits
+        from .training import predict_logits
 
         recipe_class = self.config.recipe(method)
         amplifier, signals, valid_pseudo = None, None, None
@@ -425,11 +439,22 @@ class Run:
             save_classifier(model, processors[-1], self.layout.method_model(method))
         metrics: dict[str, Any] = {"method": method, "info": info}
         for split in ("valid", "test"):
-            if "bias_label" in self.data[split].column_names:
-                metrics[split] = evaluate_groups(model, self.data[split], self.config.aligned_bias, self.loading)
+            dataset = self.data[split]
+            logits = predict_logits(model, dataset, loading=self.loading)
+            labels = np.asarray(dataset["label"])
+            if "bias_label" in dataset.column_names:
+                metrics[split] = group_metrics(logits, labels, dataset["bias_label"], self.config.aligned_bias)
             else:
-                logits = predict_logits(model, self.data[split], loading=self.loading)
-                metrics[split] = {"accuracy": float((logits.argmax(1) == np.asarray(self.data[split]["label"])).mean())}
+                metrics[split] = {"accuracy": float((logits.argmax(1) == labels).mean())}
+            pseudo = self.pseudo_bias(split) if self.config.reads_amplifier(method) else None
+            if pseudo is not None:  # the groups the amplifier found: what a run without bias labels can measure
+                found = group_metrics(logits, labels, pseudo, aligned_bias=[0] * len(self.class_names))
+                metrics[split]["pseudo_groups"] = {
+                    "mean_accuracy": found["unbiased_accuracy"],
+                    "worst_accuracy": found["worst_group_accuracy"],
+                    "aligned_accuracy": found["aligned_accuracy"],
+                    "flagged_accuracy": found["conflicting_accuracy"],
+                }
         metrics["seconds"] = round(time.time() - started, 1)
         if self.is_main_process:
             atomic_write_text(self.layout.method_metrics(method), json.dumps(metrics, indent=2))
@@ -446,6 +471,7 @@ class Run:
             signals = self.amplifier_signals()
             summary.amplifier_train_losses = signals.splits["train"]["loss"]
             summary.amplifier_train_flags = signals.flags["train"]
+            summary.amplifier_train_predictions = signals.splits["train"]["prediction"]
             summary.train = self.data["train"]
             summary.synthetic = self.generation()
         train = self.data["train"]
