@@ -194,4 +194,3 @@ def test_validating_a_stream_says_later_rows_are_checked_when_read(hub_folder, c
     with caplog.at_level(logging.INFO, logger="hf_ddb.validation"):
         load_run_dataset(config, "all")
     assert "later rows" not in caplog.text
-
