@@ -259,3 +259,26 @@ def test_streamed_training_on_two_processes_reads_each_row_once(tmp_path, small_
     seen = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [s["processes"] for s in seen] == [2, 2] and len(seen[0]["labels"]) == len(seen[1]["labels"]) == 48
     assert sorted(seen[0]["labels"] + seen[1]["labels"]) == sorted(rows["label"])
+
+
+def test_init_writes_a_config_read_off_the_data_that_validates(tmp_path, small_cmnist, capsys, monkeypatch):
+    """`hf-ddb init`: columns, classes and a bias column found by name; the written YAML validates as it is;
+    without a bias column, the oracle is left out; an existing file is never overwritten silently."""
+    small_cmnist.rename_column("bias_label", "colour").save_to_disk(str(tmp_path / "mydata"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", str(tmp_path / "mydata")]) == 0
+    out = capsys.readouterr().out
+    assert "bias column 'colour'" in out and "next: hf-ddb validate mydata.yaml && hf-ddb run mydata.yaml" in out
+    config = load_config(tmp_path / "mydata.yaml")
+    assert config.benchmark["bias_column"] == "colour" and "groupdro_oracle" in config.methods
+    assert config.classifier.architecture == "mlp" and config.diffusion.preset in ("demo", "paper")
+    assert main(["validate", "mydata.yaml"]) == 0
+    assert main(["init", str(tmp_path / "mydata")]) == 2  # exists
+    assert "exists; give another --output or --force" in capsys.readouterr().err
+
+    small_cmnist.remove_columns("bias_label").save_to_disk(str(tmp_path / "plain"))
+    assert main(["init", str(tmp_path / "plain"), "--output", "plain.yaml"]) == 0
+    config = load_config(tmp_path / "plain.yaml")
+    assert "bias_column" not in config.benchmark and "groupdro_oracle" not in config.methods
+    assert main(["init", str(tmp_path / "nothing_here")]) == 2
+    assert "cannot be loaded" in capsys.readouterr().err

@@ -128,6 +128,30 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     )
 
 
+def _init(args: argparse.Namespace) -> int:
+    """``hf-ddb init DATASET``: a commented starting config read off the data, and the next command."""
+    from .scaffold import write_starting_config
+
+    name = Path(str(args.dataset).rstrip("/")).name or "dataset"
+    output = Path(args.output or f"{name}.yaml")
+    try:
+        sketch = write_starting_config(args.dataset, output, force=args.force)
+    except Exception as err:
+        if args.debug:
+            raise
+        user_error = isinstance(err, _user_error_types())
+        kind = "" if user_error else f"unexpected {type(err).__name__}: "
+        print(f"hf-ddb: error: {kind}{str(err).strip().splitlines()[0]} (--debug shows the traceback)", file=sys.stderr)
+        return 2 if user_error else 1
+    bias = f", bias column {sketch.bias_column!r}" if sketch.bias_column else ", no bias column"
+    print(
+        f"wrote {output}: image column {sketch.image_column!r}, label column {sketch.label_column!r} "
+        f"({len(sketch.class_names)} classes){bias}, images {sketch.image_size[0]}x{sketch.image_size[1]} px"
+    )
+    print(f"next: hf-ddb validate {output} && hf-ddb run {output}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``hf-ddb`` command; returns its exit status: 0 done, 2 a user error (one line on stderr, no
     traceback unless ``--debug``), 1 an unexpected failure, 130 interrupted."""
@@ -168,7 +192,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.add_argument(
                 "--no-dataset", action="store_true", help="do not push the synthetic images as a dataset repo"
             )
+    init = commands.add_parser("init", help="write a starting config for a dataset (a Hub id or a local folder)")
+    init.add_argument("dataset", help="a Hub dataset id or a local folder (Parquet, image folder, save_to_disk)")
+    init.add_argument("--output", help="where to write the YAML (default: <dataset name>.yaml here)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    init.set_defaults(verbose=False, quiet=False, config=None)
     args = parser.parse_args(argv)
+    if args.command == "init":
+        return _init(args)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     from .config import ConfigError, load_config
 
