@@ -37,9 +37,9 @@ from transformers import TrainerCallback
 from hf_ddb import Run
 from hf_ddb.amplifier import bias_signals, detection_report, pseudo_bias_labels
 from hf_ddb.config import parse_config
+from hf_ddb.inputs import model_inputs, predict_logits
 from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
 from hf_ddb.recipes import RECIPES
-from hf_ddb.training import model_inputs, predict_logits
 
 
 class EpochProbe(TrainerCallback):

@@ -58,8 +58,9 @@ def worker(data: str, stage: str, path: str, batch_size: int, out: str) -> None:
     import torch
     from datasets import load_dataset, load_from_disk
 
+    from hf_ddb.inputs import ImageLoading, predict_logits
     from hf_ddb.models import build_classifier
-    from hf_ddb.training import ImageLoading, TrainingConfig, predict_logits, train_erm
+    from hf_ddb.training import TrainingConfig, train_erm
 
     torch.set_num_threads(1)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -168,8 +168,8 @@ def _torchrun(*args, timeout=600):
 def test_scoring_on_two_processes_loses_and_repeats_no_row(tmp_path, small_cmnist):
     import numpy as np
 
+    from hf_ddb.inputs import predict_logits
     from hf_ddb.models import build_classifier
-    from hf_ddb.training import predict_logits
 
     split = small_cmnist["valid"].select(range(101))
     split.save_to_disk(str(tmp_path / "split"))

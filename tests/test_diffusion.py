@@ -196,7 +196,7 @@ def test_generation_resumes_without_duplicates(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in sorted((tmp_path / "a" / "shards").iterdir())[2:]} == kept
     assert [np.asarray(x).tobytes() for x in again["image"]] == [np.asarray(x).tobytes() for x in first["image"]]
     assert not [p for p in (tmp_path / "a").rglob(".*")]  # no temp files left
-    with pytest.raises(ValueError, match=r"num_images_per_class must be an integer in \[1, inf\]"):
+    with pytest.raises(ValueError, match=r"num_images_per_class must be an integer in \[1, 1000000\], got 0"):
         generate_synthetic_dataset(pipe, tmp_path / "b", GenerationConfig(num_images_per_class=0))
     with pytest.raises(ValueError, match=r"unknown class id\(s\) \[7\]"):
         generate_synthetic_dataset(pipe, tmp_path / "b", config, class_labels=[7])

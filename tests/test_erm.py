@@ -10,7 +10,7 @@ from hf_ddb import (
     save_classifier,
     train_erm,
 )
-from hf_ddb.training import ImageTensorDataset
+from hf_ddb.inputs import ImageTensorDataset
 
 
 def _names(ds):

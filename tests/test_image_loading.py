@@ -7,15 +7,15 @@ import torch
 
 from hf_ddb import TrainingConfig, build_classifier
 from hf_ddb.config import ConfigError, parse_config
-from hf_ddb.training import (
+from hf_ddb.inputs import (
     ImageLoading,
     ImageTensorDataset,
     OnTheFlyImageDataset,
     decoded_bytes,
     model_inputs,
     predict_logits,
-    train_erm,
 )
+from hf_ddb.training import train_erm
 
 ON_THE_FLY = ImageLoading(in_memory_gb=0.0)  # every split is over a zero budget
 
@@ -162,5 +162,23 @@ def test_a_streamed_dataset_trains_and_scores_in_stream_order(small_cmnist, name
     streamed, downloaded = bias_signals(model, stream), bias_signals(model, rows)
     np.testing.assert_array_equal(streamed["correct"], downloaded["correct"])
     np.testing.assert_allclose(streamed["loss"], downloaded["loss"], rtol=1e-5)
-    with pytest.raises(ValueError, match="streamed dataset has no rows to index"):
-        model_inputs(model, stream, with_index=True)  # per-sample methods need a downloaded dataset
+    items, _ = model_inputs(model, stream, with_index=True)  # wrapped as a StreamedSplit: its rows are numbered
+    assert len(items) == 150 and items.columns["labels"].tolist() == rows["label"]
+
+
+def test_only_the_inputs_module_asks_which_kind_a_split_is():
+    """How images reach a model has one owner (`hf_ddb.inputs`): no other module switches on split types, and
+    no cache is keyed by a private attribute of `datasets`."""
+    import re
+    from pathlib import Path
+
+    import hf_ddb
+
+    kinds = r"isinstance\([^)]*(StreamedSplit|IterableDataset|ImageTensorDataset|OnTheFlyImageDataset)"
+    offenders = [
+        f"{path.name}:{number}"
+        for path in sorted(Path(hf_ddb.__file__).parent.glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if (path.name != "inputs.py" and re.search(kinds, line)) or "._fingerprint" in line
+    ]
+    assert not offenders

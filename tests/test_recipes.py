@@ -19,6 +19,7 @@ from hf_ddb.amplifier import (
     heldout_synthetic_accuracy,
     pseudo_bias_labels,
 )
+from hf_ddb.inputs import predict_logits
 from hf_ddb.metrics import group_metrics
 from hf_ddb.objectives import ERMObjective, GroupDROObjective, RelativeDifficultyObjective, _LossEMA, gce_loss
 from hf_ddb.recipes import (
@@ -37,7 +38,6 @@ from hf_ddb.recipes import (
     train_with_recipe,
 )
 from hf_ddb.trainer import DebiasModel, DebiasTrainer
-from hf_ddb.training import predict_logits
 
 
 def test_gce_loss_value_and_gradient():

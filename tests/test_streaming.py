@@ -9,10 +9,11 @@ import torch
 import yaml
 from datasets import Dataset, Features, Image
 
+from hf_ddb.checks import DatasetValidationError
 from hf_ddb.cli import main
 from hf_ddb.config import ConfigError, parse_config
-from hf_ddb.data import DatasetValidationError, StreamedSplit, load_streamed_image_dataset
-from hf_ddb.training import StreamedTrainingItems
+from hf_ddb.data import load_streamed_image_dataset
+from hf_ddb.inputs import StreamedSplit, StreamedTrainingItems
 
 RUN = {
     "classifier": {"architecture": "mlp"},

@@ -41,7 +41,7 @@ _EXPORTS = {
     "load_benchmark": "data",
     "load_config": "config",
     "load_image_dataset": "data",
-    "predict_logits": "training",
+    "predict_logits": "inputs",
     "pseudo_bias_labels": "amplifier",
     "push_folder": "hub",
     "push_run": "hub",
@@ -77,6 +77,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .diffusion import DiffusionConfig, train_diffusion  # noqa: F401
     from .generation import GenerationConfig, generate_synthetic_dataset  # noqa: F401
     from .hub import load_artifact, push_folder, push_run  # noqa: F401
+    from .inputs import predict_logits  # noqa: F401
     from .metrics import detection_metrics, group_metrics  # noqa: F401
     from .models import MLPConfig, MLPForImageClassification, build_classifier, save_classifier  # noqa: F401
     from .pipeline_bias_aligned import BiasAlignedGenerationPipeline  # noqa: F401
@@ -91,4 +92,4 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     )
     from .runner import Run  # noqa: F401
     from .trainer import DebiasTrainer  # noqa: F401
-    from .training import TrainingConfig, evaluate_groups, predict_logits, train_erm  # noqa: F401
+    from .training import TrainingConfig, evaluate_groups, train_erm  # noqa: F401

@@ -25,16 +25,12 @@ from datasets import Dataset, IterableDataset
 from transformers import PreTrainedModel, TrainingArguments
 
 from .checks import LIMITS, check_choice, check_integer, check_number
-from .data import StreamedSplit, dataset_origin
+from .data import dataset_origin
+from .inputs import ImageLoading, StreamedSplit, as_split, at_model_size, predict_logits
 from .metrics import detection_metrics, is_conflicting
-from .models import image_normalization
 from .objectives import ERMObjective
 from .trainer import DebiasTrainer
-from .training import (
-    ImageLoading,
-    TrainingConfig,
-    predict_logits,
-)
+from .training import TrainingConfig
 from .utils import atomic_file
 
 __all__ = [
@@ -100,15 +96,11 @@ def bias_signals(
 
     Real images of another size than the BA's are resized to it (the BA is usually trained at the
     diffusion resolution); ``loading``'s memory budget decides whether they are decoded at once. A streamed
-    dataset is scored as it arrives, in stream order (its labels are read in a second, image-free pass).
+    dataset is scored as it arrives, in stream order (its labels are read in an image-free pass).
     """
+    dataset = as_split(dataset)
     logits = predict_logits(model, at_model_size(model, dataset), batch_size=batch_size, loading=loading)
-    if isinstance(dataset, StreamedSplit):
-        labels = np.asarray(dataset["label"])
-    elif isinstance(dataset, IterableDataset):
-        labels = np.array([row["label"] for row in dataset.select_columns(["label"])], dtype=np.int64)
-    else:
-        labels = np.asarray(dataset["label"])
+    labels = np.asarray(dataset["label"])
     log_probs = torch.log_softmax(torch.from_numpy(logits).double(), dim=1).numpy()
     log_p_true = log_probs[np.arange(len(labels)), labels]
     prediction = logits.argmax(1)
@@ -118,27 +110,6 @@ def bias_signals(
         "correct": prediction == labels,
         "prediction": prediction,
     }
-
-
-def at_model_size(
-    model: PreTrainedModel, dataset: Dataset | IterableDataset | StreamedSplit
-) -> Dataset | IterableDataset | StreamedSplit:
-    """``dataset`` with its images resized (bilinear) to the classifier's input size, if they differ (a
-    streamed dataset lazily, as it is read)."""
-    size = image_normalization(model.config)[0]
-    if isinstance(dataset, StreamedSplit):  # resized as its images are decoded
-        return dataset if dataset.first_image().size == (size, size) else dataset.resized(size)
-    streamed = isinstance(dataset, IterableDataset)
-    first = next(iter(dataset))["image"] if streamed else dataset[0]["image"]
-    if first.size == (size, size):
-        return dataset
-    from PIL import Image as PILImage
-
-    return dataset.map(
-        lambda batch: {"image": [im.resize((size, size), PILImage.Resampling.BILINEAR) for im in batch["image"]]},
-        batched=True,
-        **({} if streamed else {"desc": f"resizing to {size} px for the bias amplifier"}),
-    )
 
 
 def _rule_misclassified(signals: dict[str, np.ndarray]) -> np.ndarray:

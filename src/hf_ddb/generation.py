@@ -58,10 +58,11 @@ class GenerationConfig:
     def validate(self, num_classes: int | None = None) -> None:
         """Raise ``ValueError`` naming the first bad setting (NaN and infinities included)."""
         check_integer(
-            "num_images_per_class (about 2.3 h per million 8 px images on 2 CPU cores)",
+            "num_images_per_class",
             self.num_images_per_class,
             low=1,
             high=LIMITS["images_per_class"],
+            note="generation takes about 2.3 h per million 8 px images on 2 CPU cores",
         )
         check_integer("num_inference_steps", self.num_inference_steps, low=1, high=LIMITS["inference_steps"])
         check_integer("batch_size", self.batch_size, low=1, high=LIMITS["batch_size"])

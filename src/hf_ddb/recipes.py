@@ -53,7 +53,7 @@ from .amplifier import (
     pseudo_bias_width,
 )
 from .checks import LIMITS, check_choice, check_integer, check_number
-from .data import StreamedSplit
+from .inputs import predict_logits, prepared
 from .metrics import group_metrics
 from .objectives import (
     DisEntObjective,
@@ -65,13 +65,7 @@ from .objectives import (
     check_unit_interval,
 )
 from .trainer import DebiasTrainer
-from .training import (
-    ImageDataset,
-    TrainingConfig,
-    model_inputs,
-    predict_logits,
-    train_erm,
-)
+from .training import TrainingConfig, train_erm
 
 __all__ = [
     "DDB_II_WEIGHTINGS",
@@ -746,14 +740,12 @@ class _SelectBest(TrainerCallback):
 
 def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -> Callable[[PreTrainedModel], float]:
     labels = np.asarray(valid["label"])
-    decoded: list[ImageDataset] = []  # valid is decoded once, at the first evaluation
+    ready: list[Any] = []  # valid prepared once, at the first evaluation
 
     def logits(model: PreTrainedModel) -> np.ndarray:
-        if isinstance(valid, StreamedSplit):  # read again at every evaluation
-            return predict_logits(model, valid)
-        if not decoded:
-            decoded.append(model_inputs(model, valid)[0])
-        return predict_logits(model, decoded[0])
+        if not ready:
+            ready.append(prepared(model, valid))
+        return predict_logits(model, ready[0])
 
     if selection == "valid_accuracy":
         return lambda model: float((logits(model).argmax(1) == labels).mean())

@@ -30,7 +30,7 @@ from transformers import TrainerCallback
 
 from .amplifier import BiasSignals
 from .config import RunConfig
-from .data import first_image
+from .inputs import first_image
 from .layout import RunLayout
 from .recipes import PSEUDO_GROUP_SELECTIONS, Recipe
 from .utils import atomic_write_text, process_rank_and_count, remove_leftovers
@@ -383,10 +383,10 @@ class Run:
     def _fit_method(self, method: str) -> None:
         from transformers import AutoModelForImageClassification
 
+        from .inputs import predict_logits
         from .metrics import group_metrics
         from .models import build_classifier, save_classifier
         from .recipes import RecipeContext, train_with_recipe
-        from .training import predict_logits
 
         recipe_class = self.config.recipe(method)
         amplifier, signals, valid_pseudo = None, None, None

@@ -15,9 +15,9 @@ from torch import nn
 from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.utils import ModelOutput
 
-from .data import StreamedSplit
+from .inputs import ImageLoading, is_streamed, model_inputs
 from .objectives import Objective
-from .training import ImageLoading, log_instead_of_print, model_inputs, training_order_seed
+from .training import log_instead_of_print, training_order_seed
 
 __all__ = ["DebiasModel", "DebiasOutput", "DebiasTrainer"]
 
@@ -78,7 +78,7 @@ class DebiasTrainer(Trainer):
         if hasattr(train_dataset, "__len__") and len(train_dataset) == 0:
             raise ValueError("train_dataset is empty: there is nothing to train on")
         seed = training_order_seed(args)
-        if isinstance(train_dataset, StreamedSplit) and objective.samples_rows:
+        if is_streamed(train_dataset) and objective.samples_rows:
             raise ValueError(
                 f"the {type(objective).__name__} draws its batches with a sampler over rows (group- or "
                 "class-balanced), which a streamed training split cannot give; turn the balancing off or download "

@@ -19,7 +19,7 @@ from datasets import DatasetDict
 from .config import ConfigError, RunConfig
 
 if TYPE_CHECKING:
-    from .data import StreamedSplit
+    from .inputs import StreamedSplit
 
 __all__ = ["load_run_dataset", "validate_run"]
 
@@ -135,7 +135,7 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_ch
 
     Raises `ConfigError` naming the config key (or the data's split and row) of the first problem.
     """
-    from .data import first_image
+    from .inputs import first_image
 
     _check_output_dir(config.output_dir)
     data = data if data is not None else load_run_dataset(config, image_check)

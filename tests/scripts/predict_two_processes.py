@@ -9,8 +9,8 @@ import torch
 from accelerate import PartialState
 from datasets import load_from_disk
 
+from hf_ddb.inputs import ImageLoading, predict_logits
 from hf_ddb.models import build_classifier
-from hf_ddb.training import ImageLoading, predict_logits
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

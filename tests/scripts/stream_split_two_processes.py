@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from hf_ddb.data import load_streamed_image_dataset
+from hf_ddb.inputs import model_inputs
 from hf_ddb.models import build_classifier
-from hf_ddb.training import TrainingConfig, model_inputs
+from hf_ddb.training import TrainingConfig
 
 if __name__ == "__main__":
     from transformers import Trainer
