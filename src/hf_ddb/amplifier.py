@@ -392,7 +392,7 @@ class BiasSignals:
 # When the amplifier's own numbers say it did not learn a bias (no bias labels involved).
 # Real-train accuracy this far below held-out synthetic accuracy: measured gaps were -1 to +1 point where the
 # amplifier carried the bias (colored_mnist, background_mnist; AUROC >= 0.97) and 13 points where it did not
-# (corrupted_mnist at 1%, AUROC 0.71, DDB below ERM); README, "The generator check" (issue 15).
+# (corrupted_mnist at 1%, AUROC 0.71, DDB below ERM); README, "The generator check".
 FIDELITY_GAP = 0.05
 FIDELITY_MAX_FLAGGED = 0.5  # a biased set is mostly bias-aligned; flagging more than this is no bias signal
 

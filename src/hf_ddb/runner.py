@@ -33,7 +33,7 @@ from .config import RunConfig
 from .inputs import first_image
 from .layout import RunLayout
 from .recipes import PSEUDO_GROUP_SELECTIONS, Recipe
-from .utils import atomic_write_text, process_rank_and_count, remove_leftovers
+from .utils import LaunchedProcesses, atomic_write_text, remove_leftovers
 
 __all__ = ["STAGES", "STAGE_ORDER", "Run", "Stage", "stage_key"]
 
@@ -114,6 +114,7 @@ class Run:
         self._data = data  # the config's dataset when the caller loaded it already (the CLI validates it)
         self.loading = config.training.image_loading()  # in RAM or on the fly; the train-time augmentation
         self._resolved: dict[str, Any] = {}
+        self.processes = LaunchedProcesses.from_environment()  # the one answer to "am I the main process?"
 
     # ---------------------------------------------------------------- cache bookkeeping
     def _marker(self, folder: Path) -> dict[str, Any] | None:
@@ -131,7 +132,7 @@ class Run:
 
         Under several processes (torchrun) the main process checks first, the others then find it done.
         """
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if self.processes.several:
             from accelerate import PartialState
 
             from .utils import force_cpu_processes
@@ -178,7 +179,7 @@ class Run:
             return
         started = time.time()
         self._finish(name, folder, key, started, **(work() or {}))
-        if process_rank_and_count()[1] > 1:  # nobody reads the stage's files before the main process wrote them
+        if self.processes.several:  # nobody reads the stage's files before the main process wrote them
             import torch.distributed as dist
 
             dist.barrier()
@@ -186,7 +187,7 @@ class Run:
     @property
     def is_main_process(self) -> bool:
         """Whether this process writes: every process computes a stage, the main one saves it."""
-        return int(os.environ.get("RANK", "0")) == 0
+        return self.processes.is_main
 
     def _stage_folder(self, stage: str) -> tuple[Path, str]:
         """The folder and current key of one of `STAGES` or a method."""
@@ -477,7 +478,7 @@ class Run:
         train = self.data["train"]
         if "bias_label" in train.column_names:
             summary.train_conflicting = is_conflicting(train["label"], train["bias_label"], self.config.aligned_bias)
-        if process_rank_and_count()[1] == 1:
+        if not self.processes.several:
             return write_report(summary)
         import torch.distributed as dist
 

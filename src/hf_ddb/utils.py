@@ -8,10 +8,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LaunchedProcesses",
     "atomic_directory",
     "atomic_file",
     "atomic_write_text",
@@ -110,6 +112,28 @@ def remove_leftovers(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+@dataclass(frozen=True)
+class LaunchedProcesses:
+    """This process's place among a run's processes, as the launcher (torchrun, accelerate launch) set it in
+    the environment: every process computes a stage, the main one (rank 0) writes, and with several of them
+    stages synchronise."""
+
+    rank: int = 0
+    count: int = 1
+
+    @classmethod
+    def from_environment(cls) -> LaunchedProcesses:
+        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def several(self) -> bool:
+        return self.count > 1
+
+
 def process_rank_and_count() -> tuple[int, int]:
     """(rank, number of processes) of the torch.distributed group, (0, 1) when there is none."""
     import torch.distributed as dist
@@ -174,7 +198,7 @@ def run_folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
     import fcntl
     import socket
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not LaunchedProcesses.from_environment().is_main:
         yield
         return
     folder = Path(folder)
