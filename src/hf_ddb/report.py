@@ -234,16 +234,29 @@ def _groups_found_lines(found: list[dict[str, Any]], results: dict[str, dict[str
 
 
 def write_report(summary: RunSummary) -> dict[str, Any]:
-    """Write the report files and model cards of a run; returns what results.json holds."""
-    from .data import findings_grid, sample_grid
+    """Write the report of a run (its figures, results.json and results.md, and the model card of every
+    artefact); returns what results.json holds."""
+    summary.root.mkdir(parents=True, exist_ok=True)
+    report = _results(summary)
+    figures = _figures(summary, report)
+    atomic_write_text(summary.root / "results.json", json.dumps(report, indent=2, default=str))
+    atomic_write_text(summary.root / "results.md", _results_markdown(summary, report, figures))
+    _write_cards(summary, report, figures)
+    return report
 
-    config, root, results = summary.config, summary.root, summary.results
-    benchmark = config.benchmark_name
-    dataset_id = config.benchmark.get("path") if benchmark == "hub" else None
-    display = dataset_id or benchmark
-    root.mkdir(parents=True, exist_ok=True)
+
+def _display(config: RunConfig) -> tuple[str, str | None]:
+    """How the report names the data, and its Hub dataset id (None for an embedded benchmark)."""
+    dataset_id = config.benchmark.get("path") if config.benchmark_name == "hub" else None
+    return dataset_id or config.benchmark_name, dataset_id
+
+
+def _results(summary: RunSummary) -> dict[str, Any]:
+    """What results.json holds: the benchmark, every method's metrics, the stage times, the config and, with an
+    amplifier, its detection, generator check and the groups it found."""
+    config, results = summary.config, summary.results
     with_amplifier = summary.synthetic is not None
-    layout = RunLayout(root)
+    layout = RunLayout(summary.root)
     stage_folders = {"diffusion": layout.diffusion, "generation": layout.synthetic, "amplifier": layout.amplifier}
     stage_folders.update({m: layout.method(m) for m in results})
     stage_seconds = {
@@ -257,21 +270,13 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
         "stage_seconds": stage_seconds,
         "config": config.to_dict(),
     }
-    figures = {"groups": root / "group_accuracy.png"}
-    _group_accuracy_plot(results, figures["groups"])
-    amplifier_dir = layout.amplifier
     if with_amplifier:
-        stage = json.loads((amplifier_dir / "stage.json").read_text())
+        stage = json.loads((layout.amplifier / "stage.json").read_text())
         report["amplifier"] = {
             "detection": stage.get("detection"),
             "fidelity": stage.get("fidelity"),
             "num_synthetic": stage.get("num_synthetic"),
         }
-        if summary.train_conflicting is not None:
-            figures["losses"] = root / "amplifier_losses.png"
-            _loss_histogram(summary.amplifier_train_losses, summary.train_conflicting, figures["losses"])
-        figures["samples"] = layout.samples_image
-        sample_grid(summary.synthetic, per_class=10, scale=3).save(figures["samples"])
         if summary.train is not None and summary.amplifier_train_predictions is not None:
             report["amplifier"]["groups_found"] = groups_found(
                 summary.train["label"],
@@ -279,14 +284,40 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
                 summary.amplifier_train_predictions,
                 summary.class_names,
             )
+    return report
+
+
+def _figures(summary: RunSummary, report: dict[str, Any]) -> dict[str, Path]:
+    """Draws the run's figures; returns their paths by name (``groups``, and with an amplifier ``losses`` when
+    the data has bias labels, ``samples`` and ``findings``)."""
+    from .data import findings_grid, sample_grid
+
+    root, layout = summary.root, RunLayout(summary.root)
+    figures = {"groups": root / "group_accuracy.png"}
+    _group_accuracy_plot(summary.results, figures["groups"])
+    if summary.synthetic is not None:
+        if summary.train_conflicting is not None:
+            figures["losses"] = root / "amplifier_losses.png"
+            _loss_histogram(summary.amplifier_train_losses, summary.train_conflicting, figures["losses"])
+        figures["samples"] = layout.samples_image
+        sample_grid(summary.synthetic, per_class=10, scale=3).save(figures["samples"])
         if summary.train is not None and summary.amplifier_train_flags is not None:
             figures["findings"] = root / "amplifier_findings.png"
             grid = findings_grid(summary.train, summary.amplifier_train_losses, summary.amplifier_train_flags)
             grid.save(figures["findings"])
-    # ---- results.json / results.md
-    atomic_write_text(root / "results.json", json.dumps(report, indent=2, default=str))
+    return figures
+
+
+def _warnings(report: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     fidelity = (report.get("amplifier") or {}).get("fidelity") or {}
-    warnings = fidelity.get("warnings", [])
+    return fidelity, fidelity.get("warnings", [])
+
+
+def _results_markdown(summary: RunSummary, report: dict[str, Any], figures: dict[str, Path]) -> str:
+    """results.md: the results table, the generator check, the amplifier's detection and findings, figures."""
+    config, results = summary.config, summary.results
+    display, _ = _display(config)
+    fidelity, warnings = _warnings(report)
     lines = [f"# hf-ddb results: {display} ({_bias_text(config)})", ""]
     if warnings:
         lines += [
@@ -327,8 +358,18 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             "bias-aligned. No bias labels are used for it.",
         ]
     lines += ["", *[f"![{name}]({path.name})" for name, path in figures.items()], ""]
-    atomic_write_text(root / "results.md", "\n".join(lines))
-    # ---- model cards
+    return "\n".join(lines)
+
+
+def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str, Path]) -> None:
+    """The model card of every method's classifier and, with an amplifier, of the amplifier and the diffusion
+    pipeline (cards.json keeps what each was rendered from, for push)."""
+    config, results = summary.config, summary.results
+    display, dataset_id = _display(config)
+    layout = RunLayout(summary.root)
+    fidelity, warnings = _warnings(report)
+    detection = (report.get("amplifier") or {}).get("detection")
+    with_amplifier = summary.synthetic is not None
     cards = _Cards(layout)
     base_model = _hub_model_id(config.classifier.pretrained)
     training = config.training.to_dict()
@@ -434,7 +475,6 @@ def write_report(summary: RunSummary) -> dict[str, Any]:
             warnings=warnings,
         )
     cards.save()
-    return report
 
 
 def _hub_model_id(pretrained: str | None) -> str | None:
