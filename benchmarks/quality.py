@@ -9,8 +9,8 @@ is selected and evaluated exactly as ``hf-ddb run`` does it: a class-conditional
 preset, 8 px, by default, as the default run) on the biased training set, a synthetic set, a bias amplifier
 (BA) trained only on the synthetic images (its detection of the real bias-conflicting rows in the amplifier
 stage's ``stage.json``: evaluation only), then every method, selected on ``valid`` as ``hf-ddb run`` selects
-(``auto``), evaluated on ``test``. The seeds of a ratio share its generator (``<cell>/diffusion`` and
-``<cell>/synthetic``; the seed only enters the amplifier and the methods). A per-epoch probe (a `Run`
+(``auto``), evaluated on ``test``. The seeds of a ratio share its generator (the first seed's diffusion and
+generation stages, taken by the others with `Run.reuse`: the seed only enters the amplifier and the methods). A per-epoch probe (a `Run`
 callback) records every epoch's test metrics too, so the table can report the last epoch or another rule's
 pick. The run folders cache every stage and one JSON per finished (seed, method) keeps the probe's records,
 so the script can be stopped and re-run (``auto`` selects on the amplifier's groups only when a DDB method is
@@ -160,15 +160,12 @@ def cell_folder(args: argparse.Namespace, ratio: float) -> Path:
     return Path(args.workdir) / f"{args.benchmark}-{ratio:g}"
 
 
-def share_generator(run: Run) -> None:
-    """Points the seed's diffusion and synthetic folders at the cell's (one generator per ratio: neither
-    stage's key holds the seed, so the second seed finds both finished)."""
-    for folder in (run.layout.diffusion, run.layout.synthetic):
-        shared = folder.parent.parent / folder.name
-        shared.mkdir(parents=True, exist_ok=True)
-        if not folder.exists() and not folder.is_symlink():
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            folder.symlink_to(Path("..") / folder.name, target_is_directory=True)
+def share_generator(run: Run, first: Run | None) -> None:
+    """The seeds of a ratio share its generator: neither the diffusion nor the generation stage's key holds the
+    seed, so every seed after the first takes the first seed's finished stages (`Run.reuse`)."""
+    if first is not None:
+        for stage in ("diffusion", "generation"):
+            run.reuse(stage, first)
 
 
 def train_method(run: Run, method: str, ratio: float) -> dict:
@@ -238,9 +235,11 @@ def main() -> None:
     for ratio in args.ratios:
         per_method: dict[str, list[dict]] = {m: [] for m in args.methods}
         detection: list[dict] = []
+        first = None
         for seed in args.seeds:
             run = Run(parse_config(run_config(args, ratio, seed)))
-            share_generator(run)
+            share_generator(run, first)
+            first = first or run
             if run.needs_amplifier:
                 detection.append(amplifier_detection(run))
                 print(f"ratio {ratio:g} seed {seed} BA detection: {json.dumps(detection[-1])}", flush=True)

@@ -41,7 +41,9 @@ def test_quality_sweep_drives_run_and_shares_the_generator_across_seeds(tmp_path
     monkeypatch.setattr(sys, "argv", argv)
     main()
     cell = workdir / "colored_mnist-0.01"
-    assert (cell / "diffusion" / "stage.json").is_file() and (cell / "seed1" / "diffusion").is_symlink()
+    for stage in ("diffusion", "synthetic"):  # the first seed's generator, taken by the second (same keys)
+        first, second = (json.loads((cell / f"seed{k}" / stage / "stage.json").read_text()) for k in (0, 1))
+        assert first == second and not (cell / "seed1" / stage).is_symlink()
     seed0 = json.loads((cell / "seed0" / "amplifier" / "stage.json").read_text())
     seed1 = json.loads((cell / "seed1" / "amplifier" / "stage.json").read_text())
     assert seed0["key"] != seed1["key"]  # the amplifier is seeded, the generator is not

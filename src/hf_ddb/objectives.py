@@ -16,7 +16,7 @@ A recipe (`hf_ddb.recipes`) decides which objective to use and with what groups,
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
+from .checks import check_number
 from .utils import gather_rows, process_rank_and_count, sum_over_processes
 
 if TYPE_CHECKING:
@@ -34,13 +35,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WEIGHT_NORMALISATIONS",
+    "DisEntSettings",
+    "EMASettings",
+    "LfFSettings",
     "DisEntObjective",
     "ERMObjective",
     "GroupBalancedSampler",
     "GroupDROObjective",
     "Objective",
     "RelativeDifficultyObjective",
+    "check_group_dro",
     "gce_loss",
+    "settings_of",
 ]
 
 WEIGHT_NORMALISATIONS = ("none", "class", "group")
@@ -67,6 +73,58 @@ def check_unit_interval(name: str, value: float, low_open: bool = False) -> None
 def _per_row(name: str, values: np.ndarray | None, n: int) -> None:
     if values is not None and len(values) != n:
         raise ValueError(f"{name} has {len(values)} entries but the training set has {n} samples")
+
+
+def check_group_dro(step_size: float, adjustment: float) -> None:
+    """GroupDRO's step size (> 0) and group adjustment (>= 0), finite: the one check of both, for the objective
+    and for the recipes that tune over lists of them."""
+    check_number("step_size", step_size, low=0.0, low_open=True)
+    check_number("adjustment", adjustment, low=0.0)
+
+
+@dataclass
+class EMASettings:
+    """A per-sample loss EMA's ``ema_alpha`` (LfF's, 0.7), declared and checked here once: the recipes that
+    take it as an option inherit this class, and so do the objectives they hand it to."""
+
+    ema_alpha: float = 0.7
+
+    def __post_init__(self) -> None:
+        check_unit_interval("ema_alpha", self.ema_alpha)
+
+
+@dataclass
+class LfFSettings(EMASettings):
+    """LfF's settings: the loss EMA and the co-trained bias model's GCE ``gce_q`` (0.7)."""
+
+    gce_q: float = 0.7
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_unit_interval("gce_q", self.gce_q, low_open=True)
+
+
+@dataclass
+class DisEntSettings(LfFSettings):
+    """DFA's loss weights (its Colored-MNIST values, ``scripts/run_cmnist_ours.sh``) and when the feature swap
+    starts (a fraction of the run)."""
+
+    lambda_dis_align: float = 10.0
+    lambda_swap: float = 1.0
+    lambda_swap_align: float = 10.0
+    swap_start: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("lambda_dis_align", "lambda_swap", "lambda_swap_align"):
+            check_number(key, getattr(self, key), low=0.0)
+        check_unit_interval("swap_start", self.swap_start)
+
+
+def settings_of(owner: Any, settings: type) -> dict[str, Any]:
+    """The values of ``settings``' fields held by ``owner`` (a recipe that inherits them), to hand its
+    objective as one group."""
+    return {f.name: getattr(owner, f.name) for f in dataclasses.fields(settings)}
 
 
 class Objective:
@@ -215,10 +273,7 @@ class GroupDROObjective(Objective):
     def __post_init__(self) -> None:
         if self.group_ids is None:
             raise ValueError("GroupDRO needs group_ids")
-        if not (math.isfinite(self.step_size) and self.step_size > 0):
-            raise ValueError(f"GroupDRO's step_size must be a finite number > 0, got {self.step_size}")
-        if not (math.isfinite(self.adjustment) and self.adjustment >= 0):
-            raise ValueError(f"GroupDRO's adjustment must be a finite number >= 0, got {self.adjustment}")
+        check_group_dro(self.step_size, self.adjustment)
 
     def bind(self, labels: torch.Tensor, device: torch.device) -> None:
         _per_row("group_ids", self.group_ids, len(labels))
@@ -282,7 +337,7 @@ class _LossEMA:
 
 
 @dataclass
-class RelativeDifficultyObjective(Objective):
+class RelativeDifficultyObjective(Objective, LfFSettings):
     """LfF's weighting (Nam et al., 2020): CE x W with W = L_B / (L_B + L_D) from per-sample loss EMAs
     (``ema_alpha``), each class-max normalised, the bias model's L_B from
 
@@ -297,23 +352,20 @@ class RelativeDifficultyObjective(Objective):
     bias_model: nn.Module | None = None
     bias_losses: np.ndarray | None = None
     bias_loss: str = "gce"
-    gce_q: float = 0.7
     bias_train_mask: np.ndarray | None = None
-    ema_alpha: float = 0.7
     weight_floor: float = 0.0
     weight_normalisation: str = "none"
     group_ids: np.ndarray | None = None
     name = "lff"
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the settings' own checks (gce_q, ema_alpha; DFA's weights)
         if self.bias_losses is None and self.bias_model is None:
             raise ValueError("LfF-style weights need bias_losses (a frozen bias model) or a bias_model to co-train")
         if self.bias_loss not in ("gce", "ce"):
             raise ValueError(f"bias_loss must be 'gce' or 'ce', got {self.bias_loss!r}")
         if self.bias_losses is not None and not np.isfinite(np.asarray(self.bias_losses, dtype=float)).all():
             raise ValueError("bias_losses must be finite")
-        check_unit_interval("gce_q", self.gce_q, low_open=True)
-        check_unit_interval("ema_alpha", self.ema_alpha)
         check_unit_interval("weight_floor", self.weight_floor)
         if self.weight_normalisation not in WEIGHT_NORMALISATIONS:
             raise ValueError(
@@ -391,26 +443,16 @@ class RelativeDifficultyObjective(Objective):
 
 
 @dataclass
-class DisEntObjective(RelativeDifficultyObjective):
+class DisEntObjective(RelativeDifficultyObjective, DisEntSettings):
     """DFA's loss (Lee et al., 2021, ``train_ours``) on a disentangled target: W-weighted CE for the intrinsic
     head, ``lambda_dis_align`` x GCE for the bias head, and from ``swap_start`` (a fraction of the run) the
     same on bias features permuted across the batch, weighted by ``lambda_swap`` and ``lambda_swap_align``
     (the bias head then predicts the label its swapped-in bias features came with)."""
 
-    lambda_dis_align: float = 10.0
-    lambda_swap: float = 1.0
-    lambda_swap_align: float = 10.0
-    swap_start: float = 0.2
     name = "disent"
 
     def __post_init__(self) -> None:
-        for key in ("lambda_dis_align", "lambda_swap", "lambda_swap_align"):
-            value = getattr(self, key)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{key} must be a finite number >= 0, got {value}")
-        check_unit_interval("swap_start", self.swap_start)
-        check_unit_interval("gce_q", self.gce_q, low_open=True)
-        check_unit_interval("ema_alpha", self.ema_alpha)
+        DisEntSettings.__post_init__(self)  # DFA needs no bias_model or bias_losses: its bias head is the target's
 
     def check_target(self, target: PreTrainedModel) -> None:
         if not getattr(target.config, "disentangled", False):

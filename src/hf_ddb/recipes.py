@@ -57,12 +57,17 @@ from .inputs import predict_logits, prepared
 from .metrics import group_metrics
 from .objectives import (
     DisEntObjective,
+    DisEntSettings,
+    EMASettings,
     ERMObjective,
     GroupBalancedSampler,
     GroupDROObjective,
+    LfFSettings,
     Objective,
     RelativeDifficultyObjective,
+    check_group_dro,
     check_unit_interval,
+    settings_of,
 )
 from .trainer import DebiasTrainer
 from .training import TrainingConfig, train_erm
@@ -208,21 +213,16 @@ class JTT(Recipe):
 
 
 @dataclass
-class LfF(Recipe):
-    """Learning from Failure: a GCE bias model of the same architecture, co-trained on the real data."""
+class LfF(Recipe, LfFSettings):
+    """Learning from Failure: a GCE bias model of the same architecture, co-trained on the real data
+    (options ``gce_q`` and ``ema_alpha``: `LfFSettings`)."""
 
-    gce_q: float = 0.7
-    ema_alpha: float = 0.7
     name, display_name = "lff", "LfF"
     summary = "Learning from Failure: a GCE bias model co-trained on the real data reweights samples."
 
-    def __post_init__(self) -> None:
-        check_unit_interval("gce_q", self.gce_q, low_open=True)
-        check_unit_interval("ema_alpha", self.ema_alpha)
-
     def infer(self, context: RecipeContext) -> BiasInference:
         bias_model = _independent_init(context.new_model(), context.training.seed + 1)
-        objective = RelativeDifficultyObjective(bias_model=bias_model, gce_q=self.gce_q, ema_alpha=self.ema_alpha)
+        objective = RelativeDifficultyObjective(bias_model=bias_model, **settings_of(self, LfFSettings))
         return BiasInference(objective)
 
 
@@ -249,7 +249,7 @@ def committee_aligned(prob_true: np.ndarray, threshold: float = 0.99, agreement:
 
 
 @dataclass
-class BiasEnsemble(Recipe):
+class BiasEnsemble(Recipe, LfFSettings):
     """BiasEnsemble (Lee et al., 2023) with LfF: a committee of GCE bias models finds the bias-aligned rows,
     then LfF runs with a fresh bias model trained with CE on those rows only.
 
@@ -266,14 +266,13 @@ class BiasEnsemble(Recipe):
     check_every: int = 500
     threshold: float = 0.99
     agreement: int = 3
-    gce_q: float = 0.7
-    ema_alpha: float = 0.7
     name, display_name = "bias_ensemble", "BiasEnsemble"
     summary = (
         "BiasEnsemble + LfF: a committee of GCE models flags bias-aligned samples; LfF's bias model learns only them."
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # gce_q, ema_alpha
         check_integer("num_models", self.num_models, low=1, high=LIMITS["models"])
         check_integer("agreement", self.agreement, low=1, high=self.num_models)
         check_integer("committee_steps", self.committee_steps, low=1, high=LIMITS["steps"])
@@ -281,8 +280,6 @@ class BiasEnsemble(Recipe):
         check_number("committee_learning_rate", self.committee_learning_rate, low=0.0, low_open=True)
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        check_unit_interval("gce_q", self.gce_q, low_open=True)
-        check_unit_interval("ema_alpha", self.ema_alpha)
 
     def infer(self, context: RecipeContext) -> BiasInference:
         train, training = context.train, context.training
@@ -313,8 +310,7 @@ class BiasEnsemble(Recipe):
             bias_model=_independent_init(context.new_model(), training.seed + 1),
             bias_loss="ce",
             bias_train_mask=aligned,
-            gce_q=self.gce_q,
-            ema_alpha=self.ema_alpha,
+            **settings_of(self, LfFSettings),
         )
         return BiasInference(
             objective,
@@ -324,7 +320,7 @@ class BiasEnsemble(Recipe):
 
 
 @dataclass
-class DisEnt(Recipe):
+class DisEnt(Recipe, DisEntSettings):
     """DFA / DisEnt (Lee et al., 2021): intrinsic and bias encoders, feature swapping, LfF's weights.
 
     The target becomes a disentangled MLP (`hf_ddb.models.MLPForImageClassification` with
@@ -335,31 +331,15 @@ class DisEnt(Recipe):
     DFA's Colored-MNIST values (``scripts/run_cmnist_ours.sh``: 10 / 1 / 10). MLP targets only.
     """
 
-    lambda_dis_align: float = 10.0
-    lambda_swap: float = 1.0
-    lambda_swap_align: float = 10.0
-    swap_start: float = 0.2
     hidden_sizes: Sequence[int] | None = (100, 100, 16)
-    gce_q: float = 0.7
-    ema_alpha: float = 0.7
     name, display_name = "disent", "DFA (DisEnt)"
     summary = (
         "Learning Debiased Representation via Disentangled Feature Augmentation: intrinsic and bias encoders, "
         "LfF's weights and bias features swapped across the batch."
     )
 
-    def __post_init__(self) -> None:
-        self.objective()  # checks the loss settings
-
     def objective(self) -> DisEntObjective:
-        return DisEntObjective(
-            lambda_dis_align=self.lambda_dis_align,
-            lambda_swap=self.lambda_swap,
-            lambda_swap_align=self.lambda_swap_align,
-            swap_start=self.swap_start,
-            gce_q=self.gce_q,
-            ema_alpha=self.ema_alpha,
-        )
+        return DisEntObjective(**settings_of(self, DisEntSettings))
 
     def infer(self, context: RecipeContext) -> BiasInference:
         seed = context.training.seed
@@ -384,7 +364,7 @@ def _check_group_dro(step_sizes: Sequence[float], adjustments: Sequence[float]) 
         raise ValueError("step_sizes and adjustments need at least one value each")
     for step_size in step_sizes:
         for adjustment in adjustments:
-            GroupDROObjective(group_ids=np.zeros(1, dtype=int), step_size=step_size, adjustment=adjustment)
+            check_group_dro(step_size, adjustment)
 
 
 @dataclass
@@ -543,7 +523,7 @@ _STATIC_WEIGHTINGS = ("cell", "confidence")  # fixed per-row weights from the fr
 
 
 @dataclass
-class DDBEndToEnd(_DDB):
+class DDBEndToEnd(_DDB, EMASettings):
     """DDB Recipe II: the frozen amplifier's signals reweight the training rows.
 
     ``weighting`` chooses the weights (default ``cell``: the best on colored_mnist at every ratio and on
@@ -566,7 +546,6 @@ class DDBEndToEnd(_DDB):
 
     weighting: str = "cell"
     weight_floor: float = 0.0
-    ema_alpha: float = 0.7
     name, display_name = "ddb_ii", "DDB-II"
     summary = "Diffusing DeBias Recipe II, end to end: the frozen bias amplifier's signals reweight the samples."
 
@@ -575,7 +554,7 @@ class DDBEndToEnd(_DDB):
         if self.weighting not in DDB_II_WEIGHTINGS:
             raise ValueError(f"weighting must be one of {list(DDB_II_WEIGHTINGS)}, got {self.weighting!r}")
         check_unit_interval("weight_floor", self.weight_floor)
-        check_unit_interval("ema_alpha", self.ema_alpha)
+        EMASettings.__post_init__(self)
 
     def infer(self, context: RecipeContext) -> BiasInference:
         groups = self._pseudo_groups(context)

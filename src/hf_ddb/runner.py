@@ -205,6 +205,29 @@ class Run:
         marker = self._marker(folder)
         return marker if marker is not None and marker.get("key") == key else None
 
+    def reuse(self, stage: str, source: Run) -> bool:
+        """Take ``source``'s finished ``stage`` (one of `STAGES`) when it was made with this run's settings (the
+        same key) and this run has not finished it yet: its folder is copied in, atomically. Runs that differ only
+        downstream (a benchmark's seeds, which enter the amplifier and the methods, not the generator) so share
+        the work. Returns whether it was taken."""
+        import shutil
+
+        from .utils import atomic_directory
+
+        if stage not in STAGES:
+            raise ValueError(f"only the stages {list(STAGES)} can be reused, not {stage!r}")
+        if source.stage_record(stage) is None or source.key(stage) != self.key(stage):
+            return False
+        if self.stage_record(stage) is not None:
+            return False
+        folder, _ = self._stage_folder(stage)
+        if self.is_main_process:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_directory(folder) as tmp:
+                shutil.copytree(source._stage_folder(stage)[0], tmp, symlinks=True, dirs_exist_ok=True)
+        self._resolved.pop(stage, None)
+        return True
+
     def forget(self, stage: str) -> None:
         """Make the next request for ``stage`` (one of `STAGES` or a method) compute it again, in place: its
         finished record is removed, its outputs are overwritten (a benchmark's probe must see the training)."""
