@@ -53,9 +53,12 @@ def variant_config(base: dict, args: argparse.Namespace, count: int, guidance: f
     return config
 
 
-def measure(config: dict) -> dict:
-    """One variant: generation, amplifier and the methods through `hf_ddb.Run`."""
+def measure(config: dict, reuse_diffusion: str | None = None) -> dict:
+    """One variant: generation, amplifier and the methods through `hf_ddb.Run` (the diffusion stage taken from
+    the run folder ``reuse_diffusion`` when it holds one trained with the same settings, `Run.reuse`)."""
     run = Run(parse_config(config))
+    if reuse_diffusion:
+        run.reuse("diffusion", Run(parse_config({**config, "output_dir": reuse_diffusion})))
     run.amplifier()
     amplifier = run.stage_record("amplifier")
     row = {
@@ -102,6 +105,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["ddb_i", "ddb_ii"])
     parser.add_argument("--seed", type=int, default=0, help="the classifiers' and the amplifier's seed")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse-diffusion", default=None, help="a run folder whose diffusion stage to take")
     parser.add_argument("--workdir", default="runs/generator_sampling")
     parser.add_argument("--output", default="benchmarks/results/generator_sampling_colored_mnist_0.01.json")
     args = parser.parse_args()
@@ -113,7 +117,7 @@ def main() -> None:
         name = variant_name(count, guidance, sampler)
         config = variant_config(base, args, count, guidance, sampler)
         key = Run(parse_config(config)).key("amplifier")  # the variant's settings, the diffusion model's included
-        rows[name] = cached(Path(args.workdir) / "rows" / f"{name}-{key}.json", partial(measure, config))
+        rows[name] = cached(Path(args.workdir) / "rows" / f"{name}-{key}.json", partial(measure, config, args.reuse_diffusion))
         print(f"{name}: {rows[name]['fidelity']}", flush=True)
     print()
     print_table(rows, args.methods)
