@@ -3,7 +3,8 @@
     python scripts/compare_runs.py RUN_A RUN_B
 
 For refactors that must not change results: run the same config into two folders (before and after the
-change) and compare. Prints one row per stage and method; seconds are ignored.
+change) and compare. Prints one row per stage and method; seconds are ignored, and what only B holds (new
+signals or metrics) is listed, the rest compared.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def _without_seconds(value: Any) -> Any:
     return value
 
 
+def _shared(a: Any, b: Any) -> tuple[bool, list[str]]:
+    """Whether ``a`` and ``b`` agree on every key both hold (recursively), and the keys only ``b`` has."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        same, added = True, sorted(set(b) - set(a))
+        for key in set(a) & set(b):
+            inner_same, inner_added = _shared(a[key], b[key])
+            same &= inner_same
+            added += [f"{key}.{k}" for k in inner_added]
+        return same and set(a) <= set(b), added
+    return a == b, []
+
+
 def _images_digest(folder: Path) -> str:
     dataset = Dataset.load_from_disk(str(folder))
     return hashlib.sha256(b"".join(image.tobytes() for image in dataset["image"])).hexdigest()
@@ -60,14 +73,17 @@ def compare(a: Path, b: Path) -> list[tuple[str, bool, str]]:
         rows.append(("generation", _key(a / "synthetic") == _key(b / "synthetic"), f"images identical: {same}"))
     if (a / "amplifier" / "signals.npz").is_file() and (b / "amplifier" / "signals.npz").is_file():
         with np.load(a / "amplifier" / "signals.npz") as sa, np.load(b / "amplifier" / "signals.npz") as sb:
-            same = sa.files == sb.files and all(np.array_equal(sa[k], sb[k]) for k in sa.files)
-        rows.append(("signals", True, f"identical: {same}"))
+            same = set(sa.files) <= set(sb.files) and all(np.array_equal(sa[k], sb[k]) for k in sa.files)
+            added = sorted(set(sb.files) - set(sa.files))
+        rows.append(("signals", True, f"identical: {same}" + (f"; added {added}" if added else "")))
     methods = sorted({p.name for p in (a / "methods").iterdir()} & {p.name for p in (b / "methods").iterdir()})
     for method in methods:
         fa, fb = a / "methods" / method, b / "methods" / method
         ma = _without_seconds(json.loads((fa / "metrics.json").read_text()))
         mb = _without_seconds(json.loads((fb / "metrics.json").read_text()))
-        detail = f"{_same_weights(fa / 'model', fb / 'model')}, metrics identical: {ma == mb}"
+        same, added = _shared(ma, mb)
+        detail = f"{_same_weights(fa / 'model', fb / 'model')}, metrics identical: {same}"
+        detail += f" (B adds {', '.join(sorted(added))})" if added else ""
         rows.append((method, _key(fa) == _key(fb), detail))
     return rows
 
