@@ -282,3 +282,19 @@ def test_init_writes_a_config_read_off_the_data_that_validates(tmp_path, small_c
     assert "bias_column" not in config.benchmark and "groupdro_oracle" not in config.methods
     assert main(["init", str(tmp_path / "nothing_here")]) == 2
     assert "cannot be loaded" in capsys.readouterr().err
+
+
+def test_the_package_states_one_version_and_ships_its_licence():
+    """The version is written once (hf_ddb.__version__, read by the build), the installed metadata agrees, and
+    the Apache-2.0 licence every card names is a file in the repository and the wheel's metadata."""
+    from importlib.metadata import metadata, version
+    from pathlib import Path
+
+    from hf_ddb import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    pyproject = (root / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject.split("[tool.setuptools.dynamic]")[0]
+    assert version("hf-ddb") == __version__
+    assert "Apache License" in (root / "LICENSE").read_text() and 'license-files = ["LICENSE"]' in pyproject
+    assert metadata("hf-ddb")["Summary"].startswith("Diffusing DeBias")
