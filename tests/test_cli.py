@@ -298,3 +298,22 @@ def test_the_package_states_one_version_and_ships_its_licence():
     assert version("hf-ddb") == __version__
     assert "Apache License" in (root / "LICENSE").read_text() and 'license-files = ["LICENSE"]' in pyproject
     assert metadata("hf-ddb")["Summary"].startswith("Diffusing DeBias")
+
+
+@pytest.mark.parametrize(
+    "argv, level",
+    [
+        (["-q", "validate"], "WARNING"),
+        (["validate", "-q"], "WARNING"),
+        (["-v", "validate"], "DEBUG"),
+        (["validate"], "INFO"),
+    ],
+)
+def test_verbosity_flags_work_before_or_after_the_command(tmp_path, argv, level):
+    import logging
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    command = [*argv[: argv.index("validate") + 1], str(path), *argv[argv.index("validate") + 1 :]]
+    assert main(command) == 0
+    assert logging.getLevelName(logging.getLogger("hf_ddb").level) == level

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -161,14 +161,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="hf-ddb", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"hf-ddb {__version__}")
+
+    def add_verbosity(target: argparse.ArgumentParser, default: Any) -> None:
+        # before or after the command (`hf-ddb -q run X` or `hf-ddb run X -q`): the command's copy keeps the
+        # top-level value unless it is given there (default SUPPRESS)
+        verbosity = target.add_mutually_exclusive_group()
+        verbosity.add_argument("--verbose", "-v", action="store_true", default=default, help="log debug messages too")
+        verbosity.add_argument("--quiet", "-q", action="store_true", default=default, help="log warnings only")
+
+    add_verbosity(parser, False)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in COMMANDS.items():
         sub = commands.add_parser(name, help=text)
         sub.add_argument("config", help="path of the YAML config, e.g. pipelines/colored_mnist.yaml")
         sub.add_argument("--output-dir", help="override the config's output_dir")
-        verbosity = sub.add_mutually_exclusive_group()
-        verbosity.add_argument("--verbose", "-v", action="store_true", help="log debug messages too")
-        verbosity.add_argument("--quiet", "-q", action="store_true", help="log warnings only")
+        add_verbosity(sub, argparse.SUPPRESS)
         sub.add_argument("--debug", action="store_true", help="show the full traceback of an error")
         sub.add_argument(
             "--image-check",
@@ -197,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     init.add_argument("--output", help="where to write the YAML (default: <dataset name>.yaml here)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    init.set_defaults(verbose=False, quiet=False, config=None)
+    init.set_defaults(config=None)
     args = parser.parse_args(argv)
     if args.command == "init":
         return _init(args)
