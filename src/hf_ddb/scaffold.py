@@ -63,7 +63,8 @@ def sketch_dataset(path_or_id: str) -> DatasetSketch:
     categorical = [
         name
         for name, feature in features.items()
-        if isinstance(feature, ClassLabel) or (isinstance(feature, Value) and feature.dtype in ("bool", "int64"))
+        if isinstance(feature, ClassLabel)
+        or (isinstance(feature, Value) and (feature.dtype == "bool" or feature.dtype.startswith(("int", "uint"))))
     ]
     labels = sorted(categorical, key=lambda name: (name.lower() not in LABEL_NAMES, categorical.index(name)))
     if not labels:
