@@ -77,7 +77,8 @@ def test_run_writes_report_and_prints_table(finished_run, small_cmnist, capsys):
     from PIL import Image
 
     with Image.open(run_dir / "amplifier_findings.png") as grid:  # one row per class, 5 + gap + 5 per row
-        assert grid.size == (11 * 16 * 2, 10 * 16 * 2)
+        width, height = grid.size  # the grid, its class names on the left, a title and column headers above
+        assert width > 11 * 16 * 2 and 10 * 16 * 2 + 36 <= height <= 10 * 16 * 2 + 40
     for png in ("group_accuracy.png", "amplifier_losses.png", "synthetic_samples.png"):
         assert (run_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,6 +288,28 @@ def _results(summary: RunSummary) -> dict[str, Any]:
     return report
 
 
+def labelled(picture: Any, rows: Sequence[str], title: str, headers: Sequence[tuple[str, float]] = ()) -> Any:
+    """``picture`` (a grid with one row per entry of ``rows``) on a white margin with its ``title``, each row's
+    name on the left and ``headers`` (text, position as a fraction of the grid's width) above the columns."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = 8 + int(max(measure.textlength(name, font=font) for name in rows))
+    top = 20 + (16 if headers else 0)
+    width = max(left + picture.width + 4, 8 + int(measure.textlength(title, font=font)))
+    canvas = Image.new("RGB", (width, top + picture.height + 4), "white")
+    canvas.paste(picture, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((4, 4), title, fill="black", font=font)
+    for text, fraction in headers:
+        draw.text((left + int(fraction * picture.width), 22), text, fill="black", font=font)
+    row_height = picture.height / len(rows)
+    for index, name in enumerate(rows):
+        draw.text((4, top + int((index + 0.5) * row_height) - 6), name, fill="black", font=font)
+    return canvas
+
+
 def _figures(summary: RunSummary, report: dict[str, Any]) -> dict[str, Path]:
     """Draws the run's figures; returns their paths by name (``groups``, and with an amplifier ``losses`` when
     the data has bias labels, ``samples`` and ``findings``)."""
@@ -300,11 +323,16 @@ def _figures(summary: RunSummary, report: dict[str, Any]) -> dict[str, Path]:
             figures["losses"] = root / "amplifier_losses.png"
             _loss_histogram(summary.amplifier_train_losses, summary.train_conflicting, figures["losses"])
         figures["samples"] = layout.samples_image
-        sample_grid(summary.synthetic, per_class=10, scale=3).save(figures["samples"])
+        grid = sample_grid(summary.synthetic, per_class=10, scale=3)
+        names = [summary.class_names[int(c)] for c in np.unique(summary.synthetic["label"])]
+        labelled(grid, names, "Synthetic bias-aligned images (10 per class)").save(figures["samples"])
         if summary.train is not None and summary.amplifier_train_flags is not None:
             figures["findings"] = root / "amplifier_findings.png"
             grid = findings_grid(summary.train, summary.amplifier_train_losses, summary.amplifier_train_flags)
-            grid.save(figures["findings"])
+            names = [summary.class_names[int(c)] for c in np.unique(summary.train["label"])]
+            headers = (("flagged (highest loss first)", 0.0), ("most bias-aligned", 6 / 11))
+            title = "Real training images: what the bias amplifier flags, per class (no bias labels)"
+            labelled(grid, names, title, headers).save(figures["findings"])
     return figures
 
 
