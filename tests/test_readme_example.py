@@ -80,6 +80,10 @@ def test_import_paths_are_checked_when_the_config_is_parsed(my_methods, tmp_path
     shadow.write_text("from hf_ddb.recipes import ERM\n\n\nclass Shadow(ERM):\n    name = 'erm'\n")
     with pytest.raises(ConfigError, match="a built-in method; rename it"):
         parse_config({**TINY, "methods": [f"{shadow}:Shadow"]})
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('not ready')\n")
+    with pytest.raises(ConfigError, match=r"'methods': .*broken.py:X.*failed \(RuntimeError: not ready\)"):
+        parse_config({**TINY, "methods": [f"{broken}:X"]})
     assert import_recipe(entry) is import_recipe(entry)  # a file is executed once per process
 
 

@@ -655,14 +655,16 @@ def import_recipe(path: str) -> type[Recipe]:
             sys.modules[key] = module  # dataclasses look their module up while the file runs
             try:
                 spec.loader.exec_module(module)
-            except BaseException:
+            except Exception as err:  # the user's own code failed: name the file, keep its words
                 del sys.modules[key]
-                raise
+                raise ValueError(f"{path!r}: running {module_name} failed ({type(err).__name__}: {err})") from err
     else:
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
             raise ValueError(f"{path!r}: cannot import {module_name!r} ({err})") from err
+        except Exception as err:
+            raise ValueError(f"{path!r}: importing {module_name!r} failed ({type(err).__name__}: {err})") from err
     recipe = getattr(module, class_name, None)
     if not (isinstance(recipe, type) and issubclass(recipe, Recipe)) or recipe.name == Recipe.name:
         raise ValueError(f"{path!r} is not a Recipe subclass with its own `name`")
