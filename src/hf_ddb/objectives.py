@@ -162,8 +162,11 @@ class Objective:
     ) -> tuple[torch.Tensor, Any]:
         """The batch's loss and the model's outputs; ``index`` holds the batch's training-set rows."""
         outputs = model(**inputs)
-        ce = F.cross_entropy(outputs.logits.float(), labels, reduction="none")
-        return self.reduce(ce, index, outputs, labels), outputs
+        return self.reduce(self.per_sample_loss(outputs.logits, labels), index, outputs, labels), outputs
+
+    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The target's loss per sample, which `reduce` turns into the batch's: cross-entropy."""
+        return F.cross_entropy(logits.float(), labels, reduction="none")
 
     def reduce(self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor) -> torch.Tensor:
         """The loss from the target's per-sample CE (``outputs`` also holds co-trained models' logits)."""
@@ -211,18 +214,10 @@ class ERMObjective(Objective):
         generator = torch.Generator().manual_seed(seed)
         return torch.utils.data.WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
 
-    def loss(
-        self,
-        trainer: Trainer,
-        model: nn.Module,
-        inputs: dict[str, torch.Tensor],
-        labels: torch.Tensor,
-        index: torch.Tensor,
-    ) -> tuple[torch.Tensor, Any]:
-        if self.loss_type == "ce":
-            return super().loss(trainer, model, inputs, labels, index)
-        outputs = model(**inputs)
-        return self.reduce(gce_loss(outputs.logits, labels, self.gce_q), index, outputs, labels), outputs
+    def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (
+            gce_loss(logits, labels, self.gce_q) if self.loss_type == "gce" else super().per_sample_loss(logits, labels)
+        )
 
     def reduce(self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor) -> torch.Tensor:
         return ce.mean() if self._weights is None else (self._weights[index] * ce).mean()
