@@ -117,7 +117,9 @@ def main() -> None:
         name = variant_name(count, guidance, sampler)
         config = variant_config(base, args, count, guidance, sampler)
         key = Run(parse_config(config)).key("amplifier")  # the variant's settings, the diffusion model's included
-        rows[name] = cached(Path(args.workdir) / "rows" / f"{name}-{key}.json", partial(measure, config, args.reuse_diffusion))
+        rows[name] = cached(
+            Path(args.workdir) / "rows" / f"{name}-{key}.json", partial(measure, config, args.reuse_diffusion)
+        )
         print(f"{name}: {rows[name]['fidelity']}", flush=True)
     print()
     print_table(rows, args.methods)

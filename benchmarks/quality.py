@@ -8,11 +8,11 @@ A sweep over run configs (`run_config`): each (ratio, seed) is one `hf_ddb.Run`,
 is selected and evaluated exactly as ``hf-ddb run`` does it: a class-conditional diffusion model (``demo``
 preset, 8 px, by default, as the default run) on the biased training set, a synthetic set, a bias amplifier
 (BA) trained only on the synthetic images (its detection of the real bias-conflicting rows in the amplifier
-stage's ``stage.json``: evaluation only), then every method, selected on ``valid`` as ``hf-ddb run`` selects
-(``auto``), evaluated on ``test``. The seeds of a ratio share its generator (the first seed's diffusion and
-generation stages, taken by the others with `Run.reuse`: the seed only enters the amplifier and the methods). A per-epoch probe (a `Run`
-callback) records every epoch's test metrics too, so the table can report the last epoch or another rule's
-pick. The run folders cache every stage and one JSON per finished (seed, method) keeps the probe's records,
+stage's record, `Run.stage_record`: evaluation only), then every method, selected on ``valid`` as ``hf-ddb
+run`` selects (``auto``), evaluated on ``test``. The seeds of a ratio share its generator (the first seed's
+diffusion and generation stages, taken by the others with `Run.reuse`: the seed only enters the amplifier
+and the methods). A per-epoch probe (a `Run` callback) records every epoch's test metrics too, so the table
+can report the last epoch or another rule's pick. The run folders cache every stage and one JSON per finished (seed, method) keeps the probe's records,
 so the script can be stopped and re-run (``auto`` selects on the amplifier's groups only when a DDB method is
 listed: list one to compare selections). Prints a markdown table (mean +- std over seeds) and writes the
 raw numbers to ``--output``.

@@ -21,6 +21,8 @@ LIMITS = {
     "workers": 256,
     "memory_gb": 65_536,
     "models": 100,  # models trained per method (a committee)
+    "channels": 4_096,  # a UNet block's width
+    "layers": 64,  # a UNet's levels, layers per block
 }
 
 

@@ -173,12 +173,13 @@ class DiffusionConfig:
         from diffusers.optimization import SchedulerType
 
         check_choice("preset", self.preset, PRESETS)
-        for name in ("layers_per_block", "norm_num_groups"):
-            check_integer(name, getattr(self, name), low=1)
+        check_integer("layers_per_block", self.layers_per_block, low=1, high=LIMITS["layers"])
+        check_integer("norm_num_groups", self.norm_num_groups, low=1, high=LIMITS["channels"])
         check_integer("resolution", self.resolution, low=1, high=LIMITS["resolution"])
         check_integer("num_train_timesteps", self.num_train_timesteps, low=1, high=LIMITS["steps"])
-        for name in ("lr_warmup_steps", "sample_every", "seed"):
-            check_integer(name, getattr(self, name), low=0)
+        for name in ("lr_warmup_steps", "sample_every"):
+            check_integer(name, getattr(self, name), low=0, high=LIMITS["steps"])
+        check_integer("seed", self.seed, low=0)
         if self.checkpoints_total_limit is not None:
             check_integer("checkpoints_total_limit", self.checkpoints_total_limit, low=1)
         check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
@@ -194,9 +195,16 @@ class DiffusionConfig:
         check_choice("mixed_precision", self.mixed_precision, (None, "no", "fp16", "bf16"))
         check_choice("beta_schedule", self.beta_schedule, ("linear", "scaled_linear", "squaredcos_cap_v2"))
         if not self.block_out_channels or any(
-            isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in self.block_out_channels
+            isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= LIMITS["channels"]
+            for c in self.block_out_channels
         ):
-            raise ValueError(f"block_out_channels must be positive integers, got {self.block_out_channels}")
+            raise ValueError(
+                f"block_out_channels must be integers in [1, {LIMITS['channels']}], got {self.block_out_channels}"
+            )
+        if len(self.block_out_channels) > LIMITS["layers"]:
+            raise ValueError(
+                f"block_out_channels has {len(self.block_out_channels)} levels, at most {LIMITS['layers']}"
+            )
         if any(c % self.norm_num_groups for c in self.block_out_channels):
             raise ValueError(
                 f"norm_num_groups={self.norm_num_groups} must divide every block width {self.block_out_channels}"
