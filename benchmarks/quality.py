@@ -13,9 +13,9 @@ run`` selects (``auto``), evaluated on ``test``. The seeds of a ratio share its 
 diffusion and generation stages, taken by the others with `Run.reuse`: the seed only enters the amplifier
 and the methods). A per-epoch probe (a `Run` callback) records every epoch's test metrics too, so the table
 can report the last epoch or another rule's pick. The run folders cache every stage and one JSON per finished
-(seed, method) keeps the probe's records, so the script can be stopped and re-run (``auto`` selects on the amplifier's groups only when a DDB method is
-listed: list one to compare selections). Prints a markdown table (mean +- std over seeds) and writes the
-raw numbers to ``--output``.
+(seed, method) keeps the probe's records, so the script can be stopped and re-run (``auto`` selects on the
+amplifier's groups only when a DDB method is listed: list one to compare selections). Prints a markdown table
+(mean +- std over seeds) and writes the raw numbers to ``--output``.
 """
 
 from __future__ import annotations
