@@ -128,6 +128,15 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     )
 
 
+def _report_error(err: Exception, where: str = "") -> int:
+    """One line on stderr for a failed command; the exit status: 2 for an error the user can fix, else 1."""
+    user_error = isinstance(err, _user_error_types())
+    kind = "" if user_error else f"unexpected {type(err).__name__}: "
+    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    print(f"hf-ddb: error: {where}{kind}{first_line} (--debug shows the traceback)", file=sys.stderr)
+    return 2 if user_error else 1
+
+
 def _init(args: argparse.Namespace) -> int:
     """``hf-ddb init DATASET``: a commented starting config read off the data, and the next command."""
     from .scaffold import write_starting_config
@@ -139,10 +148,7 @@ def _init(args: argparse.Namespace) -> int:
     except Exception as err:
         if args.debug:
             raise
-        user_error = isinstance(err, _user_error_types())
-        kind = "" if user_error else f"unexpected {type(err).__name__}: "
-        print(f"hf-ddb: error: {kind}{str(err).strip().splitlines()[0]} (--debug shows the traceback)", file=sys.stderr)
-        return 2 if user_error else 1
+        return _report_error(err)
     bias = f", bias column {sketch.bias_column!r}" if sketch.bias_column else ", no bias column"
     print(
         f"wrote {output}: image column {sketch.image_column!r}, label column {sketch.label_column!r} "
@@ -237,12 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:
         if args.debug:
             raise
-        user_error = isinstance(err, _user_error_types())
-        where = f"{args.config}: " if isinstance(err, ConfigError) else ""
-        kind = "" if user_error else f"unexpected {type(err).__name__}: "
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"hf-ddb: error: {where}{kind}{first_line} (--debug shows the traceback)", file=sys.stderr)
-        return 2 if user_error else 1
+        return _report_error(err, f"{args.config}: " if isinstance(err, ConfigError) else "")
 
 
 if __name__ == "__main__":

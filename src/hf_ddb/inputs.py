@@ -111,6 +111,7 @@ class StreamedSplit:
         split = cls(name, stream, columns)
         for _, encoded in split.encoded_rows():  # the mode of the first image, as it is stored
             split.mode = "L" if Image().decode_example(encoded).mode in ("L", "1") else "RGB"
+            split._first_encoded = encoded  # kept for `first_image`: the stream is not read again for it
             break
         return split
 
