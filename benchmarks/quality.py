@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=300, help="synthetic images per class")
     parser.add_argument("--sampler", default="dpm++", choices=["ddpm", "ddim", "dpm++"])
     parser.add_argument("--sampler-steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=1.0, help="the paper's w")
+    parser.add_argument("--guidance", type=float, default=0.0, help="the paper's w (the library's default: 0)")
     parser.add_argument("--ba-arch", default="mlp")
     parser.add_argument("--ba-loss", default="gce", choices=["ce", "gce"])
     parser.add_argument("--ba-epochs", type=float, default=10.0)

@@ -46,7 +46,7 @@ class GenerationConfig:
     """How many images per class, and how to sample them (guidance ``w`` in the paper's convention)."""
 
     num_images_per_class: int = 1000
-    guidance_scale: float = 1.0
+    guidance_scale: float = 0.0  # w = 0 flagged fewest aligned rows on all three benchmarks (results page)
     scheduler: str = "dpm++"  # the cheapest sampler that kept the bias in benchmarks/diffusion_bias.py
     num_inference_steps: int = 20
     batch_size: int = 250

@@ -121,7 +121,7 @@ class BiasAlignedGenerationPipeline(DiffusionPipeline):
         self,
         class_labels: int | str | list[int | str] | None = None,
         num_images_per_class: int | None = None,
-        guidance_scale: float = 1.0,
+        guidance_scale: float = 0.0,
         num_inference_steps: int = 50,
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",

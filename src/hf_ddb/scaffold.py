@@ -150,7 +150,7 @@ def starting_config(
         else "  preset: demo            # 8 px, 2,000 steps: minutes on a CPU (`cpu`: 16 px, 5,000 steps)",
         "generation:",
         "  num_images_per_class: 300",
-        "  guidance_scale: 1.0     # the paper's w",
+        "  guidance_scale: 0.0     # the paper's w (0: plain conditional sampling)",
         "amplifier:",
         "  architecture: mlp       # `local_cnn` when the bias is a texture",
         f"output_dir: {json.dumps(output_dir or f'runs/{name}')}",
