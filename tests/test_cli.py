@@ -317,3 +317,56 @@ def test_verbosity_flags_work_before_or_after_the_command(tmp_path, argv, level)
     command = [*argv[: argv.index("validate") + 1], str(path), *argv[argv.index("validate") + 1 :]]
     assert main(command) == 0
     assert logging.getLevelName(logging.getLogger("hf_ddb").level) == level
+
+
+def _shrink(path, tmp_path):
+    """The written starting config, kept as `hf-ddb init` wrote it except for the amount of work."""
+    config = yaml.safe_load(path.read_text())
+    config.update(
+        training={**config["training"], "epochs": 1, "batch_size": 128},
+        diffusion={"preset": "tiny", "max_train_steps": 3, "train_batch_size": 8},
+        generation={**config["generation"], "num_images_per_class": 8, "batch_size": 8, "num_inference_steps": 2},
+        amplifier={**config["amplifier"], "epochs": 1, "batch_size": 32},
+        output_dir=str(tmp_path / "run"),
+    )
+    path.write_text(yaml.safe_dump(config))
+    return config
+
+
+@pytest.mark.parametrize("layout", ["save_to_disk", "parquet"])
+def test_init_then_run_on_data_without_bias_labels(layout, tmp_path, small_cmnist, capsys, monkeypatch):
+    """A user's dataset with no bias column, as a `save_to_disk` folder or as Parquet files: `hf-ddb init`,
+    then `hf-ddb run` finish; the report shows the amplifier's findings and the groups it inferred, the
+    inferred-group accuracies for valid and test, and no per-group metric that would need bias labels; a
+    config listing the oracle is refused before any work."""
+    data = small_cmnist.remove_columns("bias_label").rename_columns({"image": "picture", "label": "digit"})
+    folder = tmp_path / "mydata"
+    if layout == "save_to_disk":
+        data.save_to_disk(str(folder))
+    else:
+        (folder / "data").mkdir(parents=True)
+        for split, rows in data.items():
+            rows.to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", str(folder)]) == 0
+    written = tmp_path / "mydata.yaml"
+    config = _shrink(written, tmp_path)
+    assert config["benchmark"]["image_column"] == "picture" and config["benchmark"]["label_column"] == "digit"
+    assert "groupdro_oracle" not in config["methods"] and "bias_column" not in config["benchmark"]
+
+    oracle = tmp_path / "oracle.yaml"
+    oracle.write_text(yaml.safe_dump({**config, "methods": [*config["methods"], "groupdro_oracle"]}))
+    capsys.readouterr()
+    assert main(["run", str(oracle)]) == 2
+    assert "groupdro_oracle trains with bias labels" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+    assert main(["run", str(written), "-q"]) == 0
+    report = (tmp_path / "run" / "results.md").read_text()
+    assert "The groups the amplifier found (no bias labels)" in report
+    assert "| method | valid mean | valid worst | test mean | test worst |" in report
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    for method in config["methods"]:
+        test = results["methods"][method]["test"]
+        assert "pseudo_groups" in test and "worst_group_accuracy" not in test, method
+    assert (tmp_path / "run" / "amplifier_findings.png").is_file()
