@@ -370,3 +370,34 @@ def test_init_then_run_on_data_without_bias_labels(layout, tmp_path, small_cmnis
         test = results["methods"][method]["test"]
         assert "pseudo_groups" in test and "worst_group_accuracy" not in test, method
     assert (tmp_path / "run" / "amplifier_findings.png").is_file()
+
+
+def test_quiet_run_prints_the_results_table_only_and_bars_are_named(tmp_path):
+    """`-q`: stdout holds the results table and nothing else (no Trainer metric dict), stderr only hf-ddb's
+    warnings (no progress bar of hf-ddb, datasets, diffusers or transformers); without it each method's
+    progress bar carries the method's name."""
+    import subprocess
+    import sys
+
+    config = {
+        **TINY,
+        "methods": ["erm", "ddb_ii"],
+        "diffusion": {"preset": "tiny", "max_train_steps": 3, "train_batch_size": 8},
+        "generation": {"num_images_per_class": 8, "batch_size": 8, "num_inference_steps": 2},
+        "amplifier": {"epochs": 1, "batch_size": 32},
+        "output_dir": str(tmp_path / "run"),
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "hf_ddb.cli", "run", str(tmp_path / "tiny.yaml")]
+    quiet = subprocess.run([*command, "-q"], capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stdout.splitlines()
+    assert lines[0].startswith("colored_mnist ") and lines[1].startswith("| method |") and lines[2] == "|---" * 7 + "|"
+    assert [line.split(" | ")[0] for line in lines[3:5]] == ["| erm", "| ddb_ii"]
+    assert len(lines) == 6 and lines[5].startswith("bias amplifier: bias-conflicting detection AUROC")
+    assert all(line.startswith("[hf-ddb] ") for line in quiet.stderr.splitlines()), quiet.stderr
+
+    (tmp_path / "run" / "methods" / "erm" / "stage.json").unlink()  # train erm again, with its bar shown
+    loud = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert loud.returncode == 0 and "train_runtime" not in loud.stdout + loud.stderr
+    assert "erm: 100%" in loud.stderr.replace("\r", "\n")

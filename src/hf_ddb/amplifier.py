@@ -324,7 +324,7 @@ def train_bias_amplifier(
         **lent,
     )
 
-    def train(model: PreTrainedModel, images: Dataset) -> None:
+    def train(model: PreTrainedModel, images: Dataset, name: str = "amplifier") -> None:
         args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
         BiasAmplifierTrainer(
             model,
@@ -333,6 +333,7 @@ def train_bias_amplifier(
             loss=settings.loss,
             class_balanced=settings.class_balanced,
             loading=training.image_loading(),
+            progress_name=name,
         ).train()
 
     model, processor = make_model()
@@ -340,7 +341,12 @@ def train_bias_amplifier(
     model.eval()
     if not fidelity:
         return model, processor, None
-    return model, processor, heldout_synthetic_accuracy(synthetic, lambda: make_model()[0], train, seed=settings.seed)
+
+    def train_twin(model: PreTrainedModel, images: Dataset) -> None:
+        train(model, images, "amplifier twin (generator check)")
+
+    accuracy = heldout_synthetic_accuracy(synthetic, lambda: make_model()[0], train_twin, seed=settings.seed)
+    return model, processor, accuracy
 
 
 SIGNAL_NAMES = ("loss", "prob_true", "correct", "prediction")

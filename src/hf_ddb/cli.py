@@ -85,12 +85,14 @@ def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: Data
     else:  # run, evaluate
         report = run.report()
         seconds = round(time.time() - start, 1)
-        say(f"\n{config.benchmark_name} {config.benchmark_options}: test split, accuracies in % ({seconds} s)")
+        title = f"{config.benchmark_name} {config.benchmark_options}: test split, accuracies in % ({seconds} s)"
+        say(title if args.quiet else f"\n{title}")
         say(format_results_table(report["methods"]))
         detection = (report.get("amplifier") or {}).get("detection")
         if detection:
             say(f"bias amplifier: bias-conflicting detection AUROC {detection['auroc']:.3f} (evaluation only)")
-        say(f"\nreport: {run.root / 'results.md'}  (results.json, plots, model cards)")
+        if not args.quiet:
+            say(f"\nreport: {run.root / 'results.md'}  (results.json, plots, model cards)")
         if run.is_main_process:
             (run.root / "last_run.json").write_text(json.dumps({"command": command, "seconds": seconds}))
     return 0
@@ -107,6 +109,18 @@ def _configure_logging(level: int) -> None:
     handler.setFormatter(logging.Formatter("[hf-ddb] %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+def _hide_library_progress_bars() -> None:
+    """``-q``: the progress bars of datasets, diffusers and transformers off too, through their own switches
+    (hf-ddb's bars and Trainers follow its logger's level)."""
+    import datasets
+    import diffusers
+    import transformers
+
+    datasets.disable_progress_bars()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
@@ -219,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = load_config(args.config, overrides=args.set)
+        if args.quiet:
+            _hide_library_progress_bars()
         if args.output_dir:
             config.output_dir = args.output_dir
         data = None

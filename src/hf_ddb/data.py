@@ -39,7 +39,7 @@ from PIL import Image as PILImage
 
 from .checks import DatasetValidationError
 from .inputs import StreamedSplit, first_image, images_at
-from .utils import atomic_directory
+from .utils import atomic_directory, progress_bars_shown
 
 logger = logging.getLogger(__name__)
 
@@ -667,7 +667,10 @@ def _check_images(dataset: DatasetDict, column: str, *, image_check: str, shown:
             raise DatasetValidationError(f"split {split_name!r} is empty")
         raw = split.cast_column(column, Image(decode=False))
         every = max(1, len(split) // SAMPLE_DECODES) if image_check == "sample" else 1
-        for row, item in enumerate(tqdm(raw[column], desc=f"checking {split_name} images", leave=False)):
+        checking = tqdm(
+            raw[column], desc=f"checking {split_name} images", leave=False, disable=not progress_bars_shown()
+        )
+        for row, item in enumerate(checking):
             if item is None:
                 raise DatasetValidationError(f"split {split_name!r}, row {row}: column {shown!r} is empty")
             try:

@@ -44,7 +44,7 @@ from .checks import LIMITS, check_choice, check_integer, check_number
 from .data import image_channels
 from .inputs import images
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
-from .utils import atomic_directory, force_cpu_processes
+from .utils import atomic_directory, force_cpu_processes, progress_bars_shown
 
 __all__ = ["PRESETS", "DiffusionConfig", "DiffusionTrainingOutput", "build_unet", "train_diffusion"]
 
@@ -422,7 +422,7 @@ def train_diffusion(
         total=config.max_train_steps,
         initial=global_step,
         desc="diffusion training",
-        disable=not accelerator.is_local_main_process,
+        disable=not (accelerator.is_local_main_process and progress_bars_shown()),
     )
     unet.train()
     train_seconds = 0.0

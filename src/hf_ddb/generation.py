@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .checks import LIMITS, check_integer, check_number
 from .data import origin_info
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
-from .utils import atomic_directory, atomic_write_text, force_cpu_processes
+from .utils import atomic_directory, atomic_write_text, force_cpu_processes, progress_bars_shown
 
 __all__ = ["SCHEDULERS", "GenerationConfig", "generate_synthetic_dataset", "set_scheduler"]
 
@@ -154,7 +154,9 @@ def generate_synthetic_dataset(
     pipeline.to(state.device)
     pipeline.set_progress_bar_config(disable=True)
     for label, shard, count in tqdm(
-        todo, desc=f"generating (process {state.process_index})", disable=not state.is_local_main_process
+        todo,
+        desc=f"generating (process {state.process_index})",
+        disable=not (state.is_local_main_process and progress_bars_shown()),
     ):
         generator = torch.Generator(device="cpu").manual_seed(_shard_seed(config.seed, label, shard))
         images = pipeline(

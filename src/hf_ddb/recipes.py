@@ -797,6 +797,7 @@ def train_with_recipe(
             candidate.objective,
             loading=training.image_loading(),
             callbacks=[*callbacks, *([selector] if selector else [])],
+            progress_name=" ".join([recipe.name, *(f"{key}={value}" for key, value in setting.items())]),
         )
         trainer.train()
         info: dict[str, Any] = {"recipe": recipe.name, "uses_bias_labels": recipe.uses_bias_labels, **candidate.info}

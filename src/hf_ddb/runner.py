@@ -33,7 +33,7 @@ from .config import RunConfig
 from .inputs import first_image
 from .layout import RunLayout
 from .recipes import PSEUDO_GROUP_SELECTIONS, Recipe
-from .utils import LaunchedProcesses, atomic_write_text, remove_leftovers
+from .utils import LaunchedProcesses, atomic_write_text, progress_bars_shown, remove_leftovers
 
 __all__ = ["STAGES", "STAGE_ORDER", "Run", "Stage", "stage_key"]
 
@@ -330,7 +330,12 @@ class Run:
             settings = self.config.amplifier
             self.log(f"amplifier: {settings.architecture}, {settings.loss} loss, {len(synthetic)} synthetic images")
             model, processor, synthetic_accuracy = train_bias_amplifier(
-                synthetic, self.class_names, settings, layout.amplifier / "trainer", runtime=self.config.training
+                synthetic,
+                self.class_names,
+                settings,
+                layout.amplifier / "trainer",
+                runtime=self.config.training,
+                progress_bar=progress_bars_shown(),
             )
             signals = BiasSignals.score(  # test too: its pseudo groups are reported (the amplifier reads no label)
                 model,
@@ -456,7 +461,7 @@ class Run:
             str(self.layout.method(method) / "trainer"),
             selection=self.config.selection,
             valid_pseudo_bias=valid_pseudo,
-            progress_bar=True,
+            progress_bar=progress_bars_shown(),
             callbacks=self.callbacks,
         )
         if self.is_main_process:

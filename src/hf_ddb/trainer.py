@@ -72,6 +72,7 @@ class DebiasTrainer(Trainer):
         train_dataset: Dataset,
         objective: Objective,
         loading: ImageLoading | None = None,
+        progress_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         objective.check_target(model)
@@ -102,7 +103,7 @@ class DebiasTrainer(Trainer):
         )
         self.objective = objective
         objective.bind(tensors.columns["labels"], args.device)
-        log_instead_of_print(self)
+        log_instead_of_print(self, progress_name)
 
     def _get_train_sampler(self, *args: Any, **kwargs: Any) -> torch.utils.data.Sampler | None:
         sampler = self.objective.train_sampler(training_order_seed(self.args))

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from .checks import LIMITS, check_choice, check_integer, check_number
 from .inputs import DEFAULT_IN_MEMORY_GB, ImageLoading, StreamedSplit, model_inputs, predict_logits
@@ -115,11 +115,34 @@ class LogCallback(TrainerCallback):
             logger.debug("step %d: %s", state.global_step, logs)
 
 
-def log_instead_of_print(trainer: Trainer) -> Trainer:
-    """Replaces ``trainer``'s `PrinterCallback` (if any) by `LogCallback`; returns the trainer."""
-    if any(isinstance(callback, PrinterCallback) for callback in trainer.callback_handler.callbacks):
+class NamedProgressCallback(ProgressCallback):
+    """transformers' progress bar with a name (which method or candidate is training); the metrics the Trainer
+    logs go to the ``hf_ddb`` logger (debug level) instead of being written under the bar."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__()
+        self.name = name
+
+    def on_train_begin(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None and self.name:
+            self.training_bar.set_description(self.name)
+
+    def on_log(self, args: TrainingArguments, state: Any, control: Any, logs: dict | None = None, **kwargs: Any):
+        if state.is_world_process_zero and logs:
+            logger.debug("%s step %d: %s", self.name or "training", state.global_step, logs)
+
+
+def log_instead_of_print(trainer: Trainer, name: str | None = None) -> Trainer:
+    """Replaces ``trainer``'s `PrinterCallback` (if any) by `LogCallback` and its progress bar (if any) by a
+    `NamedProgressCallback` called ``name``: the Trainer prints nothing but its bar; returns the trainer."""
+    callbacks = trainer.callback_handler.callbacks
+    if any(isinstance(callback, PrinterCallback) for callback in callbacks):
         trainer.remove_callback(PrinterCallback)
         trainer.add_callback(LogCallback())
+    if any(type(callback) is ProgressCallback for callback in callbacks):
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(NamedProgressCallback(name))
     return trainer
 
 

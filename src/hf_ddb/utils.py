@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,11 @@ __all__ = [
     "run_folder_lock",
     "sum_over_processes",
 ]
+
+
+def progress_bars_shown() -> bool:
+    """Whether hf-ddb draws progress bars: while its logger shows INFO messages (``hf-ddb -q`` hides both)."""
+    return logging.getLogger("hf_ddb").isEnabledFor(logging.INFO)
 
 
 STALE_SECONDS = 3600  # a temporary folder untouched this long was left by a killed write, not one in progress
