@@ -221,22 +221,19 @@ def _fidelity_results(fidelity: dict[str, Any], *, card: str) -> list[dict[str, 
     images is plain accuracy; on the diffusion card every value is named as a check of the generator."""
     if not fidelity:
         return []
-    if card == "amplifier":  # one task with the detection results (the Hub groups results by task and data)
-        task: dict[str, str] = {}
+    if card == "amplifier":  # no task name: the Hub groups results by task type and data, with the detection's
         return [
             _result(
                 ("accuracy", "Accuracy on the real training images (never seen in training)"),
                 fidelity["real_train_accuracy"],
                 "benchmark",
                 "train",
-                **task,
             ),
             _result(
                 ("synthetic_heldout_accuracy", "Accuracy on held-out synthetic images (not trained on)"),
                 fidelity["synthetic_heldout_accuracy"],
                 "synthetic",
                 "train",
-                **task,
             ),
         ]
     task = {"task": "Class-conditional generation, checked by the bias amplifier", "task_type": GENERATION_TASK}
