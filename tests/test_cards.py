@@ -159,6 +159,33 @@ def test_saved_generator_samples_as_the_run_did(card_run):
     assert [np.asarray(i).tolist() for i in images] == [np.asarray(i).tolist() for i in first]
 
 
+def test_generation_starts_from_the_training_scheduler_whatever_the_folder_holds(card_run, tmp_path):
+    """The scheduler the report saves into the diffusion folder is no input of the generation stage (whose key
+    does not name it): with another one in the folder, a regenerated set is the run's, image for image."""
+    import shutil
+
+    from datasets import load_from_disk
+
+    from hf_ddb.config import parse_config
+    from hf_ddb.diffusion import noise_scheduler
+    from hf_ddb.generation import save_scheduler
+    from hf_ddb.runner import Run
+
+    _, run_dir, _ = card_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    config = parse_config({**TINY_RUN, "output_dir": str(copy)})
+    # another scheduler, and another timestep spacing, which a scheduler built from it would inherit
+    other = noise_scheduler(config.diffusion)
+    other = type(other).from_config(other.config, timestep_spacing="trailing")
+    assert save_scheduler(copy / "diffusion" / "pipeline", "ddim", other)
+    shutil.rmtree(copy / "synthetic")
+    regenerated = Run(config, log=lambda message: None).generation()
+    original = load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    assert regenerated["label"] == original["label"]
+    assert [np.asarray(i).tolist() for i in regenerated["image"]] == [np.asarray(i).tolist() for i in original["image"]]
+
+
 def _run_snippets(snippets, cwd, tmp_path):
     """Run each snippet in its own namespace, in a Python in which ``import hf_ddb`` fails (the cards' way needs
     only transformers / diffusers and trust_remote_code)."""
