@@ -150,7 +150,7 @@ def test_model_cards_render_and_parse_back(finished_run):
     erm_card = ModelCard.load(run_dir / "methods" / "erm" / "model" / "README.md")
     assert "me/cmnist-ddb-classifier" not in erm_card.text  # only hub.classifier is pushed under that name
     amplifier = ModelCard.load(run_dir / "amplifier" / "model" / "README.md")
-    auroc = {r.metric_type: r.metric_value for r in amplifier.data.eval_results}["auroc"]
+    auroc = {r.metric_type: r.metric_value for r in amplifier.data.eval_results}["roc_auc"]  # the Hub's id
     assert auroc == pytest.approx(report["amplifier"]["detection"]["auroc"], abs=1e-4)
     assert (run_dir / "amplifier" / "model" / "amplifier_losses.png").is_file()
     diffusion = ModelCard.load(run_dir / "diffusion" / "pipeline" / "README.md")
@@ -223,7 +223,8 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
     assert "pipeline_tag: unconditional-image-generation" in cards["me/cmnist-ddb-diffusion"]
     amplifier = ModelCard(cards["me/cmnist-ddb-amplifier"]).data
     assert amplifier.datasets == ["me/cmnist-ddb-synthetic"]  # trained on the pushed synthetic images
-    assert {r.dataset_type for r in amplifier.eval_results} == {"colored_mnist"}  # measured on the real set
+    # detection measured on the real set (built locally: no Hub id), the generator check also on the synthetic set
+    assert {r.dataset_type for r in amplifier.eval_results} == {"hf-ddb/colored_mnist", "me/cmnist-ddb-synthetic"}
     # the synthetic dataset: Parquet + card; load_dataset gives back the rows and the class names
     dataset_files = fake.commits[0]["files"]
     assert fake.commits[0]["type"] == "dataset" and set(dataset_files) == {
@@ -372,6 +373,14 @@ def test_a_run_without_bias_labels_reports_the_groups_the_amplifier_found(tmp_pa
     text = (tmp_path / "run" / "results.md").read_text()
     assert "## The groups the amplifier found (no bias labels)" in text
     assert "cannot be measured; the accuracies on the groups the amplifier found stand in" in text
+    # the cards name the local data folder by its name, never its path; the amplifier's model-index (no detection
+    # without bias labels) holds its generator check
+    for folder in ("methods/erm/model", "amplifier/model", "diffusion/pipeline"):
+        card = ModelCard.load(tmp_path / "run" / folder / "README.md")
+        assert str(tmp_path) not in str(card) and card.data.eval_results, folder
+        assert "data" in {r.dataset_type for r in card.data.eval_results}
+    erm = ModelCard.load(tmp_path / "run" / "methods" / "erm" / "model" / "README.md").data
+    assert erm.datasets == ["data"] and [r.metric_type for r in erm.eval_results] == ["accuracy"]
 
 
 def test_auto_selection_uses_pseudo_groups_only_when_an_amplifier_is_trained():

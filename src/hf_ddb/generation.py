@@ -32,7 +32,7 @@ from .data import origin_info
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, atomic_write_text, force_cpu_processes, progress_bars_shown
 
-__all__ = ["SCHEDULERS", "GenerationConfig", "generate_synthetic_dataset", "set_scheduler"]
+__all__ = ["SCHEDULERS", "GenerationConfig", "generate_synthetic_dataset", "save_scheduler", "set_scheduler"]
 
 SCHEDULERS = {
     "ddpm": (DDPMScheduler, {}),
@@ -79,6 +79,36 @@ def set_scheduler(pipeline: BiasAlignedGenerationPipeline, name: str) -> BiasAli
     cls, extra = SCHEDULERS[name]
     pipeline.scheduler = cls.from_config(pipeline.scheduler.config, **extra)
     return pipeline
+
+
+def save_scheduler(folder: str | os.PathLike, name: str, base: Any) -> bool:
+    """Make scheduler ``name``, built from ``base`` (the scheduler the model was trained with) as `set_scheduler`
+    builds it, the scheduler of the saved pipeline ``folder`` (``scheduler/`` and ``model_index.json``), so that
+    ``from_pretrained(folder)`` samples as the run generated. Returns whether the folder changed.
+
+    The run calls it at its report stage: the diffusion stage saves the training scheduler and its key does not
+    depend on how the images are sampled; the generation stage always starts again from the training scheduler.
+    """
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
+    cls, extra = SCHEDULERS[name]
+    scheduler = cls.from_config(base.config, **extra)
+    folder = Path(folder)
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text())
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    wanted = json.loads(scheduler.to_json_string())
+    if index.get("scheduler") == ["diffusers", cls.__name__] and config_path.is_file():
+        saved = json.loads(config_path.read_text())
+        if {k: v for k, v in saved.items() if k != "_diffusers_version"} == {
+            k: v for k, v in wanted.items() if k != "_diffusers_version"
+        }:
+            return False
+    with atomic_directory(folder / "scheduler") as tmp:
+        scheduler.save_pretrained(tmp)
+    index["scheduler"] = ["diffusers", cls.__name__]
+    atomic_write_text(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return True
 
 
 def _shard_seed(seed: int, label: int, shard: int) -> int:

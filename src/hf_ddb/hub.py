@@ -22,10 +22,13 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, Mod
 
 __all__ = [
     "CARD_KINDS",
+    "METRIC_RULE",
     "check_push_access",
+    "citation_bibtex",
     "load_artifact",
     "push_folder",
     "push_run",
+    "render_card_entry",
     "render_model_card",
     "rerender_card",
     "synthetic_dataset_files",
@@ -55,52 +58,147 @@ def template_path(kind: str) -> Path:
     raise FileNotFoundError(f"model card template {kind}.md not found next to hf_ddb or in model_cards/")
 
 
+# How the cards name their metrics in `model-index` (one rule, stated in every card as `METRIC_RULE`): a result's
+# ``type`` is a Hub metric id (https://hf.co/metrics) only where the value is that metric over every row of the
+# split it names; a value over a subset of the rows or over groups keeps hf-ddb's own id (its key in results.json)
+# and a ``name`` that says what it is.
+HUB_METRIC_IDS = ("accuracy", "roc_auc", "precision", "recall")
+OWN_METRIC_IDS = (
+    "unbiased_accuracy",
+    "worst_group_accuracy",
+    "aligned_accuracy",
+    "conflicting_accuracy",
+    "average_precision",
+    "synthetic_heldout_accuracy",
+    "real_train_accuracy",
+    "flagged_share",
+)
+METRIC_RULE = (
+    "In this card's metadata (`model-index`), a result's `type` is a Hub metric id (`accuracy`, `roc_auc`, "
+    "`precision`, `recall`) only where the value is that metric over every row of the split it names; a value "
+    "over a subset of the rows or over groups (unbiased = mean of the (class, bias) group accuracies, worst-group, "
+    "bias-aligned, bias-conflicting accuracy, the generator check) keeps hf-ddb's own id, its key in the run's "
+    "`results.json`, with a `name` that says what it is. A dataset id `hf-ddb/<name>` is built locally by hf-ddb "
+    "(the embedded benchmarks are generated from MNIST) and is not a Hub repo."
+)
+PAPER_BIBTEX = """@inproceedings{ciranni2025diffusing,
+  title = {Diffusing DeBias: Synthetic Bias Amplification for Model Debiasing},
+  author = {Ciranni, M. and Pastore, V. P. and Di Via, R. and Tartaglione, E. and Odone, F. and Murino, V.},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year = {2025},
+  eprint = {2502.09564},
+  archivePrefix = {arXiv},
+  url = {https://arxiv.org/abs/2502.09564}
+}"""
+
+
+def citation_bibtex() -> str:
+    """The BibTeX every card ends with: the DDB paper and hf-ddb itself (this version)."""
+    from . import __version__
+
+    software = (
+        "@software{hf_ddb,\n"
+        "  title = {hf-ddb: Diffusing DeBias for the Hugging Face ecosystem},\n"
+        "  author = {{The hf-ddb authors}},\n"
+        f"  version = {{{__version__}}},\n"
+        "  year = {2026},\n"
+        "  license = {Apache-2.0},\n"
+        "  note = {Python library; implements Ciranni et al., NeurIPS 2025}\n"
+        "}"
+    )
+    return f"{PAPER_BIBTEX}\n\n{software}"
+
+
+def _eval_result(result: Mapping[str, Any], data: Mapping[str, Mapping[str, Any]]) -> EvalResult:
+    """One ``model-index`` result: ``result`` names its metric (``type``, ``name``, ``value`` as a fraction),
+    the data it was measured on (``data``: a key of ``data``) and the ``split``."""
+    dataset = data[result["data"]]
+    return EvalResult(
+        task_type=result.get("task_type", "image-classification"),
+        task_name=result.get("task"),
+        dataset_type=dataset["id"],
+        dataset_name=dataset["name"] + (" (built locally by hf-ddb; not on the Hub)" if dataset.get("local") else ""),
+        dataset_config=dataset.get("config"),
+        dataset_revision=dataset.get("revision"),
+        dataset_split=result["split"],
+        metric_type=result["type"],
+        metric_name=result["name"],
+        metric_value=round(float(result["value"]), 4),
+    )
+
+
 def render_model_card(
     kind: str,
     *,
     model_name: str,
     benchmark: str,
-    metrics: Mapping[str, float] | None = None,
-    metric_names: Mapping[str, str] | None = None,
-    dataset_id: str | None = None,
-    split: str = "test",
+    results: Sequence[Mapping[str, Any]] = (),
+    data: Mapping[str, Mapping[str, Any]] | None = None,
+    trained_on: Sequence[str] = (),
     tags: Sequence[str] = (),
     base_model: str | None = None,
-    datasets: Sequence[str] | None = None,
     **context: Any,
 ) -> ModelCard:
-    """A `ModelCard` for one artefact; ``metrics`` (fractions) become ``model-index`` results on ``split``.
+    """A `ModelCard` for one artefact.
 
-    ``context`` fills the template (tables, image paths, how-to-load snippets). ``dataset_id`` is the Hub
-    dataset the metrics were measured on, when there is one (an embedded benchmark is named as itself: it is
-    built locally, not a Hub dataset); ``datasets`` the Hub datasets it was trained on (default: ``dataset_id``);
-    ``base_model`` the Hub id of pretrained weights it started from.
+    ``data`` names the datasets the card refers to (key -> ``{"id", "name"}`` and optionally ``config``,
+    ``revision``, and ``local``: built by hf-ddb, not on the Hub, its id ``hf-ddb/<name>``); ``results`` become its
+    ``model-index`` (each with ``type``, ``name``, ``value`` as a fraction, ``data``: a key of ``data``, and
+    ``split``; see `METRIC_RULE`); ``trained_on`` (keys of ``data``) its ``datasets``; ``base_model`` the Hub id
+    of pretrained weights it started from. ``context`` fills the template (tables, images, load snippets).
     """
-    eval_results = [
-        EvalResult(
-            task_type="image-classification",
-            dataset_type=dataset_id or benchmark,
-            dataset_name=context.get("dataset_title", benchmark),
-            dataset_split=split,
-            metric_type=key,
-            metric_name=(metric_names or {}).get(key, key),
-            metric_value=round(float(value), 4),
-        )
-        for key, value in (metrics or {}).items()
-    ]
-    data = ModelCardData(
+    data = data or {}
+    eval_results = [_eval_result(result, data) for result in results]
+    for result in eval_results:
+        if result.metric_type not in (*HUB_METRIC_IDS, *OWN_METRIC_IDS):
+            raise ValueError(f"metric type {result.metric_type!r} is neither a Hub metric id nor one of hf-ddb's")
+    datasets = [data[key]["id"] for key in trained_on if key in data]
+    card_data = ModelCardData(
         model_name=model_name,
         library_name=CARD_KINDS[kind],
         license="apache-2.0",
         tags=["hf-ddb", "diffusing-debias", "debiasing", f"ddb-{kind}", *tags],
-        datasets=(list(datasets) or None) if datasets is not None else [dataset_id] if dataset_id else None,
+        datasets=datasets or None,
         base_model=base_model,
         pipeline_tag=PIPELINE_TAGS[kind],
         eval_results=eval_results or None,
     )
     return ModelCard.from_template(
-        data, template_path=str(template_path(kind)), model_name=model_name, benchmark_name=benchmark, **context
+        card_data,
+        template_path=str(template_path(kind)),
+        model_name=model_name,
+        benchmark_name=benchmark,
+        metric_rule=METRIC_RULE,
+        citation=citation_bibtex(),
+        **context,
     )
+
+
+def published_arguments(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The render arguments of a `cards.json` entry with what a push recorded in it (``published``: the repo the
+    artefact went to, the synthetic dataset repo, the generator's repo) in place of the local values."""
+    arguments = dict(entry["arguments"])
+    if "metrics" in arguments or "results" not in arguments:
+        raise ValueError(
+            "this run's cards.json was written by an older hf-ddb; run `hf-ddb evaluate CONFIG` to render the "
+            "cards again, then push"
+        )
+    published = entry.get("published") or {}
+    if published.get("repo_id"):
+        arguments["repo_or_path"] = published["repo_id"]
+    if published.get("generator_repo"):
+        arguments["generator"] = published["generator_repo"]
+    if published.get("synthetic_repo") and "synthetic" in arguments.get("data", {}):
+        arguments["data"] = {
+            **arguments["data"],
+            "synthetic": {**arguments["data"]["synthetic"], "id": published["synthetic_repo"], "local": False},
+        }
+    return arguments
+
+
+def render_card_entry(entry: Mapping[str, Any]) -> ModelCard:
+    """The model card of one `cards.json` entry (``kind``, ``arguments`` and, once pushed, ``published``)."""
+    return render_model_card(entry["kind"], **published_arguments(entry))
 
 
 class LinkRefusedError(OSError):
@@ -170,20 +268,47 @@ def push_folder(
     return paths
 
 
-def rerender_card(run_dir: str | os.PathLike, folder: str | os.PathLike, repo_id: str, **changes: Any) -> bool:
-    """Render ``folder``'s model card again with ``repo_id`` in its load snippets (and ``changes``), from the
-    arguments the report kept in ``cards.json``; False when the run has none for it (nothing is changed)."""
+def rerender_card(
+    run_dir: str | os.PathLike,
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    synthetic_repo: str | None = None,
+    generator_repo: str | None = None,
+) -> bool:
+    """Render ``folder``'s model card again for ``repo_id`` (its load snippets name the repo; ``synthetic_repo``,
+    the dataset repo of the synthetic images, and ``generator_repo``, the diffusion repo, where it refers to
+    them), from the arguments the report kept in ``cards.json``, and record them there under ``published``, so
+    that a later report renders the card with them too. False when the run has no card for ``folder``."""
     from .layout import RunLayout
-    from .utils import atomic_file
+    from .utils import atomic_file, atomic_write_text
 
     layout, folder = RunLayout(Path(run_dir)), Path(folder)
     cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
-    entry = cards.get(folder.resolve().relative_to(layout.root.resolve()).as_posix())
+    name = folder.resolve().relative_to(layout.root.resolve()).as_posix()
+    entry = cards.get(name)
     if entry is None:
         return False
-    card = render_model_card(entry["kind"], **{**entry["arguments"], "repo_or_path": repo_id, **changes})
-    with atomic_file(folder / "README.md") as tmp:
-        card.save(tmp)
+    previous = entry.get("published") or {}
+    if previous.get("key") != entry.get("key"):
+        previous = {}
+    published = {"repo_id": repo_id, "key": entry.get("key")}
+    for field, value in (("synthetic_repo", synthetic_repo), ("generator_repo", generator_repo)):
+        if value or previous.get(field):  # a push without the dataset keeps the one pushed before
+            published[field] = value or previous[field]
+    entry["published"] = published
+    cards_to_render = {name: entry}
+    for other, other_entry in cards.items():  # another folder pushed to that repo before (hub.classifier changed)
+        if other != name and (other_entry.get("published") or {}).get("repo_id") == repo_id:
+            other_entry.pop("published")
+            cards_to_render[other] = other_entry
+    for card_folder, card_entry in cards_to_render.items():
+        target = unlinked(layout.root / card_folder, layout.root)
+        if target.is_dir():
+            card = render_card_entry(card_entry)
+            with atomic_file(target / "README.md") as tmp:
+                card.save(tmp)
+    atomic_write_text(layout.cards, json.dumps(cards, indent=2))
     return True
 
 
@@ -232,6 +357,7 @@ def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, s
         class_rows=[(i, name, int(counts.get(i, 0))) for i, name in enumerate(names)],
         settings_rows=sorted((k, v) for k, v in settings.items() if not isinstance(v, dict | list)),
         samples_image="synthetic_samples.png" if layout.samples_image.is_file() else "",
+        citation=citation_bibtex(),
     )
     card.save(str(staging / "README.md"))
     return files
@@ -290,8 +416,13 @@ def push_run(
     api = api or HfApi()
     check_push_access(every_repo, api)  # before the first upload: all go, or none
     for kind, folder in folders.items():
-        extra = {"datasets": [dataset_repo]} if kind == "amplifier" and dataset_repo else {}
-        rerender_card(layout.root, folder, repos[kind], **extra)
+        rerender_card(
+            layout.root,
+            folder,
+            repos[kind],
+            synthetic_repo=dataset_repo,
+            generator_repo=repos["diffusion"] if kind == "amplifier" else None,
+        )
     sent = {}
     if dataset_repo:
         with tempfile.TemporaryDirectory(prefix="hf-ddb-dataset-") as staging:

@@ -18,7 +18,7 @@ class RunLayout:
           amplifier/model/              the bias amplifier (+ README.md), amplifier/signals.npz
           methods/<name>/model/         each trained classifier (+ README.md), methods/<name>/metrics.json
           results.json  results.md  group_accuracy.png  amplifier_losses.png  synthetic_samples.png
-          cards.json                    what each model card was rendered from (push re-renders it per repo)
+          cards.json                    what each model card was rendered from, and where push sent it
 
     Every stage folder holds ``stage.json`` once the stage finished (``stage.pending.json`` while it runs).
     """

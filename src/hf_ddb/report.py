@@ -43,6 +43,8 @@ class RunSummary:
     train: Dataset | None = None  # the real training split (for the grid of what the amplifier flags)
     synthetic: Dataset | None = None
     train_conflicting: np.ndarray | None = None
+    image_mode: str = "RGB"  # a training image's PIL mode and (width, height): the cards' example input
+    image_size: tuple[int, int] = (28, 28)
 
 
 TABLE_COLUMNS = [
@@ -138,24 +140,42 @@ def _bias_text(config: RunConfig) -> str:
 
 
 class _Cards:
-    """Renders each artefact's card into its folder and keeps what it was rendered from, so that `hf-ddb push`
-    can render it again for the repo it goes to (`hf_ddb.hub.rerender_card`) without the run's data."""
+    """Renders each artefact's card into its folder and keeps what it was rendered from in ``cards.json``, so that
+    `hf-ddb push` can render it again for the repo it goes to (`hf_ddb.hub.rerender_card`) without the run's
+    data. What a push recorded there (``published``: the repos) is kept for as long as the artefact is the one
+    pushed (the same stage key), so a later report renders the card as pushed."""
 
     def __init__(self, layout: RunLayout) -> None:
-        self.layout, self.arguments = layout, {}
+        from .hub import unlinked
 
-    def write(self, kind: str, folder: Path, images: dict[str, Path], **arguments: Any) -> None:
-        from .hub import render_model_card
+        self.layout, self.entries = layout, {}
+        self.before: dict[str, Any] = {}
+        if layout.cards.is_file():
+            try:
+                self.before = json.loads(unlinked(layout.cards, layout.root).read_text())
+            except (ValueError, OSError):  # unreadable or a link: rendered as never pushed
+                self.before = {}
+
+    def write(self, kind: str, folder: Path, images: dict[str, Path], key: str | None, **arguments: Any) -> None:
+        """``key``: the stage key the card's content depends on (the method's, or the amplifier's for the
+        amplifier and the diffusion pipeline, whose card reports the generator check)."""
+        from .hub import render_card_entry
 
         for name, source in images.items():
             if source.is_file():
                 shutil.copyfile(source, folder / name)
+        name = folder.relative_to(self.layout.root).as_posix()
+        arguments = json.loads(json.dumps(arguments, default=_json_number))  # as push will read it back
+        entry: dict[str, Any] = {"kind": kind, "key": key, "arguments": arguments}
+        published = (self.before.get(name) or {}).get("published")
+        if published and key is not None and published.get("key") == key:
+            entry["published"] = published
         with atomic_file(folder / "README.md") as tmp:
-            render_model_card(kind, **arguments).save(tmp)
-        self.arguments[folder.relative_to(self.layout.root).as_posix()] = {"kind": kind, "arguments": arguments}
+            render_card_entry(entry).save(tmp)
+        self.entries[name] = entry
 
     def save(self) -> None:
-        atomic_write_text(self.layout.cards, json.dumps(self.arguments, indent=2, default=_json_number))
+        atomic_write_text(self.layout.cards, json.dumps(self.entries, indent=2))
 
 
 def _json_number(value: Any) -> Any:
@@ -173,6 +193,107 @@ def _fidelity_rows(fidelity: dict[str, Any]) -> list[tuple[str, str]]:
         ("amplifier accuracy, real training images", _pct(fidelity["real_train_accuracy"])),
         ("real training images flagged bias-conflicting", _pct(fidelity["flagged_share"])),
     ]
+
+
+# results.json key -> (model-index type, name); see `hf_ddb.hub.METRIC_RULE`
+CLASSIFIER_METRICS = {
+    "accuracy": ("accuracy", "Accuracy"),
+    "unbiased_accuracy": ("unbiased_accuracy", "Unbiased accuracy (mean of the (class, bias) group accuracies)"),
+    "worst_group_accuracy": ("worst_group_accuracy", "Worst-group accuracy (lowest (class, bias) group accuracy)"),
+    "aligned_accuracy": ("aligned_accuracy", "Accuracy on the bias-aligned samples"),
+    "conflicting_accuracy": ("conflicting_accuracy", "Accuracy on the bias-conflicting samples"),
+}
+DETECTION_METRICS = {
+    "auroc": ("roc_auc", "Bias-conflicting detection AUROC (the amplifier's loss as the score)"),
+    "average_precision": ("average_precision", "Bias-conflicting detection average precision"),
+    "precision": ("precision", "Precision of the bias-conflicting pseudo-labels"),
+    "recall": ("recall", "Recall of the bias-conflicting pseudo-labels"),
+}
+GENERATION_TASK = "unconditional-image-generation"  # the diffusion card's pipeline tag (no class-conditional task)
+
+
+def _result(metric: tuple[str, str], value: float, data: str, split: str, **extra: Any) -> dict[str, Any]:
+    return {"type": metric[0], "name": metric[1], "value": float(value), "data": data, "split": split, **extra}
+
+
+def _fidelity_results(fidelity: dict[str, Any], *, card: str) -> list[dict[str, Any]]:
+    """The generator check as ``model-index`` results: on the amplifier's card its accuracy on the real training
+    images is plain accuracy; on the diffusion card every value is named as a check of the generator."""
+    if not fidelity:
+        return []
+    if card == "amplifier":  # no task name: the Hub groups results by task type and data, with the detection's
+        return [
+            _result(
+                ("accuracy", "Accuracy on the real training images (never seen in training)"),
+                fidelity["real_train_accuracy"],
+                "benchmark",
+                "train",
+            ),
+            _result(
+                ("synthetic_heldout_accuracy", "Accuracy on held-out synthetic images (not trained on)"),
+                fidelity["synthetic_heldout_accuracy"],
+                "synthetic",
+                "train",
+            ),
+        ]
+    task = {"task": "Class-conditional generation, checked by the bias amplifier", "task_type": GENERATION_TASK}
+    return [
+        _result(
+            (
+                "synthetic_heldout_accuracy",
+                "Generator check: the bias amplifier's accuracy on held-out generated images (class fidelity)",
+            ),
+            fidelity["synthetic_heldout_accuracy"],
+            "synthetic",
+            "train",
+            **task,
+        ),
+        _result(
+            ("real_train_accuracy", "Generator check: the bias amplifier's accuracy on the real training images"),
+            fidelity["real_train_accuracy"],
+            "benchmark",
+            "train",
+            **task,
+        ),
+        _result(
+            ("flagged_share", "Generator check: share of the real training images flagged bias-conflicting"),
+            fidelity["flagged_share"],
+            "benchmark",
+            "train",
+            **task,
+        ),
+    ]
+
+
+def card_datasets(config: RunConfig) -> tuple[str, dict[str, dict[str, Any]]]:
+    """How the cards name the data (never a machine path) and the datasets they refer to: ``benchmark``, the
+    real data (a Hub dataset's repo id, a local folder's name, or ``hf-ddb/<name>`` for an embedded benchmark,
+    built locally from MNIST), and ``synthetic``, the run's generated images (``hf-ddb/<name>-synthetic`` until
+    a push names their dataset repo). ``local``: not on the Hub (the card's dataset name says so)."""
+    if config.benchmark_name == "hub":
+        path = config.benchmark["path"]
+        folder = Path(path).expanduser()
+        local = folder.is_absolute() or path.startswith((".", "~")) or folder.exists()
+        dataset_id = folder.resolve().name if local else path
+        benchmark = {"id": dataset_id, "name": f"{dataset_id} (a local dataset folder)" if local else dataset_id}
+        if local:
+            benchmark["local"] = True
+        for key, field in (("config_name", "config"), ("revision", "revision")):
+            if config.benchmark.get(key):
+                benchmark[field] = config.benchmark[key]
+    else:
+        dataset_id = config.benchmark_name
+        benchmark = {
+            "id": f"hf-ddb/{dataset_id}",
+            "name": f"{dataset_id}, {_bias_text(config)}, generated from MNIST",
+            "local": True,
+        }
+    synthetic = {
+        "id": f"hf-ddb/{dataset_id}-synthetic",
+        "name": f"synthetic bias-aligned images generated by this run from {dataset_id}",
+        "local": True,
+    }
+    return dataset_id, {"benchmark": benchmark, "synthetic": synthetic}
 
 
 def groups_found(
@@ -389,11 +510,17 @@ def _results_markdown(summary: RunSummary, report: dict[str, Any], figures: dict
     return "\n".join(lines)
 
 
+def _stage_key(folder: Path) -> str | None:
+    path = folder / "stage.json"
+    return json.loads(path.read_text()).get("key") if path.is_file() else None
+
+
 def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str, Path]) -> None:
     """The model card of every method's classifier and, with an amplifier, of the amplifier and the diffusion
-    pipeline (cards.json keeps what each was rendered from, for push)."""
+    pipeline (cards.json keeps what each was rendered from, for push). No card names a machine path: a folder
+    is named relative to the run folder until the artefact is pushed."""
     config, results = summary.config, summary.results
-    display, dataset_id = _display(config)
+    display, data = card_datasets(config)
     layout = RunLayout(summary.root)
     fidelity, warnings = _warnings(report)
     detection = (report.get("amplifier") or {}).get("detection")
@@ -402,6 +529,19 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
     base_model = _hub_model_id(config.classifier.pretrained)
     training = config.training.to_dict()
     train_keys = ["epochs", "batch_size", "learning_rate", "weight_decay", "seed"]
+    prefix = config.hub.repo_prefix
+    common = {
+        "benchmark": display,
+        "data": data,
+        "bias_text": _bias_text(config),
+        "image_mode": summary.image_mode,
+        "image_size": list(summary.image_size),
+    }
+
+    def where(folder: Path, suffix: str, pushed_there: bool = True) -> dict[str, str]:
+        local = folder.relative_to(layout.root).as_posix()
+        return {"repo_or_path": f"{prefix}-{suffix}" if prefix and pushed_there else local, "local_folder": local}
+
     comparison = [
         [
             m,
@@ -417,19 +557,20 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
         recipe = config.recipe(method)
         with_findings = "findings" in figures and recipe.needs_amplifier  # DDB trained on those flags
         title, text = recipe.display_name, recipe.summary
-        metrics = {k: result["test"][k] for k, _ in TABLE_COLUMNS if result["test"].get(k) is not None}
         shown = [figures["groups"], *([figures["findings"]] if with_findings else [])]
         cards.write(
             "classifier",
             folder,
             {path.name: path for path in shown},
+            _stage_key(layout.method(method)),
             model_name=f"{display} {title} classifier (hf-ddb)",
-            benchmark=display,
-            dataset_id=dataset_id,
-            metrics=metrics,
-            metric_names={k: t for k, t in TABLE_COLUMNS},
+            results=[
+                _result(CLASSIFIER_METRICS[k], result["test"][k], "benchmark", "test")
+                for k, _ in TABLE_COLUMNS
+                if result["test"].get(k) is not None
+            ],
+            trained_on=["benchmark"],
             tags=[method],
-            bias_text=_bias_text(config),
             method_title=title,
             method_text=text,
             selection=result["info"].get("selection", config.selection),
@@ -439,57 +580,55 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
             metric_rows=[(t, _pct(result["test"].get(k))) for k, t in TABLE_COLUMNS],
             comparison_rows=comparison if len(results) > 1 else [],
             groups_image=figures["groups"].name,
-            repo_or_path=(
-                f"{config.hub.repo_prefix}-classifier"
-                if config.hub.repo_prefix and method == config.hub.classifier
-                else str(folder)
-            ),
+            **where(folder, "classifier", method == config.hub.classifier),
             training_rows=_training_rows(training, train_keys)
             + [("architecture", config.classifier.architecture), ("selection", config.selection)],
             warnings=warnings if recipe.needs_amplifier else [],
             findings_image=figures["findings"].name if with_findings else "",
             base_model=base_model,
+            **common,
         )
     if with_amplifier:
         settings = config.to_dict()["amplifier"]
+        amplifier_key = _stage_key(layout.amplifier)
+        names = summary.class_names
         cards.write(
             "amplifier",
             layout.amplifier_model,
             {p.name: p for k, p in figures.items() if k == "losses"},
+            amplifier_key,
             model_name=f"{display} bias amplifier (hf-ddb)",
-            benchmark=display,
-            dataset_id=dataset_id,
-            datasets=[],  # trained on synthetic images only (push names their dataset repo)
-            split="train",
-            dataset_title=f"{display}, real training images (never seen by the amplifier)",
-            metrics={k: detection[k] for k in DETECTION_KEYS} if detection else None,
-            metric_names=DETECTION_KEYS,
-            bias_text=_bias_text(config),
+            results=[
+                _result(DETECTION_METRICS[k], detection[k], "benchmark", "train")
+                for k in (DETECTION_METRICS if detection else ())
+            ]
+            + _fidelity_results(fidelity, card="amplifier"),
+            trained_on=["synthetic"],  # synthetic images only
             metric_rows=[(t, f"{detection[k]:.3f}") for k, t in DETECTION_KEYS.items()] if detection else [],
             losses_image=figures["losses"].name if "losses" in figures else "",
-            repo_or_path=f"{config.hub.repo_prefix}-amplifier"
-            if config.hub.repo_prefix
-            else str(layout.amplifier_model),
+            **where(layout.amplifier_model, "amplifier"),
+            generator=where(layout.diffusion_pipeline, "diffusion")["repo_or_path"],
+            example_label=names[0],
             training_rows=list(settings.items()) + [("synthetic images", report["amplifier"]["num_synthetic"])],
             fidelity_rows=_fidelity_rows(fidelity),
             warnings=warnings,
+            **common,
         )
-        diffusion = config.diffusion
-        names = summary.class_names
+        diffusion, generation = config.diffusion, config.generation
         cards.write(
             "diffusion",
             layout.diffusion_pipeline,
             {figures["samples"].name: figures["samples"]},
+            amplifier_key,
             model_name=f"{display} bias-aligned diffusion model (hf-ddb)",
-            benchmark=display,
-            dataset_id=dataset_id,
-            bias_text=_bias_text(config),
+            results=_fidelity_results(fidelity, card="diffusion"),
+            trained_on=["benchmark"],
             samples_image=figures["samples"].name,
-            repo_or_path=f"{config.hub.repo_prefix}-diffusion"
-            if config.hub.repo_prefix
-            else str(layout.diffusion_pipeline),
+            **where(layout.diffusion_pipeline, "diffusion"),
             example_labels=", ".join(str(i) for i in range(min(4, len(names)))),
-            guidance_scale=config.generation.guidance_scale,
+            guidance_scale=generation.guidance_scale,
+            num_inference_steps=generation.num_inference_steps,
+            scheduler=generation.scheduler,
             class_names=", ".join(f"{i}: {n}" for i, n in enumerate(names)),
             null_class_id=len(names),
             resolution=diffusion.resolution,
@@ -497,10 +636,11 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
                 diffusion.__dict__,
                 ["preset", "resolution", "block_out_channels", "max_train_steps", "train_batch_size", "learning_rate"],
             )
-            + [("generation", f"{config.generation.scheduler}, {config.generation.num_inference_steps} steps")],
+            + [("generation", f"{generation.scheduler}, {generation.num_inference_steps} steps")],
             config_yaml=yaml.safe_dump(diffusion.__dict__, sort_keys=False).strip(),
             fidelity_rows=_fidelity_rows(fidelity),
             warnings=warnings,
+            **common,
         )
     cards.save()
 

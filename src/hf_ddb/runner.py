@@ -300,6 +300,7 @@ class Run:
         return self._once("generation", self._generation)
 
     def _generation(self) -> Dataset:
+        from .diffusion import noise_scheduler
         from .generation import generate_synthetic_dataset
         from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 
@@ -309,6 +310,8 @@ class Run:
             generation = self.config.generation
             self.log(f"generation: {generation.num_images_per_class} images per class, w = {generation.guidance_scale}")
             pipeline = BiasAlignedGenerationPipeline.from_pretrained(pipeline_dir)
+            # from the training scheduler, whichever one the report saved into the folder since
+            pipeline.scheduler = noise_scheduler(self.config.diffusion)
             generate_synthetic_dataset(pipeline, self.layout.synthetic, generation)
 
         self._stage("generation", self.layout.synthetic, self.key("generation"), work)
@@ -495,8 +498,18 @@ class Run:
         from .report import RunSummary, write_report
 
         summary = RunSummary(self.config, self.root, self.debias(), self.class_names)
+        example = first_image(self.data["train"])
+        summary.image_mode = example.mode if example.mode in ("L", "RGB") else "RGB"
+        summary.image_size = example.size
         if self.needs_amplifier:
             self.amplifier()
+            if self.is_main_process:  # the saved pipeline samples as the run generated
+                from .diffusion import noise_scheduler
+                from .generation import save_scheduler
+
+                generation = self.config.generation
+                training_scheduler = noise_scheduler(self.config.diffusion)
+                save_scheduler(self.layout.diffusion_pipeline, generation.scheduler, training_scheduler)
             signals = self.amplifier_signals()
             summary.amplifier_train_losses = signals.splits["train"]["loss"]
             summary.amplifier_train_flags = signals.flags["train"]

