@@ -381,6 +381,12 @@ def test_a_run_without_bias_labels_reports_the_groups_the_amplifier_found(tmp_pa
         assert "data" in {r.dataset_type for r in card.data.eval_results}
     erm = ModelCard.load(tmp_path / "run" / "methods" / "erm" / "model" / "README.md").data
     assert erm.datasets == ["data"] and [r.metric_type for r in erm.eval_results] == ["accuracy"]
+    # the cards say what was measured and what cannot be
+    classifier = (tmp_path / "run" / "methods" / "ddb_ii" / "model" / "README.md").read_text()
+    assert "bias-conflicting accuracy cannot be measured without bias labels" in classifier
+    assert "| inferred groups, worst acc (no bias labels) |" in classifier and "| unbiased acc |" not in classifier
+    amplifier = (tmp_path / "run" / "amplifier" / "model" / "README.md").read_text()
+    assert "finds the bias-conflicting rows cannot be measured here" in amplifier and "AUROC" not in amplifier
 
 
 def test_auto_selection_uses_pseudo_groups_only_when_an_amplifier_is_trained():

@@ -515,6 +515,28 @@ def _stage_key(folder: Path) -> str | None:
     return json.loads(path.read_text()).get("key") if path.is_file() else None
 
 
+def _measured_text(has_bias_labels: bool, uses_bias_labels: bool) -> str:
+    """What a classifier card's results could measure: with bias labels every group metric; without them the
+    average accuracy and the accuracy on the amplifier's inferred groups, and it says what cannot be measured."""
+    if not has_bias_labels:
+        return (
+            "This dataset has no bias labels: the average accuracy and the accuracy on the groups the bias "
+            "amplifier inferred, (class, the class it predicts), were measured; unbiased, worst-group, "
+            "bias-aligned and bias-conflicting accuracy cannot be measured without bias labels."
+        )
+    use = " and, by this oracle method, in training" if uses_bias_labels else " only"
+    return f"Groups are (class, bias attribute); bias labels were used for evaluation{use}."
+
+
+def _pseudo_group_rows(pseudo: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not pseudo:
+        return []
+    return [
+        ("inferred groups, mean acc (no bias labels)", _pct(pseudo["mean_accuracy"])),
+        ("inferred groups, worst acc (no bias labels)", _pct(pseudo["worst_accuracy"])),
+    ]
+
+
 def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str, Path]) -> None:
     """The model card of every method's classifier and, with an amplifier, of the amplifier and the diffusion
     pipeline (cards.json keeps what each was rendered from, for push). No card names a machine path: a folder
@@ -525,6 +547,8 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
     fidelity, warnings = _warnings(report)
     detection = (report.get("amplifier") or {}).get("detection")
     with_amplifier = summary.synthetic is not None
+    has_bias_labels = summary.train_conflicting is not None  # evaluation only
+    measured_columns = [(k, t) for k, t in TABLE_COLUMNS if has_bias_labels or k == "accuracy"]
     cards = _Cards(layout)
     base_model = _hub_model_id(config.classifier.pretrained)
     training = config.training.to_dict()
@@ -574,10 +598,9 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
             method_title=title,
             method_text=text,
             selection=result["info"].get("selection", config.selection),
-            bias_label_use=" and, by this oracle method, in training"
-            if result["info"].get("uses_bias_labels")
-            else " only",
-            metric_rows=[(t, _pct(result["test"].get(k))) for k, t in TABLE_COLUMNS],
+            measured_text=_measured_text(has_bias_labels, result["info"].get("uses_bias_labels", False)),
+            metric_rows=[(t, _pct(result["test"].get(k))) for k, t in measured_columns]
+            + _pseudo_group_rows(result["test"].get("pseudo_groups")),
             comparison_rows=comparison if len(results) > 1 else [],
             groups_image=figures["groups"].name,
             **where(folder, "classifier", method == config.hub.classifier),
@@ -605,6 +628,10 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
             + _fidelity_results(fidelity, card="amplifier"),
             trained_on=["synthetic"],  # synthetic images only
             metric_rows=[(t, f"{detection[k]:.3f}") for k, t in DETECTION_KEYS.items()] if detection else [],
+            detection_text="Bias labels are used here for evaluation only."
+            if has_bias_labels
+            else "This dataset has no bias labels, so how well the amplifier finds the bias-conflicting rows cannot "
+            "be measured here; the generator check below needs none, and the run's report shows the groups it found.",
             losses_image=figures["losses"].name if "losses" in figures else "",
             **where(layout.amplifier_model, "amplifier"),
             generator=where(layout.diffusion_pipeline, "diffusion")["repo_or_path"],
