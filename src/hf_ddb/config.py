@@ -417,15 +417,36 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return raw
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "pipelines"  # the repository's pipelines/, in the wheel too
+
+
+def shipped_configs() -> list[str]:
+    """The names of the built-in run configs (``hf-ddb run colored_mnist``)."""
+    return sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def config_path(path: str | os.PathLike) -> Path:
+    """``path`` itself when it exists; else a built-in config's file when ``path`` is its bare name
+    (``colored_mnist`` or ``colored_mnist.yaml``), so a pip-installed hf-ddb runs them without the repository."""
+    given = Path(path)
+    if given.exists() or given.parent != Path(".") or given.suffix not in ("", ".yaml"):
+        return given
+    shipped = SHIPPED_CONFIGS / f"{given.stem}.yaml"
+    return shipped if shipped.is_file() else given
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read and validate a YAML run config (safe, size- and alias-bounded YAML), with ``--set`` overrides."""
-    path = Path(path)
+    """Read and validate a YAML run config (safe, size- and alias-bounded YAML), with ``--set`` overrides.
+    ``path`` is a file, or the name of a built-in config (`shipped_configs`)."""
+    path = config_path(path)
     if path.is_dir():
         raise ConfigError(
             f"{str(path)!r} is a folder; give a YAML config file in it (e.g. pipelines/colored_mnist.yaml)"
         )
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
+        raise ConfigError(
+            f"config file {str(path)!r} not found; or name a built-in config: {', '.join(shipped_configs())}"
+        )
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"config file {str(path)!r} is over {MAX_CONFIG_BYTES:,} bytes; not a run config")
     try:
