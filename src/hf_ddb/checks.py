@@ -54,5 +54,9 @@ def check_choice(name: str, value: Any, choices: Collection[Any]) -> None:
         raise ValueError(f"{name} must be one of {sorted(choices, key=str)}, got {value!r}")
 
 
+class ConfigError(ValueError):
+    """A config is invalid; the message names the offending key."""
+
+
 class DatasetValidationError(ValueError):
     """A dataset does not have the shape hf-ddb needs; the message names the problem."""

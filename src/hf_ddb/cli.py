@@ -42,7 +42,7 @@ COMMANDS = {
 
 
 def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: DatasetDict | None) -> int:
-    from .config import ConfigError
+    from .checks import ConfigError
     from .report import format_results_table
     from .runner import Run
 
@@ -111,6 +111,14 @@ def _configure_logging(level: int) -> None:
     logger.setLevel(level)
 
 
+def _require_token(token: str | None) -> None:
+    """``push``: no token fails here, in about a second, before torch or any model is loaded."""
+    from huggingface_hub import get_token
+
+    if not (token or get_token()):
+        raise PermissionError("no Hub token: log in with `hf auth login`, set HF_TOKEN or pass --token")
+
+
 def _hide_library_progress_bars() -> None:
     """``-q``: the progress bars of datasets, diffusers and transformers off too, through their own switches
     (hf-ddb's bars and Trainers follow its logger's level)."""
@@ -128,8 +136,7 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, OfflineModeIsEnabled
     from requests.exceptions import ConnectionError as NetworkError
 
-    from .config import ConfigError
-    from .data import DatasetValidationError
+    from .checks import ConfigError, DatasetValidationError
 
     return (
         ConfigError,
@@ -229,10 +236,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "init":
         return _init(args)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
-    from .config import ConfigError, load_config
+    from .checks import ConfigError
+    from .config_file import config_problems, read_config
 
     try:
-        config = load_config(args.config, overrides=args.set)
+        raw = read_config(args.config, overrides=args.set)
+        problems = config_problems(raw)  # every key the schema can check, before torch is imported
+        if problems:
+            raise ConfigError("; ".join(problems))
+        if args.command == "push" and not args.dry_run:
+            _require_token(args.token)
+        from .config import parse_config
+
+        config = parse_config(raw)
         if args.quiet:
             _hide_library_progress_bars()
         if args.output_dir:

@@ -4,21 +4,18 @@ the data they name is loaded and checked by `hf_ddb.validation`."""
 from __future__ import annotations
 
 import collections.abc
-import copy
 import dataclasses
+import json
 import math
-import os
 import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .amplifier import AmplifierConfig, check_grouping
-from .checks import LIMITS
+from .checks import LIMITS, ConfigError
+from .config_file import apply_overrides, config_path, load_config, shipped_configs  # noqa: F401 (re-exported)
 from .data import BENCHMARK_OPTIONS
 from .diffusion import DiffusionConfig
 from .generation import GenerationConfig
@@ -99,10 +96,6 @@ def default_selection(recipes: Sequence[type[Recipe]]) -> str:
     DDB method trains an amplifier anyway (fair to every method: validation accuracy on a biased valid split
     picks the early, biased epochs of the reweighting methods), otherwise validation accuracy."""
     return PSEUDO_GROUP_SELECTION if any(r.needs_amplifier for r in recipes) else "valid_accuracy"
-
-
-class ConfigError(ValueError):
-    """A config is invalid; the message names the offending key."""
 
 
 @dataclass
@@ -363,107 +356,71 @@ def _check_recipe_options(method: str, recipe: type[Recipe], options: dict[str, 
         raise ConfigError(f"'method_options.{method}': {err}") from err
 
 
-MAX_CONFIG_BYTES = 1_000_000  # a run config is a few hundred bytes; anything this large is not one
-MAX_YAML_ALIASES = 100  # YAML aliases can nest into exponentially large documents ("billion laughs")
-MAX_CONFIG_VALUES = 100_000  # values once aliases are expanded (a real config has under a hundred)
+def _kinds(hint: Any) -> list[str]:
+    """A type hint as the schema's list of accepted kinds (see `hf_ddb.config_file`)."""
+    origin = typing.get_origin(hint)
+    if hint is Any or origin is typing.Literal:
+        return ["any"]
+    if origin in (typing.Union, types.UnionType):
+        return [kind for arg in typing.get_args(hint) for kind in _kinds(arg)]
+    if hint is type(None):
+        return ["none"]
+    if origin in (list, tuple, collections.abc.Sequence) or hint in (list, tuple):
+        return ["list"]
+    if origin in (dict, collections.abc.Mapping) or hint is dict:
+        return ["dict"]
+    for kind in (bool, int, float, str):
+        if hint is kind:
+            return [kind.__name__]
+    return ["any"]
 
 
-def _too_large(value: Any, budget: int = MAX_CONFIG_VALUES) -> bool:
-    """Whether ``value`` holds more than ``budget`` values with aliases expanded; stops as soon as it does."""
-    stack, seen = [value], 0
-    while stack:
-        item = stack.pop()
-        seen += 1
-        if seen > budget:
-            return True
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
-    return False
+def _fields(cls: type) -> dict[str, list[str]]:
+    if not dataclasses.is_dataclass(cls):  # a method without options
+        return {}
+    hints = typing.get_type_hints(cls)
+    return {f.name: _kinds(hints[f.name]) for f in dataclasses.fields(cls) if f.init}
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """`yaml.SafeLoader` (no Python tags) that refuses documents with more than `MAX_YAML_ALIASES` aliases."""
+def config_schema() -> dict[str, Any]:
+    """What `hf_ddb.config_file.config_problems` checks before torch is imported, derived from the config
+    dataclasses, the built-in methods and benchmarks: `config_schema.json` is this, written out (a test keeps
+    the two equal; `write_config_schema` rewrites it)."""
+    from .amplifier import PSEUDO_LABEL_RULES
+    from .diffusion import PRESETS
+    from .generation import SCHEDULERS
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases_seen = getattr(self, "aliases_seen", 0) + 1
-            if self.aliases_seen > MAX_YAML_ALIASES:
-                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases (*name); write the values out")
-        return super().compose_node(parent, index)
-
-
-def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``raw`` with each ``"a.b.c=value"`` set (the value read as YAML, so ``2``, ``0.5``, ``[erm, lff]`` and
-    ``null`` mean what they do in the file); the result is validated like the file itself."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=2")
-        try:
-            value = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader subclass)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from err
-        *parents, leaf = key.strip().split(".")
-        node = raw
-        for index, part in enumerate(parents):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: '{'.'.join(parents[: index + 1])}' is not a mapping")
-        node[leaf] = value
-    return raw
-
-
-SHIPPED_CONFIGS = Path(__file__).resolve().parent / "pipelines"  # the repository's pipelines/, in the wheel too
-
-
-def shipped_configs() -> list[str]:
-    """The names of the built-in run configs (``hf-ddb run colored_mnist``)."""
-    return sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml"))
+    top = _fields(RunConfig)
+    sections = {
+        name: _fields(type(value))
+        for name, value in vars(RunConfig(benchmark={})).items()
+        if dataclasses.is_dataclass(value)
+    }
+    for name in sections:
+        top.pop(name)
+    top.pop("method_imports")
+    sections["diffusion"]["preset"] = ["str"]
+    benchmarks = {name: {"name": ["str"], **_fields(cls)} for name, cls in BENCHMARK_OPTIONS.items()}
+    benchmarks["hub"] = {
+        key: [{bool: "bool", int: "int", float: "float", str: "str", list: "list"}[kind]]
+        for key, kind in HUB_BENCHMARK_KEYS.items()
+    }
+    return {
+        "top": top,
+        "sections": sections,
+        "benchmarks": benchmarks,
+        "methods": {name: _fields(recipe) for name, recipe in sorted(RECIPES.items())},
+        "choices": {
+            "selection": ["auto", *SELECTIONS],
+            "diffusion.preset": sorted(PRESETS),
+            "generation.scheduler": sorted(SCHEDULERS),
+            "amplifier.rule": sorted(PSEUDO_LABEL_RULES),
+        },
+    }
 
 
-def config_path(path: str | os.PathLike) -> Path:
-    """``path`` itself when it exists; else a built-in config's file when ``path`` is its bare name
-    (``colored_mnist`` or ``colored_mnist.yaml``), so a pip-installed hf-ddb runs them without the repository."""
-    given = Path(path)
-    if given.exists() or given.parent != Path(".") or given.suffix not in ("", ".yaml"):
-        return given
-    shipped = SHIPPED_CONFIGS / f"{given.stem}.yaml"
-    return shipped if shipped.is_file() else given
+def write_config_schema() -> None:
+    """Rewrite `config_schema.json` from the dataclasses (after a config field or a built-in method changes)."""
+    from .config_file import SCHEMA_FILE
 
-
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read and validate a YAML run config (safe, size- and alias-bounded YAML), with ``--set`` overrides.
-    ``path`` is a file, or the name of a built-in config (`shipped_configs`)."""
-    path = config_path(path)
-    if path.is_dir():
-        raise ConfigError(
-            f"{str(path)!r} is a folder; give a YAML config file in it (e.g. pipelines/colored_mnist.yaml)"
-        )
-    if not path.is_file():
-        raise ConfigError(
-            f"config file {str(path)!r} not found; or name a built-in config: {', '.join(shipped_configs())}"
-        )
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file {str(path)!r} is over {MAX_CONFIG_BYTES:,} bytes; not a run config")
-    try:
-        with path.open(encoding="utf-8") as handle:
-            raw = yaml.load(handle, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader subclass)
-    except yaml.YAMLError as err:
-        where = getattr(err, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML{line}: {problem}") from err
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from err
-    if _too_large(raw):
-        raise ConfigError(f"config file {str(path)!r} expands to over {MAX_CONFIG_VALUES:,} values (nested aliases?)")
-    raw = raw if raw is not None else {}
-    if overrides:
-        if not isinstance(raw, dict):
-            raise ConfigError("a config must be a mapping of keys to values")
-        raw = apply_overrides(raw, overrides)
-    return parse_config(raw)
+    SCHEMA_FILE.write_text(json.dumps(config_schema(), indent=1, sort_keys=True) + "\n")
