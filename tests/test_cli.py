@@ -229,8 +229,10 @@ def test_amplifier_methods_and_report_on_two_processes_match_one(tmp_path):
         "output_dir": str(two),
     }
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(halved))
-    out = _torchrun("-m", "hf_ddb.cli", "run", str(tmp_path / "two.yaml"), "-q").stdout
-    assert out.count("| ddb_ii |") == 1  # the main process alone reports
+    done = _torchrun("-m", "hf_ddb.cli", "run", str(tmp_path / "two.yaml"), "-q")
+    assert done.stdout.count("| ddb_ii |") == 1  # the main process alone reports
+    logged = [line for line in done.stderr.splitlines() if line.startswith("[hf-ddb] ")]
+    assert logged and len(logged) == len(set(logged)), logged  # each warning once, not once per process
     results = [json.loads((run / "results.json").read_text()) for run in (one, two)]
     assert (
         json.loads((two / "amplifier" / "stage.json").read_text())["key"]

@@ -104,8 +104,12 @@ def _configure_logging(level: int) -> None:
     logger = logging.getLogger("hf_ddb")
     for handler in [h for h in logger.handlers if getattr(h, "hf_ddb_cli", False)]:
         logger.removeHandler(handler)
+    from .utils import LaunchedProcesses
+
     handler = logging.StreamHandler(sys.stderr)
     handler.hf_ddb_cli = True
+    if not LaunchedProcesses.from_environment().is_main:  # one line per event: the main process logs (as
+        handler.setLevel(logging.ERROR)  # Accelerate's logger does); the others only their own errors
     handler.setFormatter(logging.Formatter("[hf-ddb] %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
