@@ -35,6 +35,7 @@ from hf_ddb.amplifier import (
     pseudo_bias_labels,
     train_bias_amplifier,
 )
+from hf_ddb.generation import load_synthetic_dataset
 
 RULES = ("misclassified", "loss_mixture", "top_fraction")
 VARIANTS = {"mlp-ce": ("mlp", "ce"), "mlp-gce": ("mlp", "gce"), "resnet-ce": ("test_resnet", "ce")}
@@ -71,7 +72,7 @@ def main() -> None:
     sources = dict(item.split("=", 1) for item in args.synthetic)
     detection: dict[str, list[dict]] = {}
     for source, path in sources.items():
-        full = Dataset.load_from_disk(path)
+        full = load_synthetic_dataset(path)
         for count in args.counts:
             subset = per_class_subset(full, count)
             for variant in args.variants:

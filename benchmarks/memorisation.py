@@ -30,6 +30,7 @@ from hf_ddb.amplifier import (
     detection_report,
     pseudo_bias_labels,
 )
+from hf_ddb.generation import load_synthetic_dataset
 from hf_ddb.objectives import ERMObjective
 from hf_ddb.trainer import DebiasTrainer
 
@@ -94,7 +95,7 @@ def main() -> None:
         raise SystemExit(
             f"no synthetic set in {synthetic_dir}; run benchmarks/quality.py --ratios {args.ratio:g} first"
         )
-    synthetic = Dataset.load_from_disk(str(synthetic_dir))
+    synthetic = load_synthetic_dataset(synthetic_dir)
     real = load_benchmark("colored_mnist", conflict_ratio=args.ratio)["train"]
     names = dict(enumerate(real.features["label"].names))
     make = lambda: build_classifier(args.arch, names, image_size=16, seed=args.seed)[0]  # noqa: E731

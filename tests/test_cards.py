@@ -132,7 +132,7 @@ def test_saved_generator_samples_as_the_run_did(card_run):
     """The diffusion folder holds the run's scheduler (DPM-Solver++): loaded with its defaults and the run's
     steps, guidance and seed, it draws exactly the run's first synthetic images."""
     import torch
-    from datasets import load_from_disk
+    from datasets import load_dataset
 
     from hf_ddb import BiasAlignedGenerationPipeline
     from hf_ddb.generation import _shard_seed
@@ -153,7 +153,7 @@ def test_saved_generator_samples_as_the_run_did(card_run):
         num_inference_steps=generation["num_inference_steps"],
         generator=generator,
     ).images
-    synthetic = load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    synthetic = load_dataset(str(run_dir / "synthetic" / "dataset"), split="train")
     first = [row["image"] for row in synthetic.select(range(generation["batch_size"]))]
     assert synthetic["label"][: len(first)] == [0] * len(first)
     assert [np.asarray(i).tolist() for i in images] == [np.asarray(i).tolist() for i in first]
@@ -164,7 +164,7 @@ def test_generation_starts_from_the_training_scheduler_whatever_the_folder_holds
     does not name it): with another one in the folder, a regenerated set is the run's, image for image."""
     import shutil
 
-    from datasets import load_from_disk
+    from datasets import load_dataset
 
     from hf_ddb.config import parse_config
     from hf_ddb.diffusion import noise_scheduler
@@ -181,7 +181,7 @@ def test_generation_starts_from_the_training_scheduler_whatever_the_folder_holds
     assert save_scheduler(copy / "diffusion" / "pipeline", "ddim", other)
     shutil.rmtree(copy / "synthetic")
     regenerated = Run(config, log=lambda message: None).generation()
-    original = load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    original = load_dataset(str(run_dir / "synthetic" / "dataset"), split="train")
     assert regenerated["label"] == original["label"]
     assert [np.asarray(i).tolist() for i in regenerated["image"]] == [np.asarray(i).tolist() for i in original["image"]]
 
@@ -221,6 +221,7 @@ def test_push_metadata_is_in_the_cards_and_survives_a_rerun(card_run, monkeypatc
     root, run_dir, path = card_run
     monkeypatch.chdir(root)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fake Hub is on loopback
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")  # a token is there (the CLI checks before loading anything)
     with FakeHub() as fake:
         monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
         assert main(["push", str(path), "--repo-prefix", "me/tiny"]) == 0

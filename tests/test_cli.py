@@ -79,7 +79,7 @@ def test_stage_subcommands_on_two_processes(tmp_path, small_cmnist):
     import subprocess
     import sys
 
-    from datasets import Dataset
+    from datasets import load_dataset
 
     config = {
         **TINY,
@@ -100,7 +100,7 @@ def test_stage_subcommands_on_two_processes(tmp_path, small_cmnist):
     run = tmp_path / "run"
     assert json.loads((run / "diffusion" / "diffusion_config.json").read_text())["num_processes"] == 2
     assert json.loads((run / "synthetic" / "dataset" / "generation.json").read_text())["num_processes"] == 2
-    synthetic = Dataset.load_from_disk(str(tmp_path / "run" / "synthetic" / "dataset"))
+    synthetic = load_dataset(str(tmp_path / "run" / "synthetic" / "dataset"), split="train")
     assert len(synthetic) == 30 and synthetic.features["label"].names == [str(d) for d in range(10)]
 
 

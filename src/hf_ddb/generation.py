@@ -32,7 +32,16 @@ from .data import origin_info
 from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, atomic_write_text, force_cpu_processes, progress_bars_shown
 
-__all__ = ["SCHEDULERS", "GenerationConfig", "generate_synthetic_dataset", "save_scheduler", "set_scheduler"]
+__all__ = [
+    "SCHEDULERS",
+    "GenerationConfig",
+    "generate_synthetic_dataset",
+    "load_synthetic_dataset",
+    "save_scheduler",
+    "set_scheduler",
+]
+
+ROWS_PER_PARQUET_FILE = 50_000  # the saved set's Parquet files (the Hub's data/train-*.parquet layout)
 
 SCHEDULERS = {
     "ddpm": (DDPMScheduler, {}),
@@ -163,8 +172,8 @@ def generate_synthetic_dataset(
     final = output_dir / "dataset"
     settings = {**asdict(config), "class_labels": labels, "class_names": names}
     _check_same_settings(output_dir, settings)
-    if (final / "dataset_info.json").is_file():
-        return Dataset.load_from_disk(str(final))
+    if (final / "generation.json").is_file():
+        return load_synthetic_dataset(final)
     state = PartialState(cpu=force_cpu_processes())
     if state.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +217,7 @@ def generate_synthetic_dataset(
         pq.write_table(table, tmp)
         os.replace(tmp, target)
     state.wait_for_everyone()
-    if state.is_main_process and not (final / "dataset_info.json").is_file():
+    if state.is_main_process and not (final / "generation.json").is_file():
         features = Features({"image": Image(), "label": ClassLabel(names=names)})
         columns: dict[str, list[Any]] = {"image": [], "label": []}
         for label, shard, _ in units:
@@ -217,7 +226,9 @@ def generate_synthetic_dataset(
             columns["label"].extend(table["label"])
         dataset = Dataset.from_dict(columns, features=features, info=origin_info("synthetic", features))
         with atomic_directory(final) as tmp_dir:
-            dataset.save_to_disk(str(tmp_dir))
+            (tmp_dir / "data").mkdir()
+            for name, part in parquet_parts(dataset):
+                part.to_parquet(str(tmp_dir / name))  # the schema keeps the features: the class names too
             meta = {
                 **asdict(config),
                 "class_labels": labels,
@@ -227,7 +238,30 @@ def generate_synthetic_dataset(
             }
             (tmp_dir / "generation.json").write_text(json.dumps(meta, indent=2))
     state.wait_for_everyone()
-    return Dataset.load_from_disk(str(final))
+    return load_synthetic_dataset(final)
+
+
+def parquet_parts(dataset: Dataset) -> list[tuple[str, Dataset]]:
+    """``dataset`` cut into the Hub's Parquet layout: ``(data/train-00000-of-0000N.parquet, rows)`` pairs."""
+    count = max(1, -(-dataset.num_rows // ROWS_PER_PARQUET_FILE))
+    return [
+        (f"data/train-{index:05d}-of-{count:05d}.parquet", dataset.shard(count, index, contiguous=True))
+        for index in range(count)
+    ]
+
+
+def load_synthetic_dataset(folder: str | os.PathLike) -> Dataset:
+    """The synthetic set `generate_synthetic_dataset` saved in ``folder``: Parquet files in the Hub's layout
+    (``load_dataset(folder)`` reads them too, with the image and class-name features), marked synthetic; a
+    folder written by ``save_to_disk`` (runs made before 0.5) is read as it is."""
+    folder = Path(folder)
+    if (folder / "dataset_info.json").is_file():
+        return Dataset.load_from_disk(str(folder))
+    files = sorted(str(path) for path in (folder / "data").glob("train-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no synthetic dataset in {folder} (expected data/train-*.parquet)")
+    loaded = Dataset.from_parquet(files)
+    return Dataset(loaded.data, info=origin_info("synthetic", loaded.features))
 
 
 def _shard_name(label: int, shard: int) -> str:

@@ -44,7 +44,6 @@ PIPELINE_TAGS = {
     "amplifier": "image-classification",
     "classifier": "image-classification",
 }
-ROWS_PER_PARQUET_FILE = 50_000
 
 
 def template_path(kind: str) -> Path:
@@ -315,7 +314,9 @@ def rerender_card(
 def synthetic_dataset_files(num_rows: int, with_samples: bool = True) -> list[str]:
     """The files of the synthetic dataset's repo: its card, the sample grid (when the run made one) and the
     Parquet shards, named as ``datasets`` finds them (``data/train-*``: the train split)."""
-    shards = max(1, -(-num_rows // ROWS_PER_PARQUET_FILE))
+    from .generation import ROWS_PER_PARQUET_FILE
+
+    shards = max(1, -(-num_rows // ROWS_PER_PARQUET_FILE))  # as `generation.parquet_parts` cuts them
     samples = ["synthetic_samples.png"] if with_samples else []
     return sorted(["README.md", *samples, *(f"data/train-{i:05d}-of-{shards:05d}.parquet" for i in range(shards))])
 
@@ -323,18 +324,16 @@ def synthetic_dataset_files(num_rows: int, with_samples: bool = True) -> list[st
 def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, staging: Path) -> list[str]:
     """Write the synthetic dataset as a Hub dataset folder under ``staging``: Parquet shards (their schema
     keeps the class names, so ``load_dataset(repo)`` gives them back), the dataset card and the sample grid."""
-    from datasets import load_from_disk
-
+    from .generation import load_synthetic_dataset, parquet_parts
     from .layout import RunLayout
 
     layout = RunLayout(run_dir)
     _artifact_paths(layout.synthetic_dataset, layout.root)  # no link in the saved dataset either
-    dataset = load_from_disk(str(layout.synthetic_dataset))
+    dataset = load_synthetic_dataset(layout.synthetic_dataset)
     files = synthetic_dataset_files(dataset.num_rows, layout.samples_image.is_file())
-    shards = [f for f in files if f.startswith("data/")]
     (staging / "data").mkdir(parents=True)
-    for index, name in enumerate(shards):
-        dataset.shard(len(shards), index, contiguous=True).to_parquet(str(staging / name))
+    for name, part in parquet_parts(dataset):
+        part.to_parquet(str(staging / name))
     if layout.samples_image.is_file():
         staging.joinpath("synthetic_samples.png").write_bytes(unlinked(layout.samples_image, layout.root).read_bytes())
     settings_file = layout.synthetic / "generation_settings.json"
@@ -384,8 +383,7 @@ def push_run(
     ``dataset``) its synthetic images to the dataset repo ``<repo_prefix>-synthetic``; returns the files per
     repo. Each card is rendered again for its repo id first (the local card too: it now names where the
     artefact is published). ``dry_run``: only list the files (repo ids validated, nothing written or sent)."""
-    from datasets import load_from_disk
-
+    from .generation import load_synthetic_dataset
     from .layout import RunLayout
 
     layout = RunLayout(Path(run_dir))
@@ -410,7 +408,7 @@ def push_run(
             _check_repo_id(repo_id)
         sent = dict(listed)
         if dataset_repo:
-            rows = load_from_disk(str(layout.synthetic_dataset)).num_rows
+            rows = load_synthetic_dataset(layout.synthetic_dataset).num_rows
             sent[dataset_repo] = synthetic_dataset_files(rows, layout.samples_image.is_file())
         return sent
     api = api or HfApi()

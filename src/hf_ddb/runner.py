@@ -315,7 +315,9 @@ class Run:
             generate_synthetic_dataset(pipeline, self.layout.synthetic, generation)
 
         self._stage("generation", self.layout.synthetic, self.key("generation"), work)
-        return Dataset.load_from_disk(str(self.layout.synthetic_dataset))
+        from .generation import load_synthetic_dataset
+
+        return load_synthetic_dataset(self.layout.synthetic_dataset)
 
     def amplifier(self) -> Path:
         """Train the bias amplifier on the synthetic images only and score the real train/valid splits."""
