@@ -36,7 +36,7 @@ from results_io import machine
 from hf_ddb.data import load_benchmark
 from hf_ddb.diffusion import DiffusionConfig, build_unet, train_diffusion
 from hf_ddb.generation import set_scheduler
-from hf_ddb.pipeline_bias_aligned import BiasAlignedGenerationPipeline
+from hf_ddb.pipeline_generation import BiasAlignedGenerationPipeline
 
 SHAPES = {
     "32-64-128, no attn": {"block_out_channels": [32, 64, 128]},

@@ -378,7 +378,7 @@ def test_pipeline_refuses_nan_guidance_and_generation_refuses_other_settings(tmp
 
     from hf_ddb.diffusion import DiffusionConfig, build_unet
     from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
-    from hf_ddb.pipeline_bias_aligned import BiasAlignedGenerationPipeline
+    from hf_ddb.pipeline_generation import BiasAlignedGenerationPipeline
 
     unet = build_unet(DiffusionConfig.from_preset("tiny"), 2)
     pipe = BiasAlignedGenerationPipeline(unet=unet, scheduler=DDPMScheduler())

@@ -14,7 +14,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolver
 from hf_ddb import diffusion
 from hf_ddb.diffusion import DiffusionConfig, build_unet, train_diffusion
 from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset, set_scheduler
-from hf_ddb.pipeline_bias_aligned import BiasAlignedGenerationPipeline
+from hf_ddb.pipeline_generation import BiasAlignedGenerationPipeline
 
 
 @pytest.fixture(scope="module")

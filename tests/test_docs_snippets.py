@@ -109,7 +109,7 @@ def shrunk(monkeypatch, tmp_path):
 def _put_run_folders(namespace: dict) -> None:
     """What `hf-ddb run` would have written under runs/colored_mnist, from the earlier blocks' models."""
     from hf_ddb.models import build_classifier, save_classifier
-    from hf_ddb.pipeline_bias_alignment import save_amplifier
+    from hf_ddb.pipeline_scoring import save_amplifier
 
     run = Path("runs/colored_mnist")
     save_classifier(namespace["model"], namespace["processor"], run / "methods" / "ddb_ii" / "model")

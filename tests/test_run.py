@@ -218,7 +218,7 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         "model.safetensors",
         "preprocessor_config.json",
         "modeling_mlp.py",
-        "pipeline_bias_alignment.py",  # the bias-alignment task's code (custom pipeline)
+        "pipeline_scoring.py",  # the bias-alignment task's code (custom pipeline)
         "amplifier_losses.png",
     }
     assert {

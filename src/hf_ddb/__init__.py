@@ -16,8 +16,8 @@ __version__ = "0.5.0.dev0"
 # public name -> the submodule that defines it
 _EXPORTS = {
     "RECIPES": "recipes",
-    "BiasAlignedGenerationPipeline": "pipeline_bias_aligned",
-    "BiasAlignmentPipeline": "pipeline_bias_alignment",
+    "BiasAlignedGenerationPipeline": "pipeline_generation",
+    "BiasAlignmentPipeline": "pipeline_scoring",
     "BiasAmplifierTrainer": "amplifier",
     "DDBEndToEnd": "recipes",
     "DDBTwoStep": "recipes",
@@ -60,7 +60,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     # registering with transformers comes with the first public name, whichever it is
     importlib.import_module(".modeling_mlp", __name__)
-    importlib.import_module(".pipeline_bias_alignment", __name__)
+    importlib.import_module(".pipeline_scoring", __name__)
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
@@ -80,8 +80,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .inputs import predict_logits  # noqa: F401
     from .metrics import detection_metrics, group_metrics  # noqa: F401
     from .models import MLPConfig, MLPForImageClassification, build_classifier, save_classifier  # noqa: F401
-    from .pipeline_bias_aligned import BiasAlignedGenerationPipeline  # noqa: F401
-    from .pipeline_bias_alignment import BiasAlignmentPipeline  # noqa: F401
+    from .pipeline_generation import BiasAlignedGenerationPipeline  # noqa: F401
+    from .pipeline_scoring import BiasAlignmentPipeline  # noqa: F401
     from .recipes import (  # noqa: F401
         RECIPES,
         DDBEndToEnd,

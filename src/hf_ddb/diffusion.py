@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from .checks import LIMITS, check_choice, check_integer, check_number
 from .data import image_channels
 from .inputs import images
-from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+from .pipeline_generation import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, force_cpu_processes, progress_bars_shown
 
 __all__ = ["PRESETS", "DiffusionConfig", "DiffusionTrainingOutput", "build_unet", "train_diffusion"]

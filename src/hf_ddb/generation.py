@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from .checks import LIMITS, check_integer, check_number
 from .data import origin_info
-from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+from .pipeline_generation import BiasAlignedGenerationPipeline
 from .utils import atomic_directory, atomic_write_text, force_cpu_processes, progress_bars_shown
 
 __all__ = [

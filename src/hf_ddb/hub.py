@@ -477,7 +477,7 @@ def check_push_access(repo_ids: Sequence[str], api: HfApi) -> str:
 def load_artifact(kind: str, repo_id_or_path: str | os.PathLike, **kwargs: Any) -> Any:
     """``from_pretrained`` for a hf-ddb artefact: the diffusion pipeline, the amplifier or a classifier."""
     if kind == "diffusion":
-        from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+        from .pipeline_generation import BiasAlignedGenerationPipeline
 
         return BiasAlignedGenerationPipeline.from_pretrained(repo_id_or_path, **kwargs)
     if kind in ("amplifier", "classifier"):

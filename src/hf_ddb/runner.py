@@ -302,7 +302,7 @@ class Run:
     def _generation(self) -> Dataset:
         from .diffusion import noise_scheduler
         from .generation import generate_synthetic_dataset
-        from .pipeline_bias_aligned import BiasAlignedGenerationPipeline
+        from .pipeline_generation import BiasAlignedGenerationPipeline
 
         pipeline_dir = self.diffusion()
 
@@ -325,7 +325,7 @@ class Run:
 
     def _amplifier(self) -> Path:
         from .amplifier import detection_report, generator_fidelity, train_bias_amplifier
-        from .pipeline_bias_alignment import save_amplifier
+        from .pipeline_scoring import save_amplifier
         from .utils import atomic_directory
 
         synthetic = self.generation()

@@ -10,7 +10,7 @@ from diffusers import DDPMScheduler
 
 from hf_ddb.diffusion import DiffusionConfig, build_unet
 from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
-from hf_ddb.pipeline_bias_aligned import BiasAlignedGenerationPipeline
+from hf_ddb.pipeline_generation import BiasAlignedGenerationPipeline
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
