@@ -1,0 +1,76 @@
+"""The README's headline table from the quality benchmark's JSON files: unbiased test accuracy (last epoch)
+of ERM, LfF, the best other unsupervised baseline, DDB-I, DDB-II and the GroupDRO oracle, one row per
+benchmark and ratio.
+
+    python benchmarks/headline_table.py benchmarks/results/quality_*_0.*.json \
+        --fill-from benchmarks/results/v0.4/quality_background_mnist_0.99_baselines.json ...
+
+A method missing from a file is taken from a ``--fill-from`` file of the same benchmark and ratio, and marked
+with a dagger: only for methods whose last-epoch numbers do not depend on the generator (the baselines; the
+oracle), which is why the quality benchmark did not re-run them there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+import numpy as np
+from quality_table import cell, ratio_label, test_metrics
+
+OTHERS = ("jtt", "disent", "bias_ensemble")
+ORACLES = ("groupdro_oracle_tuned", "groupdro_oracle")
+GENERATOR_FREE = ("erm", "lff", *OTHERS, *ORACLES)  # methods a --fill-from file may supply
+SHORT_NAMES = {"jtt": "JTT", "disent": "DFA", "bias_ensemble": "BiasEnsemble"}
+
+
+def blocks(path: str) -> dict[tuple[str, str], dict]:
+    info = json.loads(open(path).read())
+    benchmark = re.search(r"--benchmark (\S+)", info["command"]).group(1)
+    return {(benchmark, ratio): block["methods"] for ratio, block in info["results"].items()}
+
+
+def unbiased(runs: list[dict]) -> list[float]:
+    return [test_metrics(run, "last")["unbiased_accuracy"] for run in runs]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+")
+    parser.add_argument("--fill-from", nargs="*", default=[], help="older JSONs for generator-free methods")
+    args = parser.parse_args()
+    fills: dict[tuple[str, str], dict] = {}
+    for path in args.fill_from:
+        for key, methods in blocks(path).items():
+            fills.setdefault(key, {}).update(methods)
+    print("| benchmark | ERM | LfF | best other baseline | **DDB-I** | **DDB-II** | GroupDRO oracle (bias labels) |")
+    print("|---|---|---|---|---|---|---|")
+    for path in args.files:
+        for (benchmark, ratio), methods in blocks(path).items():
+            filled = {m: (runs, "") for m, runs in methods.items()}
+            for method, runs in fills.get((benchmark, ratio), {}).items():
+                if method in GENERATOR_FREE and method not in filled:
+                    filled[method] = (runs, " †")
+
+            def shown(method: str, filled: dict = filled) -> str:
+                if method not in filled:
+                    return "–"
+                runs, mark = filled[method]
+                return cell(unbiased(runs)) + mark
+
+            others = [m for m in OTHERS if m in filled]
+            best = max(others, key=lambda m: np.mean(unbiased(filled[m][0])), default=None)
+            best_cell = f"{shown(best)} ({SHORT_NAMES[best]})" if best else "–"
+            oracle = next((m for m in ORACLES if m in filled), None)
+            row = [shown("erm"), shown("lff"), best_cell, shown("ddb_i"), shown("ddb_ii"), shown(oracle or "")]
+            label = (
+                f"{100 * float(ratio):g}% aligned"
+                if benchmark == "background_mnist"
+                else ratio_label("colored_mnist", ratio)
+            )
+            print(f"| {benchmark} {label} | " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
