@@ -4,6 +4,10 @@ benchmark and ratio.
 
     python benchmarks/headline_table.py benchmarks/results/quality_*_0.*.json \
         --fill-from benchmarks/results/v0.4/quality_background_mnist_0.99_baselines.json ...
+    python benchmarks/headline_table.py --full benchmarks/results/quality_colored_mnist_0.0*.json
+
+``--full``: every method of each file, one row each: unbiased accuracy at the last epoch and at the epoch
+the run selected (``selection: auto``), and worst-group, aligned and conflicting accuracy at the last epoch.
 
 A method missing from a file is taken from a ``--fill-from`` file of the same benchmark and ratio, and marked
 with a dagger: only for methods whose last-epoch numbers do not depend on the generator (the baselines; the
@@ -17,7 +21,7 @@ import json
 import re
 
 import numpy as np
-from quality_table import cell, ratio_label, test_metrics
+from quality_table import METHOD_NAMES, cell, ratio_label, test_metrics
 
 OTHERS = ("jtt", "disent", "bias_ensemble")
 ORACLES = ("groupdro_oracle_tuned", "groupdro_oracle")
@@ -35,11 +39,32 @@ def unbiased(runs: list[dict]) -> list[float]:
     return [test_metrics(run, "last")["unbiased_accuracy"] for run in runs]
 
 
+def print_full(files: list[str]) -> None:
+    print(
+        "| ratio | method | unbiased, last epoch | unbiased, `auto` selection | worst-group, last | aligned, last "
+        "| conflicting, last |\n|---|---|---|---|---|---|---|"
+    )
+    for path in files:
+        for (benchmark, ratio), methods in blocks(path).items():
+            label = ratio_label(benchmark, ratio)
+            for method, runs in methods.items():
+                cells = [cell(unbiased(runs)), cell([run["test"]["unbiased_accuracy"] for run in runs])]
+                cells += [
+                    cell([test_metrics(run, "last")[key] for run in runs])
+                    for key in ("worst_group_accuracy", "aligned_accuracy", "conflicting_accuracy")
+                ]
+                print(f"| {label} | {METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+")
     parser.add_argument("--fill-from", nargs="*", default=[], help="older JSONs for generator-free methods")
+    parser.add_argument("--full", action="store_true", help="every method, five metrics (the results page)")
     args = parser.parse_args()
+    if args.full:
+        print_full(args.files)
+        return
     fills: dict[tuple[str, str], dict] = {}
     for path in args.fill_from:
         for key, methods in blocks(path).items():
