@@ -241,13 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _init(args)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     from .checks import ConfigError
-    from .config_file import config_problems, read_config
+    from .config_file import read_checked_config
 
     try:
-        raw = read_config(args.config, overrides=args.set)
-        problems = config_problems(raw)  # every key the schema can check, before torch is imported
-        if problems:
-            raise ConfigError("; ".join(problems))
+        raw = read_checked_config(args.config, overrides=args.set)  # key, type and name errors: no torch yet
         if args.command == "push" and not args.dry_run:
             _require_token(args.token)
         from .config import parse_config

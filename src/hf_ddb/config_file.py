@@ -22,7 +22,15 @@ from .checks import ConfigError
 if TYPE_CHECKING:
     from .config import RunConfig
 
-__all__ = ["apply_overrides", "config_path", "config_problems", "load_config", "read_config", "shipped_configs"]
+__all__ = [
+    "apply_overrides",
+    "config_path",
+    "config_problems",
+    "load_config",
+    "read_checked_config",
+    "read_config",
+    "shipped_configs",
+]
 
 SCHEMA_FILE = Path(__file__).resolve().parent / "config_schema.json"
 
@@ -132,16 +140,22 @@ def read_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[
     return raw
 
 
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read and validate a run config: every problem the schema can see reported at once, before torch is
-    imported; then the full checks of `hf_ddb.config.parse_config`."""
+def read_checked_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """`read_config`, then every problem the schema can see raised at once (one `ConfigError`), before torch
+    is imported."""
     raw = read_config(path, overrides)
     problems = config_problems(raw)
     if problems:
         raise ConfigError("; ".join(problems))
+    return raw
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read and validate a run config: `read_checked_config`, then the full checks of
+    `hf_ddb.config.parse_config`."""
     from .config import parse_config
 
-    return parse_config(raw)
+    return parse_config(read_checked_config(path, overrides))
 
 
 def _fits(value: Any, kinds: list[str]) -> bool:
