@@ -241,13 +241,16 @@ def generate_synthetic_dataset(
     return load_synthetic_dataset(final)
 
 
+def parquet_file_names(num_rows: int) -> list[str]:
+    """The Hub's Parquet layout for a set of ``num_rows``: ``data/train-00000-of-0000N.parquet``, ..."""
+    count = max(1, -(-num_rows // ROWS_PER_PARQUET_FILE))
+    return [f"data/train-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
+
+
 def parquet_parts(dataset: Dataset) -> list[tuple[str, Dataset]]:
     """``dataset`` cut into the Hub's Parquet layout: ``(data/train-00000-of-0000N.parquet, rows)`` pairs."""
-    count = max(1, -(-dataset.num_rows // ROWS_PER_PARQUET_FILE))
-    return [
-        (f"data/train-{index:05d}-of-{count:05d}.parquet", dataset.shard(count, index, contiguous=True))
-        for index in range(count)
-    ]
+    names = parquet_file_names(dataset.num_rows)
+    return [(name, dataset.shard(len(names), index, contiguous=True)) for index, name in enumerate(names)]
 
 
 def load_synthetic_dataset(folder: str | os.PathLike) -> Dataset:

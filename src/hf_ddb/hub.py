@@ -314,11 +314,10 @@ def rerender_card(
 def synthetic_dataset_files(num_rows: int, with_samples: bool = True) -> list[str]:
     """The files of the synthetic dataset's repo: its card, the sample grid (when the run made one) and the
     Parquet shards, named as ``datasets`` finds them (``data/train-*``: the train split)."""
-    from .generation import ROWS_PER_PARQUET_FILE
+    from .generation import parquet_file_names
 
-    shards = max(1, -(-num_rows // ROWS_PER_PARQUET_FILE))  # as `generation.parquet_parts` cuts them
     samples = ["synthetic_samples.png"] if with_samples else []
-    return sorted(["README.md", *samples, *(f"data/train-{i:05d}-of-{shards:05d}.parquet" for i in range(shards))])
+    return sorted(["README.md", *samples, *parquet_file_names(num_rows)])
 
 
 def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, staging: Path) -> list[str]:
