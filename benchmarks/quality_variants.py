@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from hf_ddb.recipes import DDB_II_WEIGHTINGS, DDBEndToEnd, DDBTwoStep, GroupDROOracle, Recipe
+from hf_ddb.recipes import DDB_II_WEIGHTINGS, DDBI, DDBII, GroupDROOracle, Recipe
 
 
 def _variant(base: type[Recipe], name: str, display_name: str, **defaults: object) -> type[Recipe]:
@@ -23,10 +23,10 @@ VARIANTS = {
     cls.name: cls
     for cls in (
         # DDB-I over (class, flagged) pseudo groups, with the same balanced batches and tuning
-        _variant(DDBTwoStep, "ddb_i_flag", "DDB-I, (class, flagged) groups", groups="flag"),
+        _variant(DDBI, "ddb_i_flag", "DDB-I, (class, flagged) groups", groups="flag"),
         # DDB-I as it was before the inferred-bias groups: (class, flagged), uniform batches, step 0.01, C = 0
         _variant(
-            DDBTwoStep,
+            DDBI,
             "ddb_i_flag_uniform",
             "DDB-I, (class, flagged) groups, uniform batches, untuned",
             groups="flag",
@@ -52,7 +52,7 @@ VARIANTS = {
         ),
         # DDB-II's weightings: LfF's ratio as published and its normalisations, cell balancing, confidence
         *(
-            _variant(DDBEndToEnd, f"ddb_ii_{weighting}", f"DDB-II ({weighting})", weighting=weighting)
+            _variant(DDBII, f"ddb_ii_{weighting}", f"DDB-II ({weighting})", weighting=weighting)
             for weighting in DDB_II_WEIGHTINGS
         ),
     )

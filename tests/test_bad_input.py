@@ -309,7 +309,7 @@ def _api_cases():
     from hf_ddb.generation import GenerationConfig
     from hf_ddb.metrics import detection_metrics, group_metrics
     from hf_ddb.objectives import ERMObjective, GroupDROObjective, RelativeDifficultyObjective
-    from hf_ddb.recipes import ERM, JTT, DDBEndToEnd, LfF, register_recipe
+    from hf_ddb.recipes import DDBII, ERM, JTT, LfF, register_recipe
 
     signals = {"loss": np.array([0.1, 2.0]), "correct": np.array([True, False])}
 
@@ -330,7 +330,7 @@ def _api_cases():
         ("fraction 0", lambda: pseudo_bias_labels(signals, "top_fraction", fraction=0.0), "fraction"),
         ("upweight -5", lambda: JTT(upweight=-5.0), "upweight"),
         ("gce_q 0", lambda: LfF(gce_q=0.0), "gce_q"),
-        ("weight floor 2", lambda: DDBEndToEnd(weight_floor=2.0), "weight_floor"),
+        ("weight floor 2", lambda: DDBII(weight_floor=2.0), "weight_floor"),
         ("guidance NaN", lambda: GenerationConfig(guidance_scale=math.nan), "guidance_scale"),
         ("benchmark ratio", lambda: load_benchmark("colored_mnist", conflict_ratio=0.3), "conflict_ratio"),
         ("step size NaN", lambda: GroupDROObjective(group_ids=np.zeros(2, int), step_size=math.nan), "step_size"),

@@ -112,8 +112,25 @@ def test_second_run_is_a_cache_hit(finished_run, capsys):
     for stage in ("diffusion", "generation", "amplifier", "erm", "ddb_i", "ddb_ii"):
         assert f"[hf-ddb] {stage}: cache hit" in captured.err  # the log on stderr, the results on stdout
     assert "| erm | no |" in captured.out
+    assert "not a debiasing result" in captured.err  # a reused amplifier's generator check still warns
     assert main(["run", str(path), "--quiet"]) == 0
     assert "cache hit" not in capsys.readouterr().err
+
+
+def test_a_stored_generator_check_is_judged_by_the_current_rule(tmp_path, finished_run):
+    """The amplifier stage stores the check's numbers; `Run.stage_record` judges them again, so a run
+    whose amplifier was trained under an older, laxer rule still warns (nothing retrained)."""
+    import shutil
+
+    run_dir, _, config = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    marker_path = copy / "amplifier" / "stage.json"
+    marker = json.loads(marker_path.read_text())
+    marker["fidelity"]["warnings"] = []  # what a laxer rule would have stored
+    marker_path.write_text(json.dumps(marker))
+    record = Run(parse_config({**config, "output_dir": str(copy)})).stage_record("amplifier")
+    assert record["fidelity"]["warnings"] and record["key"] == marker["key"]
 
 
 def test_changed_setting_reruns_that_stage_and_later_ones(tmp_path, finished_run, capsys):
@@ -617,11 +634,11 @@ def test_a_methods_key_holds_its_resolved_settings():
     from dataclasses import fields, replace
 
     from hf_ddb.config import parse_config
-    from hf_ddb.recipes import DDBEndToEnd
+    from hf_ddb.recipes import DDBII
     from hf_ddb.runner import recipe_settings
 
-    settings = recipe_settings(DDBEndToEnd, {"weight_floor": 0.1})
-    assert set(settings) == {f.name for f in fields(DDBEndToEnd)}  # every option, written out or not
+    settings = recipe_settings(DDBII, {"weight_floor": 0.1})
+    assert set(settings) == {f.name for f in fields(DDBII)}  # every option, written out or not
     assert settings["weighting"] == "cell" and settings["weight_floor"] == 0.1
     implicit = Run(parse_config({**TINY_RUN, "methods": ["ddb_ii"], "hub": {}}))
     options = {"ddb_ii": {"weighting": "cell"}}

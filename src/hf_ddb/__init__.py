@@ -19,8 +19,8 @@ _EXPORTS = {
     "BiasAlignedGenerationPipeline": "pipeline_generation",
     "BiasAlignmentPipeline": "pipeline_scoring",
     "BiasAmplifierTrainer": "amplifier",
-    "DDBEndToEnd": "recipes",
-    "DDBTwoStep": "recipes",
+    "DDBI": "recipes",
+    "DDBII": "recipes",
     "DebiasTrainer": "trainer",
     "DiffusionConfig": "diffusion",
     "GenerationConfig": "generation",
@@ -83,9 +83,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .pipeline_generation import BiasAlignedGenerationPipeline  # noqa: F401
     from .pipeline_scoring import BiasAlignmentPipeline  # noqa: F401
     from .recipes import (  # noqa: F401
+        DDBI,
+        DDBII,
         RECIPES,
-        DDBEndToEnd,
-        DDBTwoStep,
         Recipe,
         RecipeContext,
         train_with_recipe,

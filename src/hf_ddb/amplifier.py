@@ -400,22 +400,28 @@ class BiasSignals:
 # amplifier carried the bias (colored_mnist, background_mnist; AUROC >= 0.97) and 13 points where it did not
 # (corrupted_mnist at 1%, AUROC 0.71, DDB below ERM); docs/concepts/ddb.md, "The generator check".
 FIDELITY_GAP = 0.05
-FIDELITY_MAX_FLAGGED = 0.5  # a biased set is mostly bias-aligned; flagging more than this is no bias signal
+# A bias worth removing is one most rows follow: the bias-conflicting share is 0.5-5% in the benchmarks of the
+# literature (Waterbirds 5%). An amplifier that flags more than a quarter of the rows found no such shortcut.
+# Measured flagged shares: at most 6.2% where the amplifier carried the bias (every colored_mnist ratio,
+# background_mnist; AUROC >= 0.98), 46-56% where it did not (corrupted_mnist, AUROC 0.77-0.82);
+# `benchmarks/generator_check.py`.
+FIDELITY_MAX_FLAGGED = 0.25
 
 
-def generator_fidelity(synthetic_accuracy: float, real_correct: np.ndarray, num_classes: int) -> dict[str, Any]:
+def generator_fidelity(synthetic_accuracy: float, real_accuracy: float, num_classes: int) -> dict[str, Any]:
     """Whether the generator carried a bias the amplifier could learn, judged without bias labels.
 
-    ``synthetic_accuracy``: `heldout_synthetic_accuracy`; ``real_correct``: the amplifier's correctness on
-    the real training set. Returns both accuracies, the share of real rows flagged (misclassified) and a
-    list of ``warnings``: the held-out synthetic images barely recognisable (under halfway from chance to
-    perfect: the generator is too weak to carry anything), the amplifier more than `FIDELITY_GAP` less
-    accurate on the real training set than on synthetic images (the generator's images do not carry the real
-    bias, unless the set is that far from bias-aligned), or more than half of the real training set flagged (a
-    biased set is mostly bias-aligned).
+    ``synthetic_accuracy``: `heldout_synthetic_accuracy`; ``real_accuracy``: the amplifier's accuracy on the
+    real training set (its labels, not bias labels). Returns both accuracies, the share of real rows flagged
+    (misclassified) and a list of ``warnings``: the held-out synthetic images barely recognisable (under halfway
+    from chance to perfect: the generator is too weak to carry anything), the amplifier more than
+    `FIDELITY_GAP` less accurate on the real training set than on synthetic images (the generator's images do
+    not carry the real bias, unless the set is that far from bias-aligned), or more than `FIDELITY_MAX_FLAGGED`
+    of the real training set flagged (a bias worth removing is followed by most rows). A pure function of the
+    three numbers, so a stored check is judged again under the current rule (`hf_ddb.runner.Run.stage_record`).
     """
     chance = 1.0 / num_classes
-    real_accuracy = float(np.mean(real_correct))
+    real_accuracy = float(real_accuracy)
     flagged = 1.0 - real_accuracy
     warnings = []
     if synthetic_accuracy < chance + (1.0 - chance) / 2:
@@ -433,8 +439,8 @@ def generator_fidelity(synthetic_accuracy: float, real_correct: np.ndarray, num_
         )
     if flagged > FIDELITY_MAX_FLAGGED:
         warnings.append(
-            f"the amplifier flags {flagged:.0%} of the real training set as bias-conflicting; a biased set is "
-            "mostly bias-aligned, so this is no bias signal"
+            f"the amplifier flags {flagged:.0%} of the real training set as bias-conflicting; a bias worth "
+            f"removing is followed by most rows (more than {1 - FIDELITY_MAX_FLAGGED:.0%}), so this is no bias signal"
         )
     return {
         "synthetic_heldout_accuracy": synthetic_accuracy,

@@ -18,9 +18,9 @@ Trainer optimises (`DebiasModel`). The methods:
 * `GroupDROOracle` (Sagawa et al., 2020) - GroupDRO with the **true** (class, bias) groups, group-balanced
   batches, step size and adjustment tuned on valid worst-group accuracy. It uses bias labels: an oracle upper
   bound, not a fair competitor.
-* `DDBTwoStep` (DDB Recipe I) - pseudo groups (class x the amplifier's inferred bias) from the bias
+* `DDBI` (DDB Recipe I) - pseudo groups (class x the amplifier's inferred bias) from the bias
   amplifier, then GroupDRO with group-balanced batches, tuned on valid's pseudo groups.
-* `DDBEndToEnd` (DDB Recipe II) - weights from the frozen amplifier (cell balancing, confidence, or LfF's
+* `DDBII` (DDB Recipe II) - weights from the frozen amplifier (cell balancing, confidence, or LfF's
   ratio with the amplifier giving L_B).
 
 Model selection (`selection=`) never looks at ``test``: ``valid_accuracy`` (default), ``last``,
@@ -79,8 +79,8 @@ __all__ = [
     "SELECTIONS",
     "BiasEnsemble",
     "BiasInference",
-    "DDBEndToEnd",
-    "DDBTwoStep",
+    "DDBI",
+    "DDBII",
     "DisEnt",
     "ERM",
     "GroupBalancedSampler",
@@ -477,7 +477,7 @@ class _PseudoGroups:
 
 
 @dataclass
-class DDBTwoStep(_DDB):
+class DDBI(_DDB):
     """DDB Recipe I: the amplifier's pseudo groups, then GroupDRO with the oracle's machinery.
 
     Batches are balanced over the pseudo groups (``group_balanced``) and GroupDRO's step size and group
@@ -523,7 +523,7 @@ _STATIC_WEIGHTINGS = ("cell", "confidence")  # fixed per-row weights from the fr
 
 
 @dataclass
-class DDBEndToEnd(_DDB, EMASettings):
+class DDBII(_DDB, EMASettings):
     """DDB Recipe II: the frozen amplifier's signals reweight the training rows.
 
     ``weighting`` chooses the weights (default ``cell``: the best on colored_mnist at every ratio and on
@@ -627,7 +627,7 @@ def confidence_weights(prob_true: np.ndarray, labels: np.ndarray, flagged: np.nd
 
 
 RECIPES: dict[str, type[Recipe]] = {
-    cls.name: cls for cls in (ERM, JTT, LfF, DisEnt, BiasEnsemble, DDBTwoStep, DDBEndToEnd, GroupDROOracle)
+    cls.name: cls for cls in (ERM, JTT, LfF, DisEnt, BiasEnsemble, DDBI, DDBII, GroupDROOracle)
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,9 @@ class RunSummary:
     train: Dataset | None = None  # the real training split (for the grid of what the amplifier flags)
     synthetic: Dataset | None = None
     train_conflicting: np.ndarray | None = None
+    # what each finished stage recorded (`Run.stage_record`), by stage or method name: seconds, cache key and
+    # the amplifier's detection and generator check
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     image_mode: str = "RGB"  # a training image's PIL mode and (width, height): the cards' example input
     image_size: tuple[int, int] = (28, 28)
 
@@ -378,13 +381,10 @@ def _results(summary: RunSummary) -> dict[str, Any]:
     amplifier, its detection, generator check and the groups it found."""
     config, results = summary.config, summary.results
     with_amplifier = summary.synthetic is not None
-    layout = RunLayout(summary.root)
-    stage_folders = {"diffusion": layout.diffusion, "generation": layout.synthetic, "amplifier": layout.amplifier}
-    stage_folders.update({m: layout.method(m) for m in results})
     stage_seconds = {
-        name: json.loads((folder / "stage.json").read_text())["seconds"]
-        for name, folder in stage_folders.items()
-        if (folder / "stage.json").is_file() and (name in results or with_amplifier)
+        name: record["seconds"]
+        for name, record in summary.stages.items()
+        if name in results or (with_amplifier and name in ("diffusion", "generation", "amplifier"))
     }
     report: dict[str, Any] = {
         "benchmark": config.benchmark,
@@ -393,7 +393,7 @@ def _results(summary: RunSummary) -> dict[str, Any]:
         "config": config.to_dict(),
     }
     if with_amplifier:
-        stage = json.loads((layout.amplifier / "stage.json").read_text())
+        stage = summary.stages["amplifier"]
         report["amplifier"] = {
             "detection": stage.get("detection"),
             "fidelity": stage.get("fidelity"),
@@ -510,11 +510,6 @@ def _results_markdown(summary: RunSummary, report: dict[str, Any], figures: dict
     return "\n".join(lines)
 
 
-def _stage_key(folder: Path) -> str | None:
-    path = folder / "stage.json"
-    return json.loads(path.read_text()).get("key") if path.is_file() else None
-
-
 def _measured_text(has_bias_labels: bool, uses_bias_labels: bool) -> str:
     """What a classifier card's results could measure: with bias labels every group metric; without them the
     average accuracy and the accuracy on the amplifier's inferred groups, and it says what cannot be measured."""
@@ -586,7 +581,7 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
             "classifier",
             folder,
             {path.name: path for path in shown},
-            _stage_key(layout.method(method)),
+            summary.stages[method]["key"],
             model_name=f"{display} {title} classifier (hf-ddb)",
             results=[
                 _result(CLASSIFIER_METRICS[k], result["test"][k], "benchmark", "test")
@@ -613,7 +608,7 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
         )
     if with_amplifier:
         settings = config.to_dict()["amplifier"]
-        amplifier_key = _stage_key(layout.amplifier)
+        amplifier_key = summary.stages["amplifier"]["key"]
         names = summary.class_names
         cards.write(
             "amplifier",

@@ -199,11 +199,21 @@ class Run:
         raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)} and the methods {self.config.methods}")
 
     def stage_record(self, stage: str) -> dict[str, Any] | None:
-        """What a finished stage recorded (``seconds``, and the amplifier's ``detection`` and ``fidelity``), or
-        None when ``stage`` (one of `STAGES` or a method name) has not finished with the current settings."""
+        """What a finished stage recorded (``key``, ``seconds``, and the amplifier's ``detection`` and ``fidelity``:
+        the generator check, its warnings by the current rule), or None when ``stage`` (one of `STAGES` or a
+        method name) has not finished with the current settings."""
         folder, key = self._stage_folder(stage)
         marker = self._marker(folder)
-        return marker if marker is not None and marker.get("key") == key else None
+        if marker is None or marker.get("key") != key:
+            return None
+        if marker.get("fidelity"):  # judged again by the current rule from the numbers the stage measured
+            from .amplifier import generator_fidelity
+
+            measured = marker["fidelity"]
+            marker["fidelity"] = generator_fidelity(
+                measured["synthetic_heldout_accuracy"], measured["real_train_accuracy"], len(self.class_names)
+            )
+        return marker
 
     def reuse(self, stage: str, source: Run) -> bool:
         """Take ``source``'s finished ``stage`` (one of `STAGES`) when it was made with this run's settings (the
@@ -350,13 +360,12 @@ class Run:
                 loading=self.loading,
                 rule_options=settings.rule_options,
             )
-            fidelity = generator_fidelity(synthetic_accuracy, signals.splits["train"]["correct"], len(self.class_names))
+            real_accuracy = float(np.mean(signals.splits["train"]["correct"]))
+            fidelity = generator_fidelity(synthetic_accuracy, real_accuracy, len(self.class_names))
             self.log(
                 f"amplifier: {fidelity['synthetic_heldout_accuracy']:.1%} right on held-out synthetic images, "
                 f"{fidelity['real_train_accuracy']:.1%} on the real training set"
             )
-            for warning in fidelity["warnings"]:
-                logger.warning(f"{warning}; DDB's results below are not a debiasing result")
             if self.is_main_process:
                 signals.save(layout.signals)
             train = self.data["train"]
@@ -371,6 +380,9 @@ class Run:
             return {"detection": detection, "fidelity": fidelity, "num_synthetic": len(synthetic)}
 
         self._stage("amplifier", layout.amplifier, self.key("amplifier"), work)
+        record = self.stage_record("amplifier")  # trained now or reused: its check under the current rule
+        for warning in (record or {}).get("fidelity", {}).get("warnings", []):
+            logger.warning(f"{warning}; DDB's results below are not a debiasing result")
         return layout.amplifier_model
 
     def amplifier_signals(self) -> BiasSignals:
@@ -500,6 +512,8 @@ class Run:
         from .report import RunSummary, write_report
 
         summary = RunSummary(self.config, self.root, self.debias(), self.class_names)
+        stages = [*(STAGES if self.needs_amplifier else ()), *self.config.methods]
+        summary.stages = {name: record for name in stages if (record := self.stage_record(name)) is not None}
         example = first_image(self.data["train"])
         summary.image_mode = example.mode if example.mode in ("L", "RGB") else "RGB"
         summary.image_size = example.size
