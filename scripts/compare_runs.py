@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from datasets import Dataset
 from safetensors.numpy import load_file
+
+from hf_ddb.generation import load_synthetic_dataset
 
 
 def _weights(folder: Path) -> dict[str, np.ndarray]:
@@ -58,7 +59,7 @@ def _shared(a: Any, b: Any) -> tuple[bool, list[str]]:
 
 
 def _images_digest(folder: Path) -> str:
-    dataset = Dataset.load_from_disk(str(folder))
+    dataset = load_synthetic_dataset(folder)  # Parquet in the Hub's layout, or an older save_to_disk folder
     return hashlib.sha256(b"".join(image.tobytes() for image in dataset["image"])).hexdigest()
 
 

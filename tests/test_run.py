@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -645,3 +646,18 @@ def test_a_methods_key_holds_its_resolved_settings():
     explicit = Run(parse_config({**TINY_RUN, "methods": ["ddb_ii"], "hub": {}, "method_options": options}))
     other = replace(explicit.config, method_options={"ddb_ii": {"weighting": "lff"}})
     assert implicit.method_key("ddb_ii") == explicit.method_key("ddb_ii") != Run(other).method_key("ddb_ii")
+
+
+def test_compare_runs_script_reads_every_stage_of_a_run(finished_run):
+    """`scripts/compare_runs.py` (the identity check of refactors) reads today's stage folders: a run compared
+    with itself matches at every stage."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / "compare_runs.py"
+    spec = importlib.util.spec_from_file_location("compare_runs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run_dir = finished_run[0]
+    rows = module.compare(run_dir, run_dir)
+    assert {stage for stage, _, _ in rows} >= {"diffusion", "generation", "amplifier", "signals", "erm", "ddb_i"}
+    assert all(same_key and "False" not in detail for _, same_key, detail in rows), rows

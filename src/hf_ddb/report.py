@@ -393,7 +393,7 @@ def _results(summary: RunSummary) -> dict[str, Any]:
         "config": config.to_dict(),
     }
     if with_amplifier:
-        stage = summary.stages["amplifier"]
+        stage = summary.stages.get("amplifier", {})
         report["amplifier"] = {
             "detection": stage.get("detection"),
             "fidelity": stage.get("fidelity"),
@@ -581,7 +581,7 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
             "classifier",
             folder,
             {path.name: path for path in shown},
-            summary.stages[method]["key"],
+            summary.stages.get(method, {}).get("key"),
             model_name=f"{display} {title} classifier (hf-ddb)",
             results=[
                 _result(CLASSIFIER_METRICS[k], result["test"][k], "benchmark", "test")
@@ -608,7 +608,7 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
         )
     if with_amplifier:
         settings = config.to_dict()["amplifier"]
-        amplifier_key = summary.stages["amplifier"]["key"]
+        amplifier_key = summary.stages.get("amplifier", {}).get("key")
         names = summary.class_names
         cards.write(
             "amplifier",
