@@ -34,7 +34,7 @@ METHOD_NAMES = {
     "ddb_ii_confidence": "DDB-II, confidence weights (AFR)",
     "groupdro_oracle_tuned": "GroupDRO oracle (bias labels), at its 1% tuned setting",
     "groupdro_oracle": "GroupDRO oracle (bias labels)",
-    "groupdro_oracle_uniform": "GroupDRO oracle, uniform batches, untuned (before issue 10)",
+    "groupdro_oracle_uniform": "GroupDRO oracle, uniform batches, untuned (as before 0.2.0)",
 }
 RULES = ("valid_accuracy", "valid_worst_pseudo_group", "valid_mean_pseudo_group", "last")
 DETECTION = ("auroc", "precision", "recall")  # of the real bias-conflicting training samples

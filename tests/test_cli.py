@@ -133,7 +133,7 @@ def test_shipped_configs_pass_validation(tmp_path, capsys, name):
 
 
 def test_import_and_help_load_no_heavy_library():
-    """`import hf_ddb` and `hf-ddb --help` / `--version` stay light (issue 14: the help took 14 s of CPU when
+    """`import hf_ddb` and `hf-ddb --help` / `--version` stay light (the help took 14 s of CPU when
     the package imported torch, diffusers, transformers, datasets and sklearn eagerly); the first public
     name used loads its module and registers the MLP model type."""
     import subprocess
