@@ -1,5 +1,5 @@
 """Bad input, table-driven: every case fails before any work, with one line that names the key, file, split or
-row (issue 12). CLI cases run `hf-ddb run` and also check exit code 2, no traceback and no run folder."""
+row. CLI cases run `hf-ddb run` and also check exit code 2, no traceback and no run folder."""
 
 import dataclasses
 import io
