@@ -23,6 +23,12 @@ CARRIED_AUROC = 0.85
 NUM_CLASSES = 10  # every embedded benchmark
 
 
+def warns(measured: dict) -> bool:
+    """Whether a stored generator check (a quality JSON's ``fidelity``) warns by the current rule."""
+    judged = generator_fidelity(measured["synthetic_heldout_accuracy"], measured["real_train_accuracy"], NUM_CLASSES)
+    return bool(judged["warnings"])
+
+
 def rows(folder: Path) -> list[dict]:
     """One row per amplifier (benchmark, ratio, seed) of every ``quality_*.json`` under ``folder``."""
     found = []

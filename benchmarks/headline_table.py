@@ -11,7 +11,9 @@ the run selected (``selection: auto``), and worst-group, aligned and conflicting
 
 A method missing from a file is taken from a ``--fill-from`` file of the same benchmark and ratio, and marked
 with a dagger: only for methods whose last-epoch numbers do not depend on the generator (the baselines; the
-oracle), which is why the quality benchmark did not re-run them there.
+oracle), which is why the quality benchmark did not re-run them there. DDB's cells carry a double dagger
+where the run's generator check (`hf_ddb.amplifier.generator_fidelity`, judged by the current rule) warned in
+any seed: the run reports those rows as not a debiasing result.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import re
 
 import numpy as np
+from generator_check import warns
 from quality_table import METHOD_NAMES, cell, ratio_label, test_metrics
 
 OTHERS = ("jtt", "disent", "bias_ensemble")
@@ -33,6 +36,17 @@ def blocks(path: str) -> dict[tuple[str, str], dict]:
     info = json.loads(open(path).read())
     benchmark = re.search(r"--benchmark (\S+)", info["command"]).group(1)
     return {(benchmark, ratio): block["methods"] for ratio, block in info["results"].items()}
+
+
+def generator_warned(path: str) -> dict[tuple[str, str], bool]:
+    """Per (benchmark, ratio): whether the generator check warns, by the current rule, for any seed's amplifier."""
+    info = json.loads(open(path).read())
+    benchmark = re.search(r"--benchmark (\S+)", info["command"]).group(1)
+    warned = {}
+    for ratio, block in info["results"].items():
+        amplifiers = block.get("ba_detection", [])
+        warned[(benchmark, ratio)] = any(warns(a["fidelity"]) for a in amplifiers if "fidelity" in a)
+    return warned
 
 
 def unbiased(runs: list[dict]) -> list[float]:
@@ -72,8 +86,12 @@ def main() -> None:
     print("| benchmark | ERM | LfF | best other baseline | **DDB-I** | **DDB-II** | GroupDRO oracle (bias labels) |")
     print("|---|---|---|---|---|---|---|")
     for path in args.files:
+        warned = generator_warned(path)
         for (benchmark, ratio), methods in blocks(path).items():
             filled = {m: (runs, "") for m, runs in methods.items()}
+            for method in ("ddb_i", "ddb_ii"):
+                if method in filled and warned[(benchmark, ratio)]:
+                    filled[method] = (filled[method][0], " ‡")
             for method, runs in fills.get((benchmark, ratio), {}).items():
                 if method in GENERATOR_FREE and method not in filled:
                     filled[method] = (runs, " †")
