@@ -75,9 +75,6 @@ def test_diffusion_and_generation_sections_are_validated():
 @pytest.mark.slow  # several processes; CI runs it (no -m filter)
 def test_stage_subcommands_on_two_processes(tmp_path, small_cmnist):
     """train-diffusion and generate through torchrun with two gloo CPU processes (DDP on CPU)."""
-    import os
-    import subprocess
-    import sys
 
     from datasets import load_dataset
 
@@ -89,10 +86,8 @@ def test_stage_subcommands_on_two_processes(tmp_path, small_cmnist):
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for stage in ("train-diffusion", "generate"):
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "hf_ddb.cli"]
-        subprocess.run([*command, stage, str(path)], check=True, env=env, timeout=300, capture_output=True)
+        _torchrun("-m", "hf_ddb.cli", stage, str(path), timeout=300)
     assert sorted(p.name for p in (tmp_path / "run" / "diffusion" / "checkpoints").iterdir()) == [
         "checkpoint-1",
         "checkpoint-2",
@@ -156,13 +151,18 @@ def test_import_and_help_load_no_heavy_library():
 
 
 def _torchrun(*args, timeout=600):
+    """Two gloo CPU processes under torchrun, on a free port (``--standalone``: no clash with another
+    rendezvous on the machine); a failure shows the end of the processes' stderr."""
     import os
     import subprocess
     import sys
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", *args]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, check=True, env=env, timeout=timeout, capture_output=True, text=True)
+    done = subprocess.run(command, env=env, timeout=timeout, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"torchrun {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}")
+    return done
 
 
 @pytest.mark.slow

@@ -2,8 +2,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -204,10 +202,11 @@ def test_generation_resumes_without_duplicates(tmp_path):
 
 @pytest.mark.slow  # several processes; CI runs it (no -m filter)
 def test_sharded_generation_over_two_processes(tmp_path):
-    script = os.path.join(os.path.dirname(__file__), "scripts", "generate_two_processes.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", script, str(tmp_path)]
-    subprocess.run(command, check=True, env=env, timeout=300, capture_output=True)
+    from test_cli import _torchrun
+
+    _torchrun(
+        os.path.join(os.path.dirname(__file__), "scripts", "generate_two_processes.py"), str(tmp_path), timeout=300
+    )
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in reports] == [2, 2]
     from datasets import load_dataset
