@@ -23,10 +23,14 @@ CARRIED_AUROC = 0.85
 NUM_CLASSES = 10  # every embedded benchmark
 
 
+def judged(measured: dict) -> dict:
+    """A stored generator check (a quality JSON's ``fidelity``) judged again by the current rule."""
+    return generator_fidelity(measured["synthetic_heldout_accuracy"], measured["real_train_accuracy"], NUM_CLASSES)
+
+
 def warns(measured: dict) -> bool:
-    """Whether a stored generator check (a quality JSON's ``fidelity``) warns by the current rule."""
-    judged = generator_fidelity(measured["synthetic_heldout_accuracy"], measured["real_train_accuracy"], NUM_CLASSES)
-    return bool(judged["warnings"])
+    """Whether a stored generator check warns by the current rule."""
+    return bool(judged(measured)["warnings"])
 
 
 def rows(folder: Path) -> list[dict]:
@@ -39,9 +43,7 @@ def rows(folder: Path) -> list[dict]:
                 measured = amplifier.get("fidelity")
                 if measured is None:  # written before the check existed
                     continue
-                judged = generator_fidelity(
-                    measured["synthetic_heldout_accuracy"], measured["real_train_accuracy"], NUM_CLASSES
-                )
+                now = judged(measured)
                 found.append(
                     {
                         "file": path.relative_to(folder).as_posix(),
@@ -49,10 +51,10 @@ def rows(folder: Path) -> list[dict]:
                         "seed": seed,
                         "synthetic_heldout_accuracy": measured["synthetic_heldout_accuracy"],
                         "real_train_accuracy": measured["real_train_accuracy"],
-                        "flagged_share": judged["flagged_share"],
+                        "flagged_share": now["flagged_share"],
                         "auroc": amplifier["auroc"],
                         "warnings_when_run": len(measured.get("warnings", [])),
-                        "warnings_now": len(judged["warnings"]),
+                        "warnings_now": len(now["warnings"]),
                     }
                 )
     return found

@@ -33,20 +33,15 @@ SHORT_NAMES = {"jtt": "JTT", "disent": "DFA", "bias_ensemble": "BiasEnsemble"}
 
 
 def blocks(path: str) -> dict[tuple[str, str], dict]:
+    """A quality JSON's blocks by (benchmark, ratio): each with its ``methods`` and ``ba_detection``."""
     info = json.loads(open(path).read())
     benchmark = re.search(r"--benchmark (\S+)", info["command"]).group(1)
-    return {(benchmark, ratio): block["methods"] for ratio, block in info["results"].items()}
+    return {(benchmark, ratio): block for ratio, block in info["results"].items()}
 
 
-def generator_warned(path: str) -> dict[tuple[str, str], bool]:
-    """Per (benchmark, ratio): whether the generator check warns, by the current rule, for any seed's amplifier."""
-    info = json.loads(open(path).read())
-    benchmark = re.search(r"--benchmark (\S+)", info["command"]).group(1)
-    warned = {}
-    for ratio, block in info["results"].items():
-        amplifiers = block.get("ba_detection", [])
-        warned[(benchmark, ratio)] = any(warns(a["fidelity"]) for a in amplifiers if "fidelity" in a)
-    return warned
+def generator_warned(block: dict) -> bool:
+    """Whether the generator check warns, by the current rule, for any seed's amplifier of ``block``."""
+    return any(warns(a["fidelity"]) for a in block.get("ba_detection", []) if "fidelity" in a)
 
 
 def unbiased(runs: list[dict]) -> list[float]:
@@ -59,9 +54,9 @@ def print_full(files: list[str]) -> None:
         "| conflicting, last |\n|---|---|---|---|---|---|---|"
     )
     for path in files:
-        for (benchmark, ratio), methods in blocks(path).items():
+        for (benchmark, ratio), block in blocks(path).items():
             label = ratio_label(benchmark, ratio)
-            for method, runs in methods.items():
+            for method, runs in block["methods"].items():
                 cells = [cell(unbiased(runs)), cell([run["test"]["unbiased_accuracy"] for run in runs])]
                 cells += [
                     cell([test_metrics(run, "last")[key] for run in runs])
@@ -81,17 +76,14 @@ def main() -> None:
         return
     fills: dict[tuple[str, str], dict] = {}
     for path in args.fill_from:
-        for key, methods in blocks(path).items():
-            fills.setdefault(key, {}).update(methods)
+        for key, block in blocks(path).items():
+            fills.setdefault(key, {}).update(block["methods"])
     print("| benchmark | ERM | LfF | best other baseline | **DDB-I** | **DDB-II** | GroupDRO oracle (bias labels) |")
     print("|---|---|---|---|---|---|---|")
     for path in args.files:
-        warned = generator_warned(path)
-        for (benchmark, ratio), methods in blocks(path).items():
-            filled = {m: (runs, "") for m, runs in methods.items()}
-            for method in ("ddb_i", "ddb_ii"):
-                if method in filled and warned[(benchmark, ratio)]:
-                    filled[method] = (filled[method][0], " ‡")
+        for (benchmark, ratio), block in blocks(path).items():
+            ddb_mark = " ‡" if generator_warned(block) else ""
+            filled = {m: (runs, ddb_mark if m in ("ddb_i", "ddb_ii") else "") for m, runs in block["methods"].items()}
             for method, runs in fills.get((benchmark, ratio), {}).items():
                 if method in GENERATOR_FREE and method not in filled:
                     filled[method] = (runs, " †")

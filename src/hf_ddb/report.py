@@ -381,11 +381,7 @@ def _results(summary: RunSummary) -> dict[str, Any]:
     amplifier, its detection, generator check and the groups it found."""
     config, results = summary.config, summary.results
     with_amplifier = summary.synthetic is not None
-    stage_seconds = {
-        name: record["seconds"]
-        for name, record in summary.stages.items()
-        if name in results or (with_amplifier and name in ("diffusion", "generation", "amplifier"))
-    }
+    stage_seconds = {name: record["seconds"] for name, record in summary.stages.items()}
     report: dict[str, Any] = {
         "benchmark": config.benchmark,
         "methods": results,
