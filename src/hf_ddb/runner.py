@@ -28,7 +28,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from transformers import TrainerCallback
 
-from .amplifier import BiasSignals
+from .amplifier import BiasSignals, generator_fidelity
 from .config import RunConfig
 from .inputs import first_image
 from .layout import RunLayout
@@ -207,8 +207,6 @@ class Run:
         if marker is None or marker.get("key") != key:
             return None
         if marker.get("fidelity"):  # judged again by the current rule from the numbers the stage measured
-            from .amplifier import generator_fidelity
-
             measured = marker["fidelity"]
             marker["fidelity"] = generator_fidelity(
                 measured["synthetic_heldout_accuracy"], measured["real_train_accuracy"], len(self.class_names)
@@ -334,7 +332,7 @@ class Run:
         return self._once("amplifier", self._amplifier)
 
     def _amplifier(self) -> Path:
-        from .amplifier import detection_report, generator_fidelity, train_bias_amplifier
+        from .amplifier import detection_report, train_bias_amplifier
         from .pipeline_scoring import save_amplifier
         from .utils import atomic_directory
 
