@@ -133,7 +133,12 @@ def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
     if args.diffusion_steps is not None:
         diffusion["max_train_steps"] = args.diffusion_steps
     return {
-        "benchmark": {"name": args.benchmark, RATIO_OPTION[args.benchmark]: ratio, "source": args.source},
+        "benchmark": {
+            "name": args.benchmark,
+            RATIO_OPTION[args.benchmark]: ratio,
+            "source": args.source,
+            **({"train_size": args.train_size} if args.train_size else {}),
+        },
         "classifier": {"architecture": args.arch},
         "training": {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": 1e-3, "seed": seed},
         "methods": [method_entry(m) for m in args.methods],
@@ -157,7 +162,8 @@ def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
 
 
 def cell_folder(args: argparse.Namespace, ratio: float) -> Path:
-    return Path(args.workdir) / f"{args.benchmark}-{ratio:g}"
+    small = f"-n{args.train_size}" if args.train_size else ""
+    return Path(args.workdir) / f"{args.benchmark}-{ratio:g}{small}"
 
 
 def share_generator(run: Run, first: Run | None) -> None:
@@ -210,6 +216,7 @@ def main() -> None:
         default=[name for name in RECIPES if name not in VARIANTS],
         help=f"methods, or the variants {sorted(VARIANTS)}",
     )
+    parser.add_argument("--train-size", type=int, default=None, help="keep this many training images (small data)")
     parser.add_argument("--arch", default="mlp", help="target classifier (LfF's MLP on colored_mnist)")
     parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--batch-size", type=int, default=256)

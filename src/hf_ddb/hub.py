@@ -91,9 +91,45 @@ PAPER_BIBTEX = """@inproceedings{ciranni2025diffusing,
 }"""
 
 
-def citation_bibtex() -> str:
-    """The BibTeX every card ends with: the DDB paper and hf-ddb itself (this version)."""
+# The papers whose ideas a method reuses, by the keys a `Recipe` lists in ``references``.
+REFERENCE_BIBTEX = {
+    "fg_ccdb": """@inproceedings{zhao2026fgccdb,
+  title = {Fine-Grained Class-Conditional Distribution Balancing for Debiased Learning},
+  author = {Zhao, Miaoyun and Zhang, Qiang},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2026},
+  eprint = {2505.06831},
+  archivePrefix = {arXiv},
+  url = {https://openreview.net/forum?id=NEFldJX4zb}
+}""",
+    "ccdb": """@misc{zhao2025ccdb,
+  title = {Class-Conditional Distribution Balancing for Group Robust Classification},
+  author = {Zhao, Miaoyun and others},
+  year = {2025},
+  eprint = {2504.17314},
+  archivePrefix = {arXiv},
+  url = {https://arxiv.org/abs/2504.17314}
+}""",
+    "lff": """@inproceedings{nam2020learning,
+  title = {Learning from Failure: De-biasing Classifier from Biased Classifier},
+  author = {Nam, Junhyun and Cha, Hyuntak and Ahn, Sungsoo and Lee, Jaeho and Shin, Jinwoo},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year = {2020},
+  eprint = {2007.02561},
+  archivePrefix = {arXiv},
+  url = {https://arxiv.org/abs/2007.02561}
+}""",
+}
+
+
+def citation_bibtex(references: Sequence[str] = ()) -> str:
+    """The BibTeX every card ends with: the DDB paper, the papers of ``references`` (keys of
+    `REFERENCE_BIBTEX`: what a method reuses, its recipe's ``references``) and hf-ddb itself (this version)."""
     from . import __version__
+
+    unknown = sorted(set(references) - set(REFERENCE_BIBTEX))
+    if unknown:
+        raise ValueError(f"no BibTeX for reference(s) {unknown}; known: {sorted(REFERENCE_BIBTEX)}")
 
     software = (
         "@software{hf_ddb,\n"
@@ -105,7 +141,8 @@ def citation_bibtex() -> str:
         "  note = {Python library; implements Ciranni et al., NeurIPS 2025}\n"
         "}"
     )
-    return f"{PAPER_BIBTEX}\n\n{software}"
+    cited = [REFERENCE_BIBTEX[key] for key in dict.fromkeys(references)]
+    return "\n\n".join([PAPER_BIBTEX, *cited, software])
 
 
 def _eval_result(result: Mapping[str, Any], data: Mapping[str, Mapping[str, Any]]) -> EvalResult:
@@ -136,6 +173,7 @@ def render_model_card(
     trained_on: Sequence[str] = (),
     tags: Sequence[str] = (),
     base_model: str | None = None,
+    references: Sequence[str] = (),
     **context: Any,
 ) -> ModelCard:
     """A `ModelCard` for one artefact.
@@ -144,7 +182,8 @@ def render_model_card(
     ``revision``, and ``local``: built by hf-ddb, not on the Hub, its id ``hf-ddb/<name>``); ``results`` become its
     ``model-index`` (each with ``type``, ``name``, ``value`` as a fraction, ``data``: a key of ``data``, and
     ``split``; see `METRIC_RULE`); ``trained_on`` (keys of ``data``) its ``datasets``; ``base_model`` the Hub id
-    of pretrained weights it started from. ``context`` fills the template (tables, images, load snippets).
+    of pretrained weights it started from; ``references`` the papers the card's method reuses (`citation_bibtex`).
+    ``context`` fills the template (tables, images, load snippets).
     """
     data = data or {}
     eval_results = [_eval_result(result, data) for result in results]
@@ -168,7 +207,7 @@ def render_model_card(
         model_name=model_name,
         benchmark_name=benchmark,
         metric_rule=METRIC_RULE,
-        citation=citation_bibtex(),
+        citation=citation_bibtex(references),
         **context,
     )
 

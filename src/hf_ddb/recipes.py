@@ -45,12 +45,14 @@ from transformers import PreTrainedModel, TrainerCallback, TrainingArguments
 
 from .amplifier import (
     PSEUDO_GROUPINGS,
+    AmplifierConfig,
     bias_signals,
     check_grouping,
     check_rule,
     pseudo_bias,
     pseudo_bias_labels,
     pseudo_bias_width,
+    train_on_real_data,
 )
 from .checks import LIMITS, check_choice, check_integer, check_number
 from .inputs import predict_logits, prepared
@@ -73,6 +75,11 @@ from .trainer import DebiasTrainer
 from .training import TrainingConfig, train_erm
 
 __all__ = [
+    "DDBIIPaper",
+    "DDBIIReal",
+    "DDBIPaper",
+    "DDBIReal",
+    "FGCCDB",
     "DDB_II_WEIGHTINGS",
     "PSEUDO_GROUP_SELECTIONS",
     "RECIPES",
@@ -93,6 +100,7 @@ __all__ = [
     "import_recipe",
     "register_recipe",
     "resolve_recipe",
+    "train_real_bias_model",
     "train_with_recipe",
 ]
 
@@ -137,6 +145,10 @@ class RecipeContext:
     amplifier_signals: Mapping[str, Mapping[str, np.ndarray]] | None = None
     rule: str = "misclassified"
     rule_options: Mapping[str, Any] = field(default_factory=dict)
+    # for recipes that train a bias model of their own on the real data (``trains_bias_model``): the run's
+    # amplifier settings and resolution, so that "the amplifier, trained on real images" is a like-for-like row
+    bias_model: AmplifierConfig = field(default_factory=AmplifierConfig)
+    bias_model_size: int | None = None  # default: the training images' own size
 
     def __post_init__(self) -> None:
         check_rule(self.rule, self.rule_options)
@@ -167,9 +179,11 @@ class Recipe:
 
     Subclasses override `infer` and set the method's metadata, the one place each method is named:
     ``name`` (its key in configs and run folders), ``display_name`` and ``summary`` (reports and cards),
-    ``uses_bias_labels`` (an oracle) and ``needs_amplifier`` (DDB: steps A and B run first, and the
-    `RecipeContext` holds the amplifier and its signals). Their dataclass fields are the method's options
-    (``method_options`` in a config), checked when it is built.
+    ``uses_bias_labels`` (an oracle), ``needs_amplifier`` (DDB: steps A and B run first, and the
+    `RecipeContext` holds the amplifier and its signals) and ``trains_bias_model`` (it trains a bias model of
+    the amplifier's settings on the real data: `train_real_bias_model`), and ``references``, the papers whose
+    ideas it reuses (keys of `hf_ddb.hub.REFERENCE_BIBTEX`: its card cites them). Their dataclass fields are
+    the method's options (``method_options`` in a config), checked when it is built.
     """
 
     name = "recipe"
@@ -177,6 +191,8 @@ class Recipe:
     summary = ""
     uses_bias_labels = False
     needs_amplifier = False
+    trains_bias_model = False
+    references = ()
 
     def infer(self, context: RecipeContext) -> BiasInference:
         """The `BiasInference` (objective, tuning grid, selection groups) to train with; ERM by default."""
@@ -218,6 +234,7 @@ class LfF(Recipe, LfFSettings):
     (options ``gce_q`` and ``ema_alpha``: `LfFSettings`)."""
 
     name, display_name = "lff", "LfF"
+    references = ("lff",)
     summary = "Learning from Failure: a GCE bias model co-trained on the real data reweights samples."
 
     def infer(self, context: RecipeContext) -> BiasInference:
@@ -491,6 +508,7 @@ class DDBI(_DDB):
     step_sizes: Sequence[float] = (0.01,)
     adjustments: Sequence[float] = (0.0, 4.0)
     name, display_name = "ddb_i", "DDB-I"
+    references = ("fg_ccdb",)  # (class, predicted class) groups: FG-CCDB's confusion cells
     summary = (
         "Diffusing DeBias Recipe I, two-step: the bias amplifier's pseudo groups (class x inferred bias), "
         "group-balanced batches and GroupDRO tuned on valid's pseudo groups."
@@ -547,6 +565,7 @@ class DDBII(_DDB, EMASettings):
     weighting: str = "cell"
     weight_floor: float = 0.0
     name, display_name = "ddb_ii", "DDB-II"
+    references = ("fg_ccdb", "ccdb")  # the default cell weights are (FG-)CCDB's balancing
     summary = "Diffusing DeBias Recipe II, end to end: the frozen bias amplifier's signals reweight the samples."
 
     def __post_init__(self) -> None:
@@ -626,8 +645,148 @@ def confidence_weights(prob_true: np.ndarray, labels: np.ndarray, flagged: np.nd
     return weights_at(high), high
 
 
+# ------------------------------------------------------------------ the paper's recipes, as published
+@dataclass
+class DDBIPaper(DDBI):
+    """DDB Recipe I as the paper publishes it: GroupDRO on (class, flagged by the amplifier) pseudo groups."""
+
+    groups: str = "flag"
+    name, display_name = "ddb_i_paper", "DDB-I (paper)"
+    references = ()
+    summary = "Diffusing DeBias Recipe I as published: GroupDRO on (class, flagged by the amplifier) groups."
+
+
+@dataclass
+class DDBIIPaper(DDBII):
+    """DDB Recipe II as the paper publishes it: LfF's W = L_B / (L_B + L_D) with the frozen amplifier's loss
+    as L_B, groups (class, flagged) for selection."""
+
+    groups: str = "flag"
+    weighting: str = "lff"
+    name, display_name = "ddb_ii_paper", "DDB-II (paper)"
+    references = ("lff",)
+    summary = "Diffusing DeBias Recipe II as published: LfF's weights with the frozen amplifier as bias model."
+
+
+# ------------------------------------------- competitors: a bias model trained on the real data, no diffusion
+def train_real_bias_model(
+    context: RecipeContext, rows: np.ndarray | None = None, seed_offset: int = 0
+) -> PreTrainedModel:
+    """A bias model of the run's amplifier settings trained on the REAL training split (the boolean ``rows`` of
+    it, default all) at the amplifier's resolution (`hf_ddb.amplifier.train_on_real_data`)."""
+    train = context.train if rows is None else context.train.select(np.flatnonzero(rows))
+    return train_on_real_data(
+        context.bias_model, train, image_size=context.bias_model_size, runtime=context.training, seed_offset=seed_offset
+    )
+
+
+def _real_signals(context: RecipeContext, model: PreTrainedModel) -> RecipeContext:
+    """``context`` with ``model``'s `bias_signals` on train and valid in place of the amplifier's."""
+    signals = {split: bias_signals(model, getattr(context, split)) for split in ("train", "valid")}
+    return replace(context, amplifier_signals=signals, amplifier=None)
+
+
+@dataclass
+class DDBIReal(DDBI):
+    """DDB-I's recipe with the amplifier replaced by the same model trained on the real training split (an
+    ablation: what the diffusion stage adds). No diffusion, no synthetic images."""
+
+    name, display_name = "ddb_i_real", "DDB-I recipe, real-data bias model"
+    summary = "DDB-I's recipe on a bias model of the amplifier's settings trained on the real data (no diffusion)."
+    needs_amplifier = False
+    trains_bias_model = True
+
+    def infer(self, context: RecipeContext) -> BiasInference:
+        return super().infer(_real_signals(context, train_real_bias_model(context)))
+
+
+@dataclass
+class DDBIIReal(DDBII):
+    """DDB-II's recipe (cell weights) with the amplifier replaced by the same model trained on the real
+    training split: a GCE bias model's predicted class as the bias, as in CCDB / FG-CCDB's cell balancing."""
+
+    name, display_name = "ddb_ii_real", "DDB-II recipe, real-data bias model"
+    summary = "DDB-II's recipe on a bias model of the amplifier's settings trained on the real data (no diffusion)."
+    needs_amplifier = False
+    trains_bias_model = True
+
+    def infer(self, context: RecipeContext) -> BiasInference:
+        return super().infer(_real_signals(context, train_real_bias_model(context)))
+
+
+@dataclass
+class FGCCDB(Recipe):
+    """FG-CCDB (Zhao & Zhang, ICLR 2026; CCDB, Zhao et al. 2025): a deliberately biased model's hard confusion
+    matrix on the real training set, then confusion-cell weights under which p(predicted | class) matches
+    p(predicted).
+
+    The bias model comes from multi-stage data-selective retraining (MST): stage 1 trains a model of the
+    amplifier's settings on every training row; each of the ``stages - 1`` further stages trains a fresh one on
+    only the rows the previous stage classified correctly (the bias-aligned ones), so the last model has seen
+    few bias-conflicting rows and cannot have memorised them. Its predicted class is each row's bias value;
+    the weights are `cell_weights`. Written from the papers' description (their code was not available): the
+    stage count and per-stage training are the amplifier's settings, not the authors' schedule.
+    """
+
+    stages: int = 2
+    name, display_name = "fg_ccdb", "FG-CCDB"
+    references = ("fg_ccdb", "ccdb")
+    summary = (
+        "Fine-grained class-conditional distribution balancing: a real-data bias model retrained in stages on the "
+        "rows it gets right, its confusion cells reweighted so the predicted bias is independent of the class."
+    )
+    trains_bias_model = True
+
+    def __post_init__(self) -> None:
+        check_integer("stages", self.stages, low=1, high=LIMITS["models"])
+
+    def infer(self, context: RecipeContext) -> BiasInference:
+        labels = np.asarray(context.train["label"])
+        selected, model = None, None
+        kept = []
+        for stage in range(self.stages):
+            model = train_real_bias_model(context, rows=selected, seed_offset=stage)
+            correct = bias_signals(model, context.train)["correct"]
+            kept.append(int(correct.sum()))
+            if correct.all() or not correct.any():
+                break
+            selected = correct
+        train_signals = bias_signals(model, context.train)
+        valid_signals = bias_signals(model, context.valid)
+        num_classes = context.train.features["label"].num_classes
+        weights = cell_weights(labels, np.asarray(train_signals["prediction"]))
+        valid_bias = (np.asarray(valid_signals["prediction"]) - np.asarray(context.valid["label"])) % num_classes
+        flagged = ~np.asarray(train_signals["correct"], dtype=bool)
+        info = {
+            "pseudo_conflicting": int(flagged.sum()),
+            "rows_kept_per_stage": kept,
+            "flagged_weight_share": _share(weights, flagged),
+        }
+        return BiasInference(
+            ERMObjective(sample_weights=weights),
+            valid_pseudo_bias=valid_bias,
+            conflict_scores=np.asarray(train_signals["loss"]),
+            info=info,
+        )
+
+
 RECIPES: dict[str, type[Recipe]] = {
-    cls.name: cls for cls in (ERM, JTT, LfF, DisEnt, BiasEnsemble, DDBI, DDBII, GroupDROOracle)
+    cls.name: cls
+    for cls in (
+        ERM,
+        JTT,
+        LfF,
+        DisEnt,
+        BiasEnsemble,
+        FGCCDB,
+        DDBIReal,
+        DDBIIReal,
+        DDBI,
+        DDBII,
+        DDBIPaper,
+        DDBIIPaper,
+        GroupDROOracle,
+    )
 }
 
 

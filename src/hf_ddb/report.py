@@ -394,6 +394,7 @@ def _results(summary: RunSummary) -> dict[str, Any]:
             "detection": stage.get("detection"),
             "fidelity": stage.get("fidelity"),
             "num_synthetic": stage.get("num_synthetic"),
+            "memorisation": stage.get("memorisation"),
         }
         if summary.train is not None and summary.amplifier_train_predictions is not None:
             report["amplifier"]["groups_found"] = groups_found(
@@ -487,6 +488,9 @@ def _results_markdown(summary: RunSummary, report: dict[str, Any], figures: dict
             f"bias-conflicting detection AUROC {detection['auroc']:.3f}, pseudo-label precision "
             f"{detection['precision']:.2f}, recall {detection['recall']:.2f} (bias labels used for this line only).",
         ]
+    memorisation = (report.get("amplifier") or {}).get("memorisation")
+    if memorisation:
+        lines += ["", *_memorisation_lines(memorisation)]
     if "groups_found" in report.get("amplifier", {}):
         lines += _groups_found_lines(report["amplifier"]["groups_found"], results)
     if summary.train_conflicting is None:  # no bias labels in this dataset
@@ -504,6 +508,31 @@ def _results_markdown(summary: RunSummary, report: dict[str, Any], figures: dict
         ]
     lines += ["", *[f"![{name}]({path.name})" for name, path in figures.items()], ""]
     return "\n".join(lines)
+
+
+def _memorisation_lines(memorisation: dict[str, Any]) -> list[str]:
+    """results.md's memorisation check: the verdict and, per epoch, how much of the amplifier's flags and of the
+    other rows a real-data model of the amplifier's settings fits (no bias labels)."""
+    lines = [
+        f"Does the diffusion stage pay here? {memorisation['verdict'][0].upper()}{memorisation['verdict'][1:]}. "
+        f"Per epoch, the training accuracy of that real-data model on the {memorisation['flagged']} rows the "
+        "amplifier flags and on the others (no bias labels):",
+        "",
+        "| epoch | on the amplifier's flags | on the other rows |",
+        "|---|---|---|",
+    ]
+    for row in memorisation["history"]:
+        lines.append(f"| {row['epoch']:g} | {_pct(row['flagged_fit'])} | {_pct(row['unflagged_fit'])} |")
+    return lines
+
+
+def _memorisation_rows(memorisation: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not memorisation:
+        return []
+    return [
+        ("real-data model of these settings: fit of the flagged rows", _pct(memorisation["flagged_fit"])),
+        ("real-data model of these settings: fit of the other rows", _pct(memorisation["unflagged_fit"])),
+    ]
 
 
 def _measured_text(has_bias_labels: bool, uses_bias_labels: bool) -> str:
@@ -586,6 +615,7 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
             ],
             trained_on=["benchmark"],
             tags=[method],
+            references=list(recipe.references),
             method_title=title,
             method_text=text,
             selection=result["info"].get("selection", config.selection),
@@ -628,7 +658,8 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
             generator=where(layout.diffusion_pipeline, "diffusion")["repo_or_path"],
             example_label=names[0],
             training_rows=list(settings.items()) + [("synthetic images", report["amplifier"]["num_synthetic"])],
-            fidelity_rows=_fidelity_rows(fidelity),
+            fidelity_rows=_fidelity_rows(fidelity) + _memorisation_rows(report["amplifier"].get("memorisation")),
+            memorisation_text=(report["amplifier"].get("memorisation") or {}).get("verdict", ""),
             warnings=warnings,
             **common,
         )

@@ -266,6 +266,8 @@ class Run:
         }
         if self.config.reads_amplifier(method):
             payload["amplifier"] = self.key("amplifier")
+        if c.recipe(method).trains_bias_model:  # it trains the amplifier's settings on the real data
+            payload["bias_model"] = {**asdict(c.amplifier), "resolution": c.diffusion.resolution}
         return stage_key(payload)
 
     # ---------------------------------------------------------------- stages
@@ -332,7 +334,7 @@ class Run:
         return self._once("amplifier", self._amplifier)
 
     def _amplifier(self) -> Path:
-        from .amplifier import detection_report, train_bias_amplifier
+        from .amplifier import detection_report, memorisation_check, train_bias_amplifier
         from .pipeline_scoring import save_amplifier
         from .utils import atomic_directory
 
@@ -372,16 +374,42 @@ class Run:
                 detection = detection_report(
                     signals.splits["train"], signals.flags["train"], train, self.config.aligned_bias
                 )
+            memorisation = None
+            if self._memorisation_check_runs(train, len(synthetic)):
+                memorisation = memorisation_check(
+                    settings,
+                    train,
+                    signals.flags["train"],
+                    image_size=first_image(synthetic).width,
+                    runtime=self.config.training,
+                )
+                self.log(f"memorisation check: {memorisation['verdict']}")
             if self.is_main_process:
                 with atomic_directory(layout.amplifier_model) as tmp:
                     save_amplifier(model, processor, tmp)
-            return {"detection": detection, "fidelity": fidelity, "num_synthetic": len(synthetic)}
+            return {
+                "detection": detection,
+                "fidelity": fidelity,
+                "num_synthetic": len(synthetic),
+                "memorisation": memorisation,
+            }
 
         self._stage("amplifier", layout.amplifier, self.key("amplifier"), work)
         record = self.stage_record("amplifier")  # trained now or reused: its check under the current rule
         for warning in (record or {}).get("fidelity", {}).get("warnings", []):
             logger.warning(f"{warning}; DDB's results below are not a debiasing result")
         return layout.amplifier_model
+
+    def _memorisation_check_runs(self, train: Any, num_synthetic: int) -> bool:
+        """Whether the amplifier stage also trains its settings on the real data (`memorisation_check`): "on",
+        or "auto" while the real training split is at most `MEMORISATION_CHECK_MAX_RATIO` times the synthetic
+        set. Never on a streamed split (it is read once per epoch there, at a cost no default should pay)."""
+        from .amplifier import MEMORISATION_CHECK_MAX_RATIO
+
+        mode = self.config.amplifier.memorisation_check
+        if mode == "off" or not isinstance(train, Dataset):
+            return False
+        return mode == "on" or len(train) <= MEMORISATION_CHECK_MAX_RATIO * num_synthetic
 
     def amplifier_signals(self) -> BiasSignals:
         """The amplifier stage's signals on train/valid, read from disk once per `Run`."""
@@ -469,6 +497,8 @@ class Run:
             amplifier_signals=signals,
             rule=self.config.amplifier.rule,
             rule_options=self.config.amplifier.rule_options,
+            bias_model=self.config.amplifier,
+            bias_model_size=self.config.diffusion.resolution,  # the amplifier's: the synthetic images' size
         )
         model, info = train_with_recipe(
             recipe,
