@@ -1,6 +1,8 @@
 """Memorisation analysis, the paper's central claim: synthetic-trained vs real-trained bias models.
 
     python benchmarks/memorisation.py --ratio 0.01          # after benchmarks/quality.py made the synthetic set
+    python benchmarks/memorisation.py --ratio 0.05 --train-size 3000 --arch resnet18 --epochs 30 \
+        --ba-loss gce --workdir runs/q32                    # the small-data regime
 
 The same architecture is trained (a) on the synthetic bias-aligned images (the bias amplifier), (b) on the
 real biased training set with CE and (c) with GCE; after every epoch the detection quality of its per-sample
@@ -54,18 +56,23 @@ def memorisation_analysis(
     args: TrainingArguments,
     *,
     gce_q: float = 0.7,
+    synthetic_loss: str = "ce",
 ) -> dict[str, list[dict[str, Any]]]:
     """The paper's central claim, measured: does a model trained on real biased data memorise the conflicting samples?
 
     Trains the same architecture (``make_model``) three ways and, after every epoch, reports how well its
     per-sample loss finds the bias-conflicting samples of the REAL training set (AUROC, precision@k, and
-    its accuracy on aligned vs conflicting samples): (a) ``synthetic_ce``, the bias amplifier on synthetic
-    images; (b) ``real_ce`` and (c) ``real_gce`` on the real biased set itself. A model that memorises the
-    conflicting samples fits them, so its detection quality falls as training goes on. Uses bias labels
-    for the report only.
+    its accuracy on aligned vs conflicting samples): (a) ``synthetic_<synthetic_loss>``, the bias amplifier
+    on synthetic images; (b) ``real_ce`` and (c) ``real_gce`` on the real biased set itself. A model that
+    memorises the conflicting samples fits them, so its detection quality falls as training goes on. Uses
+    bias labels for the report only.
     """
     real_at_size = at_model_size(make_model(), real_train)  # the same resolution as the synthetic images
-    runs = {"synthetic_ce": (synthetic, "ce"), "real_ce": (real_at_size, "ce"), "real_gce": (real_at_size, "gce")}
+    runs = {
+        f"synthetic_{synthetic_loss}": (synthetic, synthetic_loss),
+        "real_ce": (real_at_size, "ce"),
+        "real_gce": (real_at_size, "gce"),
+    }
     results = {}
     for name, (data, loss) in runs.items():
         tracker = _DetectionEachEpoch(real_at_size)
@@ -82,6 +89,8 @@ def memorisation_analysis(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ratio", type=float, default=0.01)
+    parser.add_argument("--train-size", type=int, default=None, help="as benchmarks/quality.py's (small data)")
+    parser.add_argument("--ba-loss", default="ce", choices=["ce", "gce"], help="the synthetic-trained model's loss")
     parser.add_argument("--arch", default="mlp")
     parser.add_argument("--epochs", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -90,18 +99,24 @@ def main() -> None:
     args = parser.parse_args()
     start = time.time()
     torch.set_num_threads(args.threads)
-    synthetic_dir = Path(args.workdir) / f"colored_mnist-{args.ratio:g}" / "synthetic" / "dataset"
-    if not synthetic_dir.is_dir():
-        raise SystemExit(
-            f"no synthetic set in {synthetic_dir}; run benchmarks/quality.py --ratios {args.ratio:g} first"
-        )
+    small = f"-n{args.train_size}" if args.train_size else ""
+    cell = Path(args.workdir) / f"colored_mnist-{args.ratio:g}{small}"
+    candidates = [cell / "synthetic" / "dataset", cell / "seed0" / "synthetic" / "dataset"]  # before / with Run
+    synthetic_dir = next((folder for folder in candidates if folder.is_dir()), None)
+    if synthetic_dir is None:
+        raise SystemExit(f"no synthetic set in {cell}; run benchmarks/quality.py --ratios {args.ratio:g} first")
     synthetic = load_synthetic_dataset(synthetic_dir)
-    real = load_benchmark("colored_mnist", conflict_ratio=args.ratio)["train"]
+    options = {"train_size": args.train_size} if args.train_size else {}
+    real = load_benchmark("colored_mnist", conflict_ratio=args.ratio, **options)["train"]
     names = dict(enumerate(real.features["label"].names))
-    make = lambda: build_classifier(args.arch, names, image_size=16, seed=args.seed)[0]  # noqa: E731
+    size = synthetic[0]["image"].width  # the amplifier's resolution
+
+    def make() -> PreTrainedModel:
+        return build_classifier(args.arch, names, image_size=size, seed=args.seed)[0]
+
     training = TrainingConfig(epochs=args.epochs, batch_size=128, learning_rate=1e-3, seed=args.seed)
     trainer_args = training.to_training_arguments("runs/memorisation", disable_tqdm=True, logging_strategy="no")
-    results = memorisation_analysis(real, synthetic, make, trainer_args)
+    results = memorisation_analysis(real, synthetic, make, trainer_args, synthetic_loss=args.ba_loss)
     print("\n| model | epoch | AUROC | precision@k | acc aligned | acc conflicting |\n|---|---|---|---|---|---|")
     for name, history in results.items():
         for row in history:
@@ -110,7 +125,7 @@ def main() -> None:
                 f"{100 * row['ba_accuracy_aligned']:.1f} | {100 * row['ba_accuracy_conflicting']:.1f} |"
             )
     write_results(
-        f"benchmarks/results/memorisation_{args.ratio:g}.json", "memorisation.py", args, start, results=results
+        f"benchmarks/results/memorisation_{args.ratio:g}{small}.json", "memorisation.py", args, start, results=results
     )
 
 

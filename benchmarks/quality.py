@@ -41,6 +41,10 @@ from hf_ddb.inputs import model_inputs, predict_logits
 from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
 from hf_ddb.recipes import RECIPES
 
+# The label-free score of a trained model: its mean accuracy over the run's pseudo groups on valid (the
+# amplifier's (class, predicted class) groups, the same for every method of a run; no bias labels).
+LABEL_FREE_SCORE = "label_free_score"
+
 
 class EpochProbe(TrainerCallback):
     """Analysis only: after every epoch, the validation scores of each selection rule and the test metrics.
@@ -56,6 +60,8 @@ class EpochProbe(TrainerCallback):
         self.valid, self.test, self.train = valid, test, train
         # the run's pseudo groups on valid (0 = aligned; flags as 0/1), or None
         self.valid_pseudo_bias = None if valid_pseudo_bias is None else np.asarray(valid_pseudo_bias, dtype=np.int64)
+        # the run's own pseudo groups, the same for every method: the label-free score candidates are compared by
+        self.run_pseudo_bias = self.valid_pseudo_bias
         self.valid_labels, self.runs, self.bias_model_detection = np.asarray(valid["label"]), [], []
         self.valid_bias = np.asarray(valid["bias_label"])
         self.tensors: dict = {}
@@ -91,6 +97,10 @@ class EpochProbe(TrainerCallback):
             pseudo = group_metrics(valid_logits, self.valid_labels, self.valid_pseudo_bias)
             scores["valid_worst_pseudo_group"] = pseudo["worst_group_accuracy"]
             scores["valid_mean_pseudo_group"] = pseudo["unbiased_accuracy"]
+        if self.run_pseudo_bias is not None:
+            scores[LABEL_FREE_SCORE] = group_metrics(valid_logits, self.valid_labels, self.run_pseudo_bias)[
+                "unbiased_accuracy"
+            ]
         test = self._logits(target, "test", self.test)
         metrics = group_metrics(test, self.test["label"], self.test["bias_label"])
         keep = ("unbiased_accuracy", "worst_group_accuracy", "aligned_accuracy", "conflicting_accuracy", "accuracy")
@@ -115,7 +125,16 @@ class EpochProbe(TrainerCallback):
         chosen = {"last": len(epochs) - 1}
         for rule in (r for r in SELECTION_RULES if r != "last" and r in epochs[0]):
             chosen[rule] = int(np.argmax([e[rule] for e in epochs]))
-        return {rule: {"epoch": i + 1, **epochs[i]["test"]} for rule, i in chosen.items()}
+        # each rule's pick with the label-free score at that epoch (when the run has an amplifier): what
+        # `benchmarks/choose_defaults.py` ranks candidate settings by
+        return {
+            rule: {
+                "epoch": i + 1,
+                **({LABEL_FREE_SCORE: epochs[i][LABEL_FREE_SCORE]} if LABEL_FREE_SCORE in epochs[i] else {}),
+                **epochs[i]["test"],
+            }
+            for rule, i in chosen.items()
+        }
 
 
 RATIO_OPTION = {
@@ -202,7 +221,7 @@ def amplifier_detection(run: Run) -> dict:
     that report only)."""
     run.amplifier()
     record = run.stage_record("amplifier")
-    return {**record["detection"], "fidelity": record["fidelity"]}
+    return {**record["detection"], "fidelity": record["fidelity"], "memorisation": record.get("memorisation")}
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 import argparse
 import json
 
+import pytest
 from bias_visibility import recognition
 from generator_check import rows, summary
 
@@ -42,3 +43,25 @@ def test_generator_check_judges_every_stored_amplifier_by_the_current_rule(tmp_p
     assert [(r["seed"], r["warnings_when_run"], r["warnings_now"]) for r in found] == [(0, 0, 1), (1, 0, 0)]
     result = summary(found)
     assert (result["missed"], result["missed_warned"], result["carried"], result["carried_warned"]) == (1, 1, 1, 0)
+
+
+def test_choose_defaults_ranks_by_the_label_free_score_and_only_reports_the_confirmation(tmp_path):
+    """The candidate with the higher label-free dev score is chosen even where its confirmation test is lower:
+    test numbers are shown, never read by the choice; a candidate without a score leaves the choice open."""
+    from choose_defaults import choose
+
+    def run(score, test):
+        return {"by_selection": {"valid_mean_pseudo_group": {"label_free_score": score, "unbiased_accuracy": test}}}
+
+    def write(name, methods):
+        path = tmp_path / name
+        path.write_text(json.dumps({"results": {"0.01": {"methods": methods}}}))
+        return str(path)
+
+    dev = write("dev.json", {"a": [run(0.9, 0.1), run(0.8, 0.1)], "b": [run(0.7, 0.99)], "c": [{"by_selection": {}}]})
+    confirm = write("confirm.json", {"a": [run(0.5, 0.6)], "b": [run(0.5, 0.9)]})
+    outcome = choose([dev], [confirm], {"weighting": ["a", "b"], "open": ["a", "c"]})
+    assert outcome["weighting"]["chosen"] == "a"
+    assert outcome["weighting"]["candidates"]["a"]["dev_label_free_score"] == pytest.approx(0.85)
+    assert outcome["weighting"]["candidates"]["b"]["confirm_test_auto"] == (0.9, 0.0)
+    assert outcome["open"]["chosen"] is None

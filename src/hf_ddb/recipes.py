@@ -691,7 +691,7 @@ class DDBIReal(DDBI):
     """DDB-I's recipe with the amplifier replaced by the same model trained on the real training split (an
     ablation: what the diffusion stage adds). No diffusion, no synthetic images."""
 
-    name, display_name = "ddb_i_real", "DDB-I recipe, real-data bias model"
+    name, display_name = "ddb_i_real", "DDB-I, real-data bias model"
     summary = "DDB-I's recipe on a bias model of the amplifier's settings trained on the real data (no diffusion)."
     needs_amplifier = False
     trains_bias_model = True
@@ -705,7 +705,7 @@ class DDBIIReal(DDBII):
     """DDB-II's recipe (cell weights) with the amplifier replaced by the same model trained on the real
     training split: a GCE bias model's predicted class as the bias, as in CCDB / FG-CCDB's cell balancing."""
 
-    name, display_name = "ddb_ii_real", "DDB-II recipe, real-data bias model"
+    name, display_name = "ddb_ii_real", "DDB-II, real-data bias model"
     summary = "DDB-II's recipe on a bias model of the amplifier's settings trained on the real data (no diffusion)."
     needs_amplifier = False
     trains_bias_model = True
