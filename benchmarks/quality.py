@@ -68,13 +68,13 @@ class EpochProbe(TrainerCallback):
         self.committee_detection: list[dict] = []
 
     def on_bias_inference(self, inference) -> None:
-        """A DDB recipe's own pseudo groups on valid; BiasEnsemble: its committee's detection of the real
-        bias-conflicting training rows."""
+        """A DDB recipe's own pseudo groups on valid; the detection of the real bias-conflicting training rows by
+        a recipe's own bias model (BiasEnsemble's committee, FG-CCDB's and the real-data recipes' models)."""
         if inference.valid_pseudo_bias is not None:
             self.valid_pseudo_bias = inference.valid_pseudo_bias
         if inference.conflict_scores is not None:
             truth = is_conflicting(self.train["label"], self.train["bias_label"])
-            flags = ~inference.objective.bias_train_mask
+            flags = inference.conflict_flags
             self.committee_detection.append(detection_metrics(inference.conflict_scores, truth, flagged=flags))
 
     def _logits(self, model, split: str, dataset) -> np.ndarray:

@@ -46,10 +46,10 @@ DETECTION = ("auroc", "precision", "recall")  # of the real bias-conflicting tra
 
 
 def cell(values: list[float], scale: float = 100, digits: int = 1) -> str:
-    """Mean ± std over seeds; accuracies as percentages, detection metrics as fractions (scale 1)."""
+    """Mean ± sample standard deviation over seeds; accuracies as %, detection metrics as fractions (scale 1)."""
     array = scale * np.asarray(values, dtype=float)
     if len(array) > 1:
-        return f"{array.mean():.{digits}f} ± {array.std():.{digits}f}"
+        return f"{array.mean():.{digits}f} ± {array.std(ddof=1):.{digits}f}"  # sample std over seeds
     return f"{array.mean():.{digits}f}"
 
 

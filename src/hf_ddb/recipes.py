@@ -124,6 +124,7 @@ class BiasInference:
     make_target: ModelFactory | None = None  # a target of another shape than make_model's (DFA's two encoders)
     valid_pseudo_bias: np.ndarray | None = None  # pseudo bias per valid row (0 = aligned), for model selection
     conflict_scores: np.ndarray | None = None  # per train row, how bias-conflicting the recipe judges it (reports)
+    conflict_flags: np.ndarray | None = None  # per train row, whether the recipe flags it bias-conflicting (reports)
     search: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # objective fields to tune: name -> values
     tune_on: str | None = None  # the selection score that ranks the `search` candidates on valid
     info: dict[str, Any] = field(default_factory=dict)
@@ -332,6 +333,7 @@ class BiasEnsemble(Recipe, LfFSettings):
         return BiasInference(
             objective,
             conflict_scores=1.0 - prob_true.mean(axis=0),
+            conflict_flags=~aligned,
             info={"pseudo_conflicting": int((~aligned).sum())},
         )
 
@@ -680,10 +682,15 @@ def train_real_bias_model(
     )
 
 
-def _real_signals(context: RecipeContext, model: PreTrainedModel) -> RecipeContext:
-    """``context`` with ``model``'s `bias_signals` on train and valid in place of the amplifier's."""
+def _infer_on_real_bias_model(context: RecipeContext, infer: Callable[[RecipeContext], BiasInference]) -> BiasInference:
+    """A DDB recipe's ``infer`` with a real-data bias model's `bias_signals` in place of the amplifier's; its
+    loss and flags on train are the inference's conflict scores (reports)."""
+    model = train_real_bias_model(context)
     signals = {split: bias_signals(model, getattr(context, split)) for split in ("train", "valid")}
-    return replace(context, amplifier_signals=signals, amplifier=None)
+    inference = infer(replace(context, amplifier_signals=signals, amplifier=None))
+    inference.conflict_scores = signals["train"]["loss"]
+    inference.conflict_flags = ~np.asarray(signals["train"]["correct"], dtype=bool)
+    return inference
 
 
 @dataclass
@@ -697,7 +704,7 @@ class DDBIReal(DDBI):
     trains_bias_model = True
 
     def infer(self, context: RecipeContext) -> BiasInference:
-        return super().infer(_real_signals(context, train_real_bias_model(context)))
+        return _infer_on_real_bias_model(context, super().infer)
 
 
 @dataclass
@@ -711,7 +718,7 @@ class DDBIIReal(DDBII):
     trains_bias_model = True
 
     def infer(self, context: RecipeContext) -> BiasInference:
-        return super().infer(_real_signals(context, train_real_bias_model(context)))
+        return _infer_on_real_bias_model(context, super().infer)
 
 
 @dataclass
@@ -766,6 +773,7 @@ class FGCCDB(Recipe):
             ERMObjective(sample_weights=weights),
             valid_pseudo_bias=valid_bias,
             conflict_scores=np.asarray(train_signals["loss"]),
+            conflict_flags=flagged,
             info=info,
         )
 
