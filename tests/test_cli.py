@@ -118,7 +118,7 @@ def test_version_and_set_overrides(tmp_path, capsys):
     assert "'training.epochs' is not a mapping" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["colored_mnist", "background_mnist", "corrupted_mnist"])
+@pytest.mark.parametrize("name", ["colored_mnist", "background_mnist", "corrupted_mnist", "colored_mnist_small"])
 def test_shipped_configs_pass_validation(tmp_path, capsys, name):
     """Every embedded pipeline validates (classifier and amplifier run once on the meta device, in eval mode:
     a batch-norm target such as background_mnist's test_resnet must not fail there)."""

@@ -26,8 +26,12 @@ def test_probe_records_every_selection_rule_and_both_bias_ensemble_detectors(sma
     _, info = train_with_recipe(recipe, context, tmp_path, callbacks=[probe])
     assert len(probe.runs) == 1 and len(probe.runs[0]) == 2
     rules = {"valid_accuracy", "valid_worst_pseudo_group", "valid_mean_pseudo_group", "oracle_valid_unbiased"}
-    assert rules | {"test"} == set(probe.runs[0][0])
-    assert set(probe.by_selection(info)) >= {"valid_accuracy", "valid_mean_pseudo_group", "last"}
+    assert rules | {"label_free_score", "test"} == set(probe.runs[0][0])
+    picks = probe.by_selection(info)
+    assert set(picks) >= {"valid_accuracy", "valid_mean_pseudo_group", "last"}
+    # the label-free score is the run's groups' mean, at each rule's pick: what choose_defaults.py ranks by
+    epoch = picks["valid_mean_pseudo_group"]["epoch"] - 1
+    assert picks["valid_mean_pseudo_group"]["label_free_score"] == probe.runs[0][epoch]["label_free_score"]
     committee, co_trained = probe.committee_detection, probe.bias_model_detection
     assert len(committee) == 1 and len(co_trained) == 1
     assert committee[0]["num_flagged"] == info["pseudo_conflicting"]  # the committee's own flags
