@@ -777,3 +777,19 @@ def test_real_data_competitors_train_their_bias_model_on_the_real_rows(small_cmn
     assert np.allclose(cell_weights(train["label"], train["label"]), 1.0)  # a model that saw no bias: no weights
     with pytest.raises(ValueError, match="stages"):
         FGCCDB(stages=0)
+
+
+def test_memorisation_verdict_reads_when_the_real_data_twin_fits_the_flags():
+    """Fitted late = memorised (the diffusion stage pays); fitted as soon as the other rows = the flags look
+    ordinary (no verdict); never fitted = a real-data model would flag them too. No bias labels."""
+    from hf_ddb.amplifier import memorisation_verdict
+
+    def history(flagged, unflagged):
+        pairs = enumerate(zip(flagged, unflagged, strict=True))
+        return [{"epoch": e + 1, "flagged_fit": f, "unflagged_fit": u} for e, (f, u) in pairs]
+
+    majority = [0.3, 0.95, 0.97, 0.99]
+    assert "diffusion stage pays" in memorisation_verdict(history([0.1, 0.2, 0.6, 0.9], majority))
+    assert "cannot tell" in memorisation_verdict(history([0.2, 0.7, 0.8, 0.8], majority))
+    assert "may do as well" in memorisation_verdict(history([0.1, 0.2, 0.3, 0.4], majority))
+    assert "flags no row" in memorisation_verdict(history([None], [0.9]))

@@ -394,7 +394,7 @@ def _results(summary: RunSummary) -> dict[str, Any]:
             "detection": stage.get("detection"),
             "fidelity": stage.get("fidelity"),
             "num_synthetic": stage.get("num_synthetic"),
-            "memorisation": stage.get("memorisation"),
+            "memorisation": _rejudged(stage.get("memorisation")),
         }
         if summary.train is not None and summary.amplifier_train_predictions is not None:
             report["amplifier"]["groups_found"] = groups_found(
@@ -404,6 +404,15 @@ def _results(summary: RunSummary) -> dict[str, Any]:
                 summary.class_names,
             )
     return report
+
+
+def _rejudged(memorisation: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored memorisation check with its verdict read again by the current rule (as the generator check)."""
+    from .amplifier import memorisation_verdict
+
+    if not memorisation:
+        return memorisation
+    return {**memorisation, "verdict": memorisation_verdict(memorisation["history"])}
 
 
 def labelled(picture: Any, rows: Sequence[str], title: str, headers: Sequence[tuple[str, float]] = ()) -> Any:
