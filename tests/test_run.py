@@ -59,7 +59,7 @@ def test_memorisation_check_reports_the_real_data_twin_in_results_and_card(finis
     assert memorisation["flagged"] == int(flags.sum())
     assert 0.0 <= memorisation["unflagged_fit"] <= 1.0
     assert "Does the diffusion stage pay here?" in (run_dir / "results.md").read_text()
-    assert memorisation["verdict"] in (run_dir / "amplifier" / "model" / "README.md").read_text()
+    assert memorisation["verdict"][1:] in (run_dir / "amplifier" / "model" / "README.md").read_text()  # capitalised
 
 
 def test_cards_cite_the_papers_a_method_reuses(finished_run):

@@ -448,9 +448,9 @@ def memorisation_check(
 ) -> dict[str, Any]:
     """Does the diffusion stage pay on this data? Trains the amplifier's settings on the real training split
     (`train_on_real_data`) and records, epoch by epoch, its accuracy on the rows the amplifier ``flags`` and
-    on the others. No bias labels: a real-data bias model that is right on most of the amplifier's flags has
-    fitted (memorised) them and could not have flagged them, which is what DDB's amplifier, never shown a real
-    image, avoids. Returns the history, the last epoch's fit and `memorisation_verdict`'s sentence."""
+    on the others. No bias labels: a real-data bias model that comes to fit the amplifier's flags late in
+    training has memorised them and could not have flagged them, which is what DDB's amplifier, never shown a
+    real image, avoids. Returns the history, the last epoch's fit and `memorisation_verdict`'s sentence."""
     tracker = _FitEachEpoch(train, flags)
     train_on_real_data(settings, train, image_size=image_size, runtime=runtime, callbacks=[tracker])
     last = tracker.history[-1] if tracker.history else {}

@@ -749,16 +749,14 @@ class FGCCDB(Recipe):
 
     def infer(self, context: RecipeContext) -> BiasInference:
         labels = np.asarray(context.train["label"])
-        selected, model = None, None
-        kept = []
+        selected, kept = None, []  # kept: per stage, the rows its model gets right (the next stage's data)
         for stage in range(self.stages):
             model = train_real_bias_model(context, rows=selected, seed_offset=stage)
-            correct = bias_signals(model, context.train)["correct"]
-            kept.append(int(correct.sum()))
-            if correct.all() or not correct.any():
+            train_signals = bias_signals(model, context.train)
+            selected = np.asarray(train_signals["correct"], dtype=bool)
+            kept.append(int(selected.sum()))
+            if selected.all() or not selected.any():
                 break
-            selected = correct
-        train_signals = bias_signals(model, context.train)
         valid_signals = bias_signals(model, context.valid)
         num_classes = context.train.features["label"].num_classes
         weights = cell_weights(labels, np.asarray(train_signals["prediction"]))
