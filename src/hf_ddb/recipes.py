@@ -682,43 +682,40 @@ def train_real_bias_model(
     )
 
 
-def _infer_on_real_bias_model(context: RecipeContext, infer: Callable[[RecipeContext], BiasInference]) -> BiasInference:
-    """A DDB recipe's ``infer`` with a real-data bias model's `bias_signals` in place of the amplifier's; its
-    loss and flags on train are the inference's conflict scores (reports)."""
-    model = train_real_bias_model(context)
-    signals = {split: bias_signals(model, getattr(context, split)) for split in ("train", "valid")}
-    inference = infer(replace(context, amplifier_signals=signals, amplifier=None))
-    inference.conflict_scores = signals["train"]["loss"]
-    inference.conflict_flags = ~np.asarray(signals["train"]["correct"], dtype=bool)
-    return inference
+class _OnRealBiasModel:
+    """Mixin for a DDB recipe run on a real-data bias model instead of the amplifier (no diffusion): the model,
+    of the amplifier's settings, is trained on the real training split (`train_real_bias_model`), its
+    `bias_signals` replace the amplifier's, and its loss and flags on train are the inference's conflict scores
+    (reports)."""
+
+    needs_amplifier = False
+    trains_bias_model = True
+
+    def infer(self, context: RecipeContext) -> BiasInference:
+        model = train_real_bias_model(context)
+        signals = {split: bias_signals(model, getattr(context, split)) for split in ("train", "valid")}
+        inference = super().infer(replace(context, amplifier_signals=signals, amplifier=None))
+        inference.conflict_scores = signals["train"]["loss"]
+        inference.conflict_flags = ~np.asarray(signals["train"]["correct"], dtype=bool)
+        return inference
 
 
 @dataclass
-class DDBIReal(DDBI):
+class DDBIReal(_OnRealBiasModel, DDBI):
     """DDB-I's recipe with the amplifier replaced by the same model trained on the real training split (an
     ablation: what the diffusion stage adds). No diffusion, no synthetic images."""
 
     name, display_name = "ddb_i_real", "DDB-I, real-data bias model"
     summary = "DDB-I's recipe on a bias model of the amplifier's settings trained on the real data (no diffusion)."
-    needs_amplifier = False
-    trains_bias_model = True
-
-    def infer(self, context: RecipeContext) -> BiasInference:
-        return _infer_on_real_bias_model(context, super().infer)
 
 
 @dataclass
-class DDBIIReal(DDBII):
+class DDBIIReal(_OnRealBiasModel, DDBII):
     """DDB-II's recipe (cell weights) with the amplifier replaced by the same model trained on the real
     training split: a GCE bias model's predicted class as the bias, as in CCDB / FG-CCDB's cell balancing."""
 
     name, display_name = "ddb_ii_real", "DDB-II, real-data bias model"
     summary = "DDB-II's recipe on a bias model of the amplifier's settings trained on the real data (no diffusion)."
-    needs_amplifier = False
-    trains_bias_model = True
-
-    def infer(self, context: RecipeContext) -> BiasInference:
-        return _infer_on_real_bias_model(context, super().infer)
 
 
 @dataclass
