@@ -241,35 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _init(args)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     from .checks import ConfigError
-    from .config_file import read_checked_config
 
+    status = 1
     try:
-        raw = read_checked_config(args.config, overrides=args.set)  # key, type and name errors: no torch yet
-        if args.command == "push" and not args.dry_run:
-            _require_token(args.token)
-        from .config import parse_config
-
-        config = parse_config(raw)
-        if args.quiet:
-            _hide_library_progress_bars()
-        if args.output_dir:
-            config.output_dir = args.output_dir
-        data = None
-        if args.command != "push":
-            from .validation import validate_run
-
-            # every check before any stage: nothing is written if one fails
-            data = validate_run(config, image_check=args.image_check)
-        if args.command == "validate":
-            sizes = ", ".join(f"{split} {len(rows):,}" for split, rows in data.items())
-            print(f"{args.config}: valid ({config.benchmark_name}: {sizes}; methods {', '.join(config.methods)})")
-            return 0
-        if args.command == "push" and not Path(config.output_dir).is_dir():
-            return _stage(config, args.command, args, data)  # fails naming the missing run, creating nothing
-        from .utils import run_folder_lock
-
-        with run_folder_lock(config.output_dir, f"{args.command} {args.config}"):
-            return _stage(config, args.command, args, data)
+        status = _command(args)
+        return status
     except KeyboardInterrupt:
         print("hf-ddb: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
@@ -277,6 +253,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         return _report_error(err, f"{args.config}: " if isinstance(err, ConfigError) else "")
+    finally:
+        from .utils import leave_process_group
+
+        leave_process_group(wait=status == 0)
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Checks the config and data, then runs ``args.command`` under the run folder's lock."""
+    from .config_file import read_checked_config
+
+    raw = read_checked_config(args.config, overrides=args.set)  # key, type and name errors: no torch yet
+    if args.command == "push" and not args.dry_run:
+        _require_token(args.token)
+    from .config import parse_config
+
+    config = parse_config(raw)
+    if args.quiet:
+        _hide_library_progress_bars()
+    if args.output_dir:
+        config.output_dir = args.output_dir
+    data = None
+    if args.command != "push":
+        from .validation import validate_run
+
+        # every check before any stage: nothing is written if one fails
+        data = validate_run(config, image_check=args.image_check)
+    if args.command == "validate":
+        sizes = ", ".join(f"{split} {len(rows):,}" for split, rows in data.items())
+        print(f"{args.config}: valid ({config.benchmark_name}: {sizes}; methods {', '.join(config.methods)})")
+        return 0
+    if args.command == "push" and not Path(config.output_dir).is_dir():
+        return _stage(config, args.command, args, data)  # fails naming the missing run, creating nothing
+    from .utils import run_folder_lock
+
+    with run_folder_lock(config.output_dir, f"{args.command} {args.config}"):
+        return _stage(config, args.command, args, data)
 
 
 if __name__ == "__main__":

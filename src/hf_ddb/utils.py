@@ -149,6 +149,24 @@ def process_rank_and_count() -> tuple[int, int]:
     return 0, 1
 
 
+def leave_process_group(wait: bool = True) -> None:
+    """Destroys the torch.distributed group (nothing without one), after every process reaches this point
+    when ``wait`` (a process that failed must not wait: its peers may be blocked in another collective).
+
+    Left to interpreter exit, gloo's threads are torn down while a peer may still be talking to them, and a
+    process can abort ("terminate called without an active exception") after its work is done."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def rows_of_this_process(num_rows: int) -> range:
     """This process's contiguous share of ``num_rows`` rows (all of them without a process group); shares
     differ by at most one row and, concatenated in rank order, are exactly the rows in order."""

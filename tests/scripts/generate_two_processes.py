@@ -11,6 +11,7 @@ from diffusers import DDPMScheduler
 from hf_ddb.diffusion import DiffusionConfig, build_unet
 from hf_ddb.generation import GenerationConfig, generate_synthetic_dataset
 from hf_ddb.pipeline_generation import BiasAlignedGenerationPipeline
+from hf_ddb.utils import leave_process_group
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
@@ -25,3 +26,4 @@ if __name__ == "__main__":
     made = sorted({p.name for p in (out / "shards").glob("*.parquet")} - before)
     report = {"rank": state.process_index, "world": state.num_processes, "rows": len(dataset)}
     (out / f"rank{state.process_index}.json").write_text(json.dumps(report))
+    leave_process_group()  # before exit: gloo torn down at exit can abort a process

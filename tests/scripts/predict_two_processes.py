@@ -11,6 +11,7 @@ from datasets import load_from_disk
 
 from hf_ddb.inputs import ImageLoading, predict_logits
 from hf_ddb.models import build_classifier
+from hf_ddb.utils import leave_process_group
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
@@ -25,3 +26,4 @@ if __name__ == "__main__":
 
         stream = load_dataset("parquet", data_files=sys.argv[3], split="train", streaming=True)
         np.save(out / f"stream{state.process_index}.npy", predict_logits(model, stream, batch_size=16))
+    leave_process_group()  # before exit: gloo torn down at exit can abort a process

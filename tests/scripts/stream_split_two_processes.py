@@ -11,6 +11,7 @@ from hf_ddb.data import load_streamed_image_dataset
 from hf_ddb.inputs import model_inputs
 from hf_ddb.models import build_classifier
 from hf_ddb.training import TrainingConfig
+from hf_ddb.utils import leave_process_group
 
 if __name__ == "__main__":
     from transformers import Trainer
@@ -25,3 +26,4 @@ if __name__ == "__main__":
     steps = [batch["index"].tolist() for batch in trainer.get_train_dataloader()]
     rank = trainer.args.process_index
     (out / f"rank{rank}.json").write_text(json.dumps({"steps": steps, "processes": trainer.args.world_size}))
+    leave_process_group()  # before exit: gloo torn down at exit can abort a process

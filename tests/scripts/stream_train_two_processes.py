@@ -11,6 +11,7 @@ from datasets import load_dataset
 from hf_ddb.inputs import model_inputs
 from hf_ddb.models import build_classifier
 from hf_ddb.training import TrainingConfig
+from hf_ddb.utils import leave_process_group
 
 if __name__ == "__main__":
     from transformers import Trainer
@@ -25,3 +26,4 @@ if __name__ == "__main__":
     seen = [int(label) for batch in trainer.get_train_dataloader() for label in batch["labels"]]
     rank = trainer.args.process_index
     (out / f"rank{rank}.json").write_text(json.dumps({"labels": seen, "processes": trainer.args.world_size}))
+    leave_process_group()  # before exit: gloo torn down at exit can abort a process
