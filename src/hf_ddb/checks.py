@@ -23,6 +23,8 @@ LIMITS = {
     "models": 100,  # models trained per method (a committee)
     "channels": 4_096,  # a UNet block's width
     "layers": 64,  # a UNet's levels, layers per block
+    "seed": 2**32 - 1,  # numpy's seeds
+    "integer": 2**32 - 1,  # any other integer a config holds (class ids, model arguments, method options)
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -94,7 +95,9 @@ def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: Data
         if not args.quiet:
             say(f"\nreport: {run.root / 'results.md'}  (results.json, plots, model cards)")
         if run.is_main_process:
-            (run.root / "last_run.json").write_text(json.dumps({"command": command, "seconds": seconds}))
+            from .utils import atomic_write_text
+
+            atomic_write_text(run.root / "last_run.json", json.dumps({"command": command, "seconds": seconds}))
     return 0
 
 
@@ -174,12 +177,20 @@ def _init(args: argparse.Namespace) -> int:
         if args.debug:
             raise
         return _report_error(err)
+    if args.quiet:
+        return 0
     bias = f", bias column {sketch.bias_column!r}" if sketch.bias_column else ", no bias column"
     print(
         f"wrote {output}: image column {sketch.image_column!r}, label column {sketch.label_column!r} "
-        f"({len(sketch.class_names)} classes){bias}, images {sketch.image_size[0]}x{sketch.image_size[1]} px"
+        f"({len(sketch.class_names)} classes){bias}, images "
+        + (
+            "of several sizes (the config resizes them)"
+            if sketch.mixed_sizes
+            else f"{sketch.image_size[0]}x{sketch.image_size[1]} px"
+        )
     )
-    print(f"next: hf-ddb validate {output} && hf-ddb run {output}")
+    quoted = shlex.quote(str(output))
+    print(f"next: hf-ddb validate {quoted} && hf-ddb run {quoted}")
     return 0
 
 
@@ -209,6 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         add_verbosity(sub, argparse.SUPPRESS)
         sub.add_argument("--debug", action="store_true", help="show the full traceback of an error")
         sub.add_argument(
+            "--trust-code",
+            action="store_true",
+            help="allow methods named by import path (file.py:Class, package.module:Class) to be imported: that "
+            "runs their code (also HF_DDB_TRUST_CODE=1)",
+        )
+        sub.add_argument(
             "--image-check",
             choices=["all", "sample"],
             default=None,
@@ -235,11 +252,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     init.add_argument("--output", help="where to write the YAML (default: <dataset name>.yaml here)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    add_verbosity(init, argparse.SUPPRESS)
     init.set_defaults(config=None)
     args = parser.parse_args(argv)
+    _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     if args.command == "init":
         return _init(args)
-    _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     from .checks import ConfigError
 
     status = 1
@@ -261,14 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command(args: argparse.Namespace) -> int:
     """Checks the config and data, then runs ``args.command`` under the run folder's lock."""
-    from .config_file import read_checked_config
+    from .config_file import config_path, read_checked_config
 
     raw = read_checked_config(args.config, overrides=args.set)  # key, type and name errors: no torch yet
     if args.command == "push" and not args.dry_run:
         _require_token(args.token)
     from .config import parse_config
 
-    config = parse_config(raw)
+    config = parse_config(raw, trust_code=args.trust_code, base_dir=config_path(args.config).parent)
     if args.quiet:
         _hide_library_progress_bars()
     if args.output_dir:
@@ -283,8 +301,12 @@ def _command(args: argparse.Namespace) -> int:
         sizes = ", ".join(f"{split} {len(rows):,}" for split, rows in data.items())
         print(f"{args.config}: valid ({config.benchmark_name}: {sizes}; methods {', '.join(config.methods)})")
         return 0
-    if args.command == "push" and not Path(config.output_dir).is_dir():
-        return _stage(config, args.command, args, data)  # fails naming the missing run, creating nothing
+    if args.command == "push":
+        if args.dry_run or not Path(config.output_dir).is_dir():  # reads only (or fails naming the missing run)
+            return _stage(config, args.command, args, data)
+        from .hub import check_pushable
+
+        check_pushable(config.output_dir, classifier=config.hub.classifier, dataset=not args.no_dataset)
     from .utils import run_folder_lock
 
     with run_folder_lock(config.output_dir, f"{args.command} {args.config}"):

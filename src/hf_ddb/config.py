@@ -7,6 +7,7 @@ import collections.abc
 import dataclasses
 import json
 import math
+import os
 import types
 import typing
 from collections.abc import Sequence
@@ -132,9 +133,13 @@ class RunConfig:
     output_dir: str = "runs/default"
     # methods defined outside hf-ddb: their name -> the import path the config gave ('module:Class')
     method_imports: dict[str, str] = field(default_factory=dict)
+    # each method's Recipe class, resolved once by parse_config (import paths only with its trust_code)
+    recipes: dict[str, type[Recipe]] = field(default_factory=dict, repr=False, compare=False)
 
     def recipe(self, method: str) -> type[Recipe]:
-        """The `Recipe` class of one of ``methods`` (built in, or imported from the path the config gave)."""
+        """The `Recipe` class of one of ``methods`` (built in, or the class parse_config imported)."""
+        if method in self.recipes:
+            return self.recipes[method]
         return resolve_recipe(self.method_imports.get(method, method))
 
     def reads_amplifier(self, method: str) -> bool:
@@ -176,7 +181,10 @@ class RunConfig:
         return b.get("bias_ratio")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as plain values (the resolved recipe classes left out: ``method_imports`` names them)."""
+        values = dataclasses.asdict(self)
+        values.pop("recipes")
+        return values
 
 
 def _section(cls: type, values: Any, where: str) -> Any:
@@ -199,11 +207,17 @@ def _section(cls: type, values: Any, where: str) -> Any:
         raise ConfigError(f"'{where}.{name}': {err}" if name in hints else f"'{where}': {err}") from err
 
 
-def parse_config(raw: dict[str, Any]) -> RunConfig:
-    """Validate a config mapping; raises `ConfigError` naming the first bad key."""
+def parse_config(
+    raw: dict[str, Any], *, trust_code: bool = False, base_dir: str | os.PathLike | None = None
+) -> RunConfig:
+    """Validate a config mapping; raises `ConfigError` naming the first bad key.
+
+    Methods named by import path (``file.py:Class``, ``package.module:Class``) run code when imported: only
+    with ``trust_code`` (or ``HF_DDB_TRUST_CODE=1``), a file's relative path read from ``base_dir`` (the config
+    file's folder; default the current one)."""
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping of keys to values")
-    known = {f.name for f in dataclasses.fields(RunConfig)} - {"method_imports"}  # derived from 'methods'
+    known = {f.name for f in dataclasses.fields(RunConfig)} - {"method_imports", "recipes"}  # from 'methods'
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown key '{unknown[0]}'; known top-level keys: {sorted(known)}")
@@ -220,7 +234,7 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         if not isinstance(entry, str):
             raise ConfigError(f"'methods' holds {entry!r}; give method names or 'package.module:ClassName'")
         try:
-            recipe = resolve_recipe(entry)
+            recipe = resolve_recipe(entry, trust_code=trust_code, base_dir=base_dir)
         except ValueError as err:
             raise ConfigError(f"'methods': {err}") from err
         if recipe.name in recipes:
@@ -298,6 +312,7 @@ def parse_config(raw: dict[str, Any]) -> RunConfig:
         hub=hub,
         output_dir=output_dir,
         method_imports=method_imports,
+        recipes=recipes,
     )
 
 
@@ -399,6 +414,7 @@ def config_schema() -> dict[str, Any]:
     for name in sections:
         top.pop(name)
     top.pop("method_imports")
+    top.pop("recipes")
     sections["diffusion"]["preset"] = ["str"]
     benchmarks = {name: {"name": ["str"], **_fields(cls)} for name, cls in BENCHMARK_OPTIONS.items()}
     benchmarks["hub"] = {

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .checks import ConfigError
+from .checks import LIMITS, ConfigError
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -64,6 +64,25 @@ class _BoundedLoader(yaml.SafeLoader):
             if self.aliases_seen > MAX_YAML_ALIASES:
                 raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases (*name); write the values out")
         return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """Refuses a key written twice in one mapping (YAML would keep the last one silently: a second
+        ``training:`` section would replace the first whole)."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+                seen[key] = line
+            except TypeError:  # an unhashable key: the constructor names it
+                continue
+            if first is not None:
+                where = f"lines {first} and {line}" if first != line else f"line {line}"
+                problem = f"key {key!r} written twice ({where}); keep one"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -150,12 +169,14 @@ def read_checked_config(path: str | os.PathLike, overrides: Sequence[str] = ()) 
     return raw
 
 
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = (), *, trust_code: bool = False) -> RunConfig:
     """Read and validate a run config: `read_checked_config`, then the full checks of
-    `hf_ddb.config.parse_config`."""
+    `hf_ddb.config.parse_config` (methods named by import path only with ``trust_code``; a relative file path
+    is read from the config's folder)."""
     from .config import parse_config
 
-    return parse_config(read_checked_config(path, overrides))
+    raw = read_checked_config(path, overrides)
+    return parse_config(raw, trust_code=trust_code, base_dir=config_path(path).parent)
 
 
 def _fits(value: Any, kinds: list[str]) -> bool:
@@ -253,4 +274,17 @@ def config_problems(raw: Any, schema: dict[str, Any] | None = None) -> list[str]
                 _check_mapping(values, f"method_options.{method}.", schema["methods"][method], problems)
             elif not imported:
                 problems.append(_unknown(str(method), "method_options.", list(schema["methods"])))
+    problems += _huge_integers(raw)
     return problems
+
+
+def _huge_integers(value: Any, where: str = "") -> list[str]:
+    """Every integer anywhere in the config beyond `LIMITS` ``integer`` (no setting takes one: it would fail
+    or exhaust memory hours later), each naming its key."""
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _huge_integers(item, f"{where}{key}.")]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _huge_integers(item, f"{where.rstrip('.')}[{i}].")]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > LIMITS["integer"]:
+        return [f"'{where.rstrip('.')}' is {value:,}; no setting takes an integer beyond {LIMITS['integer']:,}"]
+    return []

@@ -44,7 +44,7 @@ from .checks import LIMITS, check_choice, check_integer, check_number
 from .data import image_channels
 from .inputs import images
 from .pipeline_generation import BiasAlignedGenerationPipeline
-from .utils import atomic_directory, force_cpu_processes, progress_bars_shown
+from .utils import atomic_directory, atomic_file, atomic_write_text, force_cpu_processes, progress_bars_shown
 
 __all__ = ["PRESETS", "DiffusionConfig", "DiffusionTrainingOutput", "build_unet", "train_diffusion"]
 
@@ -179,9 +179,9 @@ class DiffusionConfig:
         check_integer("num_train_timesteps", self.num_train_timesteps, low=1, high=LIMITS["steps"])
         for name in ("lr_warmup_steps", "sample_every"):
             check_integer(name, getattr(self, name), low=0, high=LIMITS["steps"])
-        check_integer("seed", self.seed, low=0)
+        check_integer("seed", self.seed, low=0, high=LIMITS["seed"])
         if self.checkpoints_total_limit is not None:
-            check_integer("checkpoints_total_limit", self.checkpoints_total_limit, low=1)
+            check_integer("checkpoints_total_limit", self.checkpoints_total_limit, low=1, high=LIMITS["steps"])
         check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
         check_number("dropout", self.dropout, low=0.0, high=1.0)
         for name in ("adam_beta1", "adam_beta2", "ema_max_decay"):
@@ -322,8 +322,8 @@ def _sample_grid(pipeline: BiasAlignedGenerationPipeline, path: Path, seed: int)
         num_images_per_class=4, num_inference_steps=20, generator=torch.Generator().manual_seed(seed)
     ).images  # PIL, class by class
     grid = make_image_grid(images, rows=pipeline.num_classes, cols=4)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.resize((grid.width * 4, grid.height * 4), PILImage.Resampling.NEAREST).save(path)
+    with atomic_file(path) as tmp:
+        grid.resize((grid.width * 4, grid.height * 4), PILImage.Resampling.NEAREST).save(tmp)
 
 
 def train_diffusion(
@@ -401,7 +401,8 @@ def train_diffusion(
         logger.info(f"resuming diffusion training from {path} (step {global_step})", main_process_only=True)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "diffusion_config.json").write_text(
+        atomic_write_text(
+            output_dir / "diffusion_config.json",
             json.dumps(
                 {
                     **config.to_dict(),
@@ -410,7 +411,7 @@ def train_diffusion(
                     "num_processes": accelerator.num_processes,
                 },
                 indent=2,
-            )
+            ),
         )
 
     rank, world = accelerator.process_index, accelerator.num_processes

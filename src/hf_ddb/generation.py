@@ -75,7 +75,7 @@ class GenerationConfig:
         )
         check_integer("num_inference_steps", self.num_inference_steps, low=1, high=LIMITS["inference_steps"])
         check_integer("batch_size", self.batch_size, low=1, high=LIMITS["batch_size"])
-        check_integer("seed", self.seed, low=0)
+        check_integer("seed", self.seed, low=0, high=LIMITS["seed"])
         check_number("guidance_scale (the paper's w)", self.guidance_scale, low=0.0)
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {sorted(SCHEDULERS)}")

@@ -407,6 +407,29 @@ def _size_category(rows: int) -> str:
     return "n>1M"
 
 
+def check_pushable(
+    run_dir: str | os.PathLike, *, classifier: str = "ddb_ii", dataset: bool = True
+) -> dict[str, list[str]]:
+    """Every artefact `push_run` sends present, and no symbolic link anywhere it would read (checked before
+    anything is sent or locked: all repos go, or none); returns each artefact's files."""
+    from .layout import RunLayout
+
+    layout = RunLayout(Path(run_dir))
+    folders = layout.artefacts(classifier)
+    for kind, folder in folders.items():
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no {kind} artefact at {folder}; run `hf-ddb run` first")
+    if dataset and not layout.synthetic_dataset.is_dir():
+        raise FileNotFoundError(f"no synthetic dataset at {layout.synthetic_dataset}; run `hf-ddb run` first")
+    files = {kind: _artifact_paths(folder, layout.root) for kind, folder in folders.items()}
+    unlinked(layout.cards, layout.root)
+    if dataset:
+        _artifact_paths(layout.synthetic_dataset, layout.root)
+        for path in (layout.samples_image, layout.synthetic / "generation_settings.json"):
+            unlinked(path, layout.root)
+    return files
+
+
 def push_run(
     run_dir: str | os.PathLike,
     repo_prefix: str,
@@ -427,20 +450,10 @@ def push_run(
     layout = RunLayout(Path(run_dir))
     folders = layout.artefacts(classifier)
     repos = {kind: f"{repo_prefix}-{ARTIFACT_SUFFIXES[kind]}" for kind in folders}
-    for kind, folder in folders.items():
-        if not folder.is_dir():
-            raise FileNotFoundError(f"no {kind} artefact at {folder}; run `hf-ddb run` first")
     dataset_repo = f"{repo_prefix}-{DATASET_SUFFIX}" if dataset else None
     every_repo = [*repos.values(), *([dataset_repo] if dataset_repo else [])]
-    if dataset and not layout.synthetic_dataset.is_dir():
-        raise FileNotFoundError(f"no synthetic dataset at {layout.synthetic_dataset}; run `hf-ddb run` first")
-    # every file to be read, checked for links before anything is sent (all repos go, or none)
-    listed = {repos[kind]: _artifact_paths(folder, layout.root) for kind, folder in folders.items()}
-    unlinked(layout.cards, layout.root)
-    if dataset:
-        _artifact_paths(layout.synthetic_dataset, layout.root)
-        for path in (layout.samples_image, layout.synthetic / "generation_settings.json"):
-            unlinked(path, layout.root)
+    files = check_pushable(run_dir, classifier=classifier, dataset=dataset)
+    listed = {repos[kind]: files[kind] for kind in folders}
     if dry_run:
         for repo_id in every_repo:
             _check_repo_id(repo_id)

@@ -33,9 +33,12 @@ groups on ``valid``: DDB recipes, or any recipe given the amplifier's flags) or
 from __future__ import annotations
 
 import copy
+import logging
+import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,6 +77,8 @@ from .objectives import (
 from .trainer import DebiasTrainer
 from .training import TrainingConfig, train_erm
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "DDBIIPaper",
     "DDBIIReal",
@@ -97,6 +102,8 @@ __all__ = [
     "Recipe",
     "RecipeContext",
     "committee_aligned",
+    "TRUST_CODE_ENV",
+    "code_trusted",
     "import_recipe",
     "register_recipe",
     "resolve_recipe",
@@ -157,6 +164,8 @@ class RecipeContext:
     def signals(self, split: str) -> Mapping[str, np.ndarray]:
         """The amplifier's signals on ``split`` (``"train"`` or ``"valid"``), stored or computed."""
         dataset = self.train if split == "train" else self.valid
+        if dataset is None:
+            raise ValueError(f"this method reads the {split!r} split: give the RecipeContext a valid split")
         if self.amplifier_signals is not None and split in self.amplifier_signals:
             signals = self.amplifier_signals[split]
             if len(signals["loss"]) != len(dataset):
@@ -356,6 +365,14 @@ class DisEnt(Recipe, DisEntSettings):
         "Learning Debiased Representation via Disentangled Feature Augmentation: intrinsic and bias encoders, "
         "LfF's weights and bias features swapped across the batch."
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.hidden_sizes is not None:
+            if isinstance(self.hidden_sizes, str | bytes) or not isinstance(self.hidden_sizes, Sequence):
+                raise ValueError(f"hidden_sizes must be a list of layer widths, got {self.hidden_sizes!r}")
+            for index, width in enumerate(self.hidden_sizes):
+                check_integer(f"hidden_sizes[{index}]", width, low=1, high=LIMITS["channels"])
 
     def objective(self) -> DisEntObjective:
         return DisEntObjective(**settings_of(self, DisEntSettings))
@@ -793,52 +810,83 @@ RECIPES: dict[str, type[Recipe]] = {
 }
 
 
-def import_recipe(path: str) -> type[Recipe]:
+TRUST_CODE_ENV = "HF_DDB_TRUST_CODE"
+
+
+def code_trusted(trust_code: bool = False) -> bool:
+    """Whether methods may be imported from a config's import paths: ``trust_code`` (``--trust-code``, a Python
+    argument) or ``HF_DDB_TRUST_CODE=1`` in the environment. Off by default, as transformers'
+    ``trust_remote_code``: a config is shared like data, and naming code in it must not be enough to run it."""
+    return trust_code or os.environ.get(TRUST_CODE_ENV, "") == "1"
+
+
+def import_recipe(path: str, *, trust_code: bool = False, base_dir: str | os.PathLike | None = None) -> type[Recipe]:
     """The `Recipe` subclass at ``path``: ``package.module:ClassName`` (an importable module) or
-    ``path/to/file.py:ClassName`` (a Python file, relative to the current directory), so that a run config can
-    name a method defined outside hf-ddb. Importing runs that module's code: name only code you trust."""
+    ``path/to/file.py:ClassName`` (a Python file; a relative path is read from ``base_dir``, the config's folder,
+    and may not leave it), so that a run config can name a method defined outside hf-ddb. Importing runs that
+    code, so it is refused, before anything is imported, unless `code_trusted` (``trust_code``)."""
     import importlib
     import importlib.util
     import sys
-    from pathlib import Path
 
     module_name, _, class_name = path.rpartition(":")
     if not module_name or not class_name.isidentifier():
         raise ValueError(f"{path!r} is no import path; write 'package.module:ClassName' or 'file.py:ClassName'")
+    if not code_trusted(trust_code):
+        raise ValueError(
+            f"{path!r} would run the code in {module_name}; allow it with --trust-code (or {TRUST_CODE_ENV}=1, "
+            "or trust_code=True) only if you trust that code"
+        )
     if module_name.endswith(".py"):
-        file = Path(module_name).resolve()
+        base = Path(base_dir or ".").resolve()
+        file = (base / module_name).resolve()
+        if not Path(module_name).is_absolute() and not file.is_relative_to(base):
+            raise ValueError(f"{path!r}: {module_name} leaves the config's folder {base}; give an absolute path")
         if not file.is_file():
-            raise ValueError(f"{path!r}: no file {module_name}")
+            raise ValueError(f"{path!r}: no file {file}")
         key = f"hf_ddb_user_recipes.{file.stem}_{abs(hash(str(file)))}"
         module = sys.modules.get(key)
         if module is None:
+            logger.info(f"importing {class_name} from {file} (trusted code)")
             spec = importlib.util.spec_from_file_location(key, file)
             module = importlib.util.module_from_spec(spec)
             sys.modules[key] = module  # dataclasses look their module up while the file runs
             try:
                 spec.loader.exec_module(module)
+            except KeyboardInterrupt:
+                del sys.modules[key]
+                raise
             except Exception as err:  # the user's own code failed: name the file, keep its words
                 del sys.modules[key]
                 raise ValueError(f"{path!r}: running {module_name} failed ({type(err).__name__}: {err})") from err
+            except BaseException as err:  # sys.exit() in a script: a refusal, not the end of hf-ddb
+                del sys.modules[key]
+                raise ValueError(f"{path!r}: running {module_name} exited ({type(err).__name__}: {err})") from err
     else:
+        logger.info(f"importing {class_name} from module {module_name} (trusted code)")
         try:
             module = importlib.import_module(module_name)
+        except KeyboardInterrupt:
+            raise
         except ImportError as err:
             raise ValueError(f"{path!r}: cannot import {module_name!r} ({err})") from err
         except Exception as err:
             raise ValueError(f"{path!r}: importing {module_name!r} failed ({type(err).__name__}: {err})") from err
+        except BaseException as err:
+            raise ValueError(f"{path!r}: running {module_name} exited ({type(err).__name__}: {err})") from err
     recipe = getattr(module, class_name, None)
     if not (isinstance(recipe, type) and issubclass(recipe, Recipe)) or recipe.name == Recipe.name:
         raise ValueError(f"{path!r} is not a Recipe subclass with its own `name`")
     return recipe
 
 
-def resolve_recipe(method: str) -> type[Recipe]:
-    """A built-in method by name (`RECIPES`), or a method outside hf-ddb by import path (`import_recipe`)."""
+def resolve_recipe(method: str, *, trust_code: bool = False, base_dir: str | os.PathLike | None = None) -> type[Recipe]:
+    """A built-in method by name (`RECIPES`), or a method outside hf-ddb by import path (`import_recipe`, which
+    needs ``trust_code``)."""
     if method in RECIPES:
         return RECIPES[method]
     if ":" in method:
-        return import_recipe(method)
+        return import_recipe(method, trust_code=trust_code, base_dir=base_dir)
     raise ValueError(f"unknown method {method!r}; available: {list(RECIPES)}, or 'package.module:ClassName'")
 
 
@@ -938,6 +986,8 @@ def train_with_recipe(
     if selection not in SELECTIONS:
         raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
     train, valid, training = context.train, context.valid, context.training
+    if valid is None:
+        raise ValueError("train_with_recipe selects on the 'valid' split: give the RecipeContext a valid split")
     inference = recipe.infer(context)
     for callback in callbacks:
         if hasattr(callback, "on_bias_inference"):

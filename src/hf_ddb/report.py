@@ -110,7 +110,8 @@ def _group_accuracy_plot(results: dict[str, dict[str, Any]], path: Path) -> None
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=min(len(methods), 3))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
@@ -129,7 +130,8 @@ def _loss_histogram(losses: np.ndarray, conflicting: np.ndarray, path: Path) -> 
     ax.set_title("BA loss: bias labels used for this plot only")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
@@ -452,14 +454,16 @@ def _figures(summary: RunSummary, report: dict[str, Any]) -> dict[str, Path]:
         figures["samples"] = layout.samples_image
         grid = sample_grid(summary.synthetic, per_class=10, scale=3)
         names = [summary.class_names[int(c)] for c in np.unique(summary.synthetic["label"])]
-        labelled(grid, names, "Synthetic bias-aligned images (10 per class)").save(figures["samples"])
+        with atomic_file(figures["samples"]) as tmp:
+            labelled(grid, names, "Synthetic bias-aligned images (10 per class)").save(tmp)
         if summary.train is not None and summary.amplifier_train_flags is not None:
             figures["findings"] = root / "amplifier_findings.png"
             grid = findings_grid(summary.train, summary.amplifier_train_losses, summary.amplifier_train_flags)
             names = [summary.class_names[int(c)] for c in np.unique(summary.train["label"])]
             headers = (("flagged (highest loss first)", 0.0), ("most bias-aligned", 6 / 11))
             title = "Real training images: what the bias amplifier flags, per class (no bias labels)"
-            labelled(grid, names, title, headers).save(figures["findings"])
+            with atomic_file(figures["findings"]) as tmp:
+                labelled(grid, names, title, headers).save(tmp)
     return figures
 
 

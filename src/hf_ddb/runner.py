@@ -155,7 +155,7 @@ class Run:
             os.replace(folder, aside)
             self.log(f"{name}: settings changed, previous output moved to {aside}")
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "stage.pending.json").write_text(json.dumps({"key": key}))
+        atomic_write_text(folder / "stage.pending.json", json.dumps({"key": key}))
         return False
 
     @staticmethod

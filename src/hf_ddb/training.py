@@ -55,7 +55,7 @@ class TrainingConfig:
         check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
         check_number("weight_decay", self.weight_decay, low=0.0)
         check_number("max_grad_norm", self.max_grad_norm, low=0.0)
-        check_integer("seed", self.seed, low=0, high=2**32 - 1)
+        check_integer("seed", self.seed, low=0, high=LIMITS["seed"])
         check_choice("lr_scheduler", self.lr_scheduler, [s.value for s in SchedulerType])
         check_choice("mixed_precision", self.mixed_precision, (None, "no", "bf16", "fp16"))
         check_choice("report_to", self.report_to, ("none", "all", "tensorboard", "wandb", "mlflow", "trackio"))

@@ -36,6 +36,13 @@ def progress_bars_shown() -> bool:
 STALE_SECONDS = 3600  # a temporary folder untouched this long was left by a killed write, not one in progress
 
 
+def _umask() -> int:
+    """The process's file mode creation mask (read by setting it, then set back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path to write; on success it replaces ``path`` in one rename, so readers
@@ -44,6 +51,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=target.suffix, dir=target.parent)
+    os.fchmod(handle, 0o666 & ~_umask())  # as open() would create it (mkstemp's 0600 hides it from a team)
     os.close(handle)
     tmp = Path(name)
     try:
@@ -73,6 +81,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             if time.time() - stale.stat().st_mtime > STALE_SECONDS:  # not another process's write in progress
                 shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o777 & ~_umask())  # as mkdir() would create it (mkdtemp's 0700 hides it from a team)
     try:
         yield tmp
         if target.exists():
@@ -213,6 +222,24 @@ class RunFolderBusyError(OSError):
     """Another hf-ddb process holds the run folder's lock."""
 
 
+def _open_lock_file(path: Path) -> Any:
+    """The lock file opened for reading and writing, created if absent; never through a symbolic link (a link
+    planted at its name would make the lock truncate the file it points to) and only a regular file."""
+    import stat
+
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(path, flags, 0o666)
+    except OSError as err:
+        if path.is_symlink():
+            raise OSError(f"{path} is a symbolic link; hf-ddb writes nothing through links: remove it") from None
+        raise OSError(f"cannot open the run folder's lock {path} ({err.strerror})") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OSError(f"{path} is not a regular file; remove it")
+    return os.fdopen(descriptor, "r+")
+
+
 @contextmanager
 def run_folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
     """Hold ``folder``'s lock (``.hf-ddb.lock``, an OS file lock) while ``what`` runs, so two hf-ddb commands never
@@ -227,7 +254,7 @@ def run_folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
         return
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK_NAME, "a+")  # noqa: SIM115 (held open while the lock is held)
+    handle = _open_lock_file(folder / LOCK_NAME)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
