@@ -41,7 +41,7 @@ def run_config(benchmark: str, options: dict, architecture: str, epochs: float, 
 
 
 def run_one(config: dict, workdir: Path) -> dict:
-    parsed = parse_config({**config, "output_dir": str(workdir / config["output_dir"])})
+    parsed = parse_config({**config, "output_dir": str(workdir / config["output_dir"])}, trust_code=True)
     result = Run(parsed).debias()["erm"]
     return {**result["test"], "train_seconds": result["seconds"]}
 

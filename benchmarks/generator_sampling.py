@@ -56,9 +56,9 @@ def variant_config(base: dict, args: argparse.Namespace, count: int, guidance: f
 def measure(config: dict, reuse_diffusion: str | None = None) -> dict:
     """One variant: generation, amplifier and the methods through `hf_ddb.Run` (the diffusion stage taken from
     the run folder ``reuse_diffusion`` when it holds one trained with the same settings, `Run.reuse`)."""
-    run = Run(parse_config(config))
+    run = Run(parse_config(config, trust_code=True))
     if reuse_diffusion:
-        run.reuse("diffusion", Run(parse_config({**config, "output_dir": reuse_diffusion})))
+        run.reuse("diffusion", Run(parse_config({**config, "output_dir": reuse_diffusion}, trust_code=True)))
     run.amplifier()
     amplifier = run.stage_record("amplifier")
     row = {
@@ -116,7 +116,9 @@ def main() -> None:
     for count, guidance, sampler in itertools.product(args.counts, args.guidance, args.samplers):
         name = variant_name(count, guidance, sampler)
         config = variant_config(base, args, count, guidance, sampler)
-        key = Run(parse_config(config)).key("amplifier")  # the variant's settings, the diffusion model's included
+        key = Run(parse_config(config, trust_code=True)).key(
+            "amplifier"
+        )  # the variant's settings, the diffusion model's included
         rows[name] = cached(
             Path(args.workdir) / "rows" / f"{name}-{key}.json", partial(measure, config, args.reuse_diffusion)
         )

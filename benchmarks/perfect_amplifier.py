@@ -57,7 +57,7 @@ def main() -> None:
     for ratio in args.ratios:
         per_method: dict[str, list[dict]] = {m: [] for m in args.methods}
         for seed in args.seeds:
-            run = PerfectAmplifierRun(parse_config(run_config(args, ratio, seed)))
+            run = PerfectAmplifierRun(parse_config(run_config(args, ratio, seed), trust_code=True))
             for method in args.methods:
                 path = run.root / "quality" / f"perfect-{method}-{run.method_key(method)}.json"
                 per_method[method].append(cached(path, partial(train_method, run, method, ratio)))

@@ -268,7 +268,7 @@ def main() -> None:
         detection: list[dict] = []
         first = None
         for seed in args.seeds:
-            run = Run(parse_config(run_config(args, ratio, seed)))
+            run = Run(parse_config(run_config(args, ratio, seed), trust_code=True))
             share_generator(run, first)
             first = first or run
             if run.needs_amplifier:

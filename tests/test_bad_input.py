@@ -117,7 +117,12 @@ CONFIG_CASES = [
     ("rule option", _with("amplifier", rule_options={"fraction": 0.1}), "'amplifier.rule_options'"),
     ("methods entry not a name", _top(methods=[3]), "'methods' holds 3"),
     ("method named twice", _top(methods=["erm", "erm"]), "'methods' names 'erm' twice"),
-    ("bad import path", _top(methods=["erm", "no_such_module:Method"]), "cannot import 'no_such_module'"),
+    ("import path without opt-in", _top(methods=["erm", "no_such_module:Method"]), "allow it with --trust-code"),
+    ("huge diffusion seed", _with("diffusion", seed=10**12), "'diffusion.seed' is 1,000,000,000,000"),
+    ("huge generation seed", _with("generation", seed=2**33), "'generation.seed'"),
+    ("huge hidden sizes", _options("disent", hidden_sizes=[10**12, 10**12]), "'method_options.disent.hidden_sizes[0]'"),
+    ("wide hidden size", _options("disent", hidden_sizes=[100, 10**5]), "'method_options.disent'"),
+    ("huge model argument", _with("classifier", model_args={"hidden_sizes": [2**40]}), "'classifier.model_args"),
     ("NaN step size", _options("ddb_i", step_sizes=[NAN]), "'method_options.ddb_i.step_sizes' must be a list of float"),
     ("unknown groups", _options("ddb_i", groups="colour"), "'method_options.ddb_i'"),
     ("inferred groups need the misclassified rule", _with("amplifier", rule="top_fraction"), "'method_options.ddb_"),
@@ -161,6 +166,12 @@ RAW_YAML_CASES = [
         "expands to over",
     ),
     ("not UTF-8", "benchmark: \xff\xfe\n", "not UTF-8"),
+    (
+        "section written twice",
+        "benchmark: {name: colored_mnist}\ntraining: {epochs: 1}\nmethods: [erm]\ntraining: {batch_size: 2}\n",
+        "key 'training' written twice (lines 2 and 4)",
+    ),
+    ("key written twice", "benchmark: {name: colored_mnist, name: hub}\n", "key 'name' written twice (line 1)"),
 ]
 
 
@@ -303,6 +314,13 @@ def test_grayscale_rgba_and_mixed_modes_are_converted(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ Python API
+def _train_without_valid():
+    from hf_ddb.recipes import ERM, RecipeContext, train_with_recipe
+
+    train = Dataset.from_dict({"image": [PILImage.new("RGB", (8, 8))], "label": [0]})
+    return train_with_recipe(ERM(), RecipeContext(train), "unused")
+
+
 def _api_cases():
     from hf_ddb import TrainingConfig, load_benchmark
     from hf_ddb.amplifier import pseudo_bias_labels
@@ -333,6 +351,7 @@ def _api_cases():
         ("weight floor 2", lambda: DDBII(weight_floor=2.0), "weight_floor"),
         ("guidance NaN", lambda: GenerationConfig(guidance_scale=math.nan), "guidance_scale"),
         ("benchmark ratio", lambda: load_benchmark("colored_mnist", conflict_ratio=0.3), "conflict_ratio"),
+        ("context without valid", _train_without_valid, "give the RecipeContext a valid split"),
         ("step size NaN", lambda: GroupDROObjective(group_ids=np.zeros(2, int), step_size=math.nan), "step_size"),
         ("no bias model", lambda: RelativeDifficultyObjective(), "bias_losses"),
         ("NaN weights", lambda: ERMObjective(sample_weights=np.array([1.0, math.nan])), "finite"),

@@ -72,7 +72,7 @@ def test_quality_sweep_drives_run_and_shares_the_generator_across_seeds(tmp_path
 def test_quality_variants_are_methods_by_import_path_with_their_settings(variant):
     from hf_ddb.config import parse_config
 
-    config = parse_config({"benchmark": {"name": "colored_mnist"}, "methods": [method_entry(variant)]})
+    config = parse_config({"benchmark": {"name": "colored_mnist"}, "methods": [method_entry(variant)]}, trust_code=True)
     assert config.methods == [variant] and config.recipe(variant) is VARIANTS[variant]
     assert variant not in RECIPES  # the library's registry is left alone
     recipe = config.recipe(variant)()
