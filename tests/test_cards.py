@@ -201,13 +201,15 @@ def _run_snippets(snippets, cwd, tmp_path):
 
 
 def test_local_card_snippets_run_from_the_run_folder(card_run, tmp_path):
-    """Before a push a card's snippet names the artefact's folder relative to the run folder."""
+    """Before a push a card's snippet names the artefact's folder relative to the run folder, as "./folder": a
+    bare "amplifier/model" is a valid Hub repo id, which transformers and diffusers would fetch (and, with
+    trust_remote_code, run) when the snippet is run from another folder."""
     _, run_dir, _ = card_run
     snippets = []
     for folder in CARDS:
         text = (run_dir / folder / "README.md").read_text()
         blocks = _python_blocks(text)
-        assert len(blocks) == 1 and f'"{folder}"' in blocks[0]
+        assert len(blocks) == 1 and f'"./{folder}"' in blocks[0]
         assert not re.search(r"\bimage\b", blocks[0]) or "image = " in blocks[0]  # no undefined input
         snippets += blocks
     out = _run_snippets(snippets, run_dir, tmp_path)
@@ -252,4 +254,4 @@ def test_push_metadata_is_in_the_cards_and_survives_a_rerun(card_run, monkeypatc
         assert text == pushed[repo], folder
     erm = (run_dir / "methods" / "erm" / "model" / "README.md").read_text()
     _assert_no_machine_path(erm, root)
-    assert ModelCard(erm).data.datasets == ["hf-ddb/colored_mnist"] and '"methods/erm/model"' in erm
+    assert ModelCard(erm).data.datasets == ["hf-ddb/colored_mnist"] and '"./methods/erm/model"' in erm

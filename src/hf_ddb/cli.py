@@ -5,8 +5,9 @@
     hf-ddb push CONFIG --repo-prefix you/colored-mnist-ddb
 
 Every stage is cached in the run folder, keyed by its settings: a re-run skips finished stages and resumes
-an interrupted one. ``train-diffusion`` and ``generate`` also run on several processes:
-``accelerate launch -m hf_ddb.cli train-diffusion CONFIG`` (or ``torchrun --nproc-per-node N -m hf_ddb.cli``).
+an interrupted one. Every command also runs on several processes (GPUs, or gloo on CPUs):
+``accelerate launch -m hf_ddb.cli run CONFIG`` (or ``torchrun --nproc-per-node N -m hf_ddb.cli run CONFIG``);
+every stage then shares its work across them and the main process writes.
 """
 
 from __future__ import annotations

@@ -596,7 +596,7 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
     }
 
     def where(folder: Path, suffix: str, pushed_there: bool = True) -> dict[str, str]:
-        local = folder.relative_to(layout.root).as_posix()
+        local = f"./{folder.relative_to(layout.root).as_posix()}"  # "./": never read as a Hub repo id
         return {"repo_or_path": f"{prefix}-{suffix}" if prefix and pushed_there else local, "local_folder": local}
 
     comparison = [
