@@ -140,13 +140,17 @@ def test_every_walkthrough_python_block_runs(shrunk, capsys):
     assert "'alignment_score'" in out and "unbiased_accuracy" in out
 
 
-def test_the_readme_python_block_runs_a_dataset_without_bias_labels(shrunk, capsys):
-    (block,) = blocks(README)
+def test_the_readme_python_blocks_run_a_dataset_without_bias_labels_then_use_its_artefacts(shrunk, capsys):
+    run, use = blocks(README)
     namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 (our README)
+    exec(compile(run, "README.md block 1", "exec"), namespace)  # noqa: S102 (our README)
     accuracy = float(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= accuracy <= 1.0
     assert "test" in namespace["results"]["methods"]["erm"] and Path("runs/waterbirds/results.md").is_file()
+    exec(compile(use, "README.md block 2", "exec"), namespace)  # noqa: S102 (our README)
+    predictions, score = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert "'score'" in predictions and "'alignment_score'" in score
+    assert len(namespace["images"]) == 4
 
 
 @pytest.mark.parametrize("path", [README, *sorted(DOCS.rglob("*.md"))], ids=lambda p: str(p.relative_to(ROOT)))
