@@ -567,7 +567,15 @@ def test_push_refuses_a_symbolic_link_wherever_it_would_read(finished_run, tmp_p
         assert not fake.repos and not fake.commits
 
 
-WRITTEN_NAMES = [*REPORT_FILES, "last_run.json", "cards.json"]
+WRITTEN_NAMES = [
+    *REPORT_FILES,
+    "last_run.json",
+    "cards.json",
+    "methods/ddb_i/model/README.md",
+    "methods/ddb_i/model/group_accuracy.png",
+    "amplifier/model/amplifier_losses.png",
+    "diffusion/pipeline/synthetic_samples.png",
+]
 
 
 def test_no_write_follows_a_link_planted_in_the_run_folder(finished_run, tmp_path, capsys):
@@ -582,7 +590,7 @@ def test_no_write_follows_a_link_planted_in_the_run_folder(finished_run, tmp_pat
     moved = _write(tmp_path, {**config, "output_dir": str(copy)}, "moved.yaml")
     victims = {}
     for name in WRITTEN_NAMES:
-        victims[name] = tmp_path / f"victim-{name}"
+        victims[name] = tmp_path / f"victim-{name.replace('/', '-')}"
         victims[name].write_text("precious")
         (copy / name).unlink(missing_ok=True)
         (copy / name).symlink_to(victims[name])

@@ -127,9 +127,10 @@ def _require_token(token: str | None) -> None:
         raise PermissionError("no Hub token: log in with `hf auth login`, set HF_TOKEN or pass --token")
 
 
-def _hide_library_progress_bars() -> None:
+def _hide_library_progress_bars(warnings_too: bool = False) -> None:
     """``-q``: the progress bars of datasets, diffusers and transformers off too, through their own switches
-    (hf-ddb's bars and Trainers follow its logger's level)."""
+    (hf-ddb's bars and Trainers follow its logger's level); ``warnings_too`` (a process other than the main
+    one) also their log below errors, so that several processes print each message once."""
     import datasets
     import diffusers
     import transformers
@@ -137,6 +138,10 @@ def _hide_library_progress_bars() -> None:
     datasets.disable_progress_bars()
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
+    if warnings_too:
+        datasets.logging.set_verbosity_error()
+        diffusers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.set_verbosity_error()
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
@@ -288,7 +293,11 @@ def _command(args: argparse.Namespace) -> int:
     from .config import parse_config
 
     config = parse_config(raw, trust_code=args.trust_code, base_dir=config_path(args.config).parent)
-    if args.quiet:
+    from .utils import LaunchedProcesses
+
+    if not LaunchedProcesses.from_environment().is_main:  # the main process shows bars and warnings for all
+        _hide_library_progress_bars(warnings_too=True)
+    elif args.quiet:
         _hide_library_progress_bars()
     if args.output_dir:
         config.output_dir = args.output_dir

@@ -168,7 +168,8 @@ class _Cards:
 
         for name, source in images.items():
             if source.is_file():
-                shutil.copyfile(source, folder / name)
+                with atomic_file(folder / name) as tmp:  # a link planted at the name is replaced, not written
+                    shutil.copyfile(source, tmp)
         name = folder.relative_to(self.layout.root).as_posix()
         arguments = json.loads(json.dumps(arguments, default=_json_number))  # as push will read it back
         entry: dict[str, Any] = {"kind": kind, "key": key, "arguments": arguments}
