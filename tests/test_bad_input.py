@@ -132,6 +132,7 @@ CONFIG_CASES = [
     ("selection", _top(selection="best_test"), "'selection'"),
     ("hub classifier", _top(hub={"classifier": "lff"}), "'hub.classifier'"),
     ("repo prefix type", _top(hub={"repo_prefix": 3}), "'hub.repo_prefix' must be str"),
+    ("licence not a Hub id", _top(hub={"license": "Apache 2"}), "'hub.license': license must be a Hub licence id"),
     ("output dir type", _top(output_dir=3), "'output_dir' must be str"),
     ("unknown top-level key", _top(epochs=3), "unknown key 'epochs'"),
 ]

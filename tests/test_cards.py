@@ -26,6 +26,7 @@ TINY_RUN = {
     "diffusion": {"preset": "tiny", "max_train_steps": 3, "checkpointing_steps": 2, "train_batch_size": 8},
     "generation": {"num_images_per_class": 4, "batch_size": 2, "num_inference_steps": 2, "guidance_scale": 0.5},
     "amplifier": {"epochs": 1},
+    "hub": {"license": "cc-by-nc-4.0"},  # the data's licence decides; no card says apache-2.0 by itself
     "output_dir": "runs/tiny",  # relative, as a config usually has it; the re-run passes an absolute one
 }
 CARDS = {
@@ -65,7 +66,7 @@ def _assert_no_machine_path(text, root):
 
 def _check_metadata(card, kind):
     data = card.data
-    assert data.license == "apache-2.0"
+    assert data.license == "cc-by-nc-4.0"
     assert data.library_name == ("diffusers" if kind == "diffusion" else "transformers")
     assert {"hf-ddb", "diffusing-debias", f"ddb-{kind}"} <= set(data.tags)
     assert data.datasets, "every card names the data it was trained on"
@@ -233,6 +234,7 @@ def test_push_metadata_is_in_the_cards_and_survives_a_rerun(card_run, monkeypatc
     assert "me/tiny-synthetic" in pushed  # the dataset card
     for text in pushed.values():
         _assert_no_machine_path(text, root)
+        assert "\nlicense: cc-by-nc-4.0\n" in text  # the dataset card too
         assert "@inproceedings{ciranni2025diffusing" in text
     amplifier = ModelCard(pushed["me/tiny-amplifier"])
     assert amplifier.data.datasets == ["me/tiny-synthetic"] and "`me/tiny-diffusion`" in amplifier.text

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -116,6 +117,13 @@ class HubConfig:
     repo_prefix: str | None = None
     classifier: str | None = None  # the method pushed as the debiased classifier; default ddb_ii, ddb_i, first
     private: bool = False
+    # the licence of the cards and the synthetic dataset (a Hub licence id, e.g. mit, cc-by-nc-4.0): what your
+    # data's licence allows for models and images made from it; "other" until you say
+    license: str = "other"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.license, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license):
+            raise ValueError(f"license must be a Hub licence id such as 'mit' or 'cc-by-nc-4.0', got {self.license!r}")
 
 
 @dataclass

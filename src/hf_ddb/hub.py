@@ -174,6 +174,7 @@ def render_model_card(
     tags: Sequence[str] = (),
     base_model: str | None = None,
     references: Sequence[str] = (),
+    license: str = "other",
     **context: Any,
 ) -> ModelCard:
     """A `ModelCard` for one artefact.
@@ -182,8 +183,9 @@ def render_model_card(
     ``revision``, and ``local``: built by hf-ddb, not on the Hub, its id ``hf-ddb/<name>``); ``results`` become its
     ``model-index`` (each with ``type``, ``name``, ``value`` as a fraction, ``data``: a key of ``data``, and
     ``split``; see `METRIC_RULE`); ``trained_on`` (keys of ``data``) its ``datasets``; ``base_model`` the Hub id
-    of pretrained weights it started from; ``references`` the papers the card's method reuses (`citation_bibtex`).
-    ``context`` fills the template (tables, images, load snippets).
+    of pretrained weights it started from; ``references`` the papers the card's method reuses (`citation_bibtex`);
+    ``license`` a Hub licence id (the run's ``hub.license``). ``context`` fills the template (tables, images, load
+    snippets).
     """
     data = data or {}
     eval_results = [_eval_result(result, data) for result in results]
@@ -194,7 +196,7 @@ def render_model_card(
     card_data = ModelCardData(
         model_name=model_name,
         library_name=CARD_KINDS[kind],
-        license="apache-2.0",
+        license=license,
         tags=["hf-ddb", "diffusing-debias", "debiasing", f"ddb-{kind}", *tags],
         datasets=datasets or None,
         base_model=base_model,
@@ -378,8 +380,10 @@ def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, s
     settings = json.loads(unlinked(settings_file, layout.root).read_text()) if settings_file.is_file() else {}
     names = dataset.features["label"].names
     counts = dict(zip(*np.unique(dataset["label"], return_counts=True), strict=True)) if dataset.num_rows else {}
+    cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
+    license = (cards.get("diffusion/pipeline") or {}).get("arguments", {}).get("license", "other")
     data = DatasetCardData(
-        license="apache-2.0",
+        license=license,  # the generator's: the run's hub.license
         task_categories=["image-classification"],
         tags=["hf-ddb", "diffusing-debias", "synthetic", "bias-aligned"],
         pretty_name=f"{repo_id.split('/')[-1]} (hf-ddb synthetic bias-aligned images)",

@@ -594,6 +594,7 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
         "bias_text": _bias_text(config),
         "image_mode": summary.image_mode,
         "image_size": list(summary.image_size),
+        "license": config.hub.license,
     }
 
     def where(folder: Path, suffix: str, pushed_there: bool = True) -> dict[str, str]:
