@@ -20,9 +20,19 @@ IMAGE_NAMES = ("image", "img", "images", "picture", "photo")
 MAX_CLASSES = 100_000  # integer labels above this are ids, not classes (a list of names would exhaust memory)
 MLP_MAX_SIZE = 32  # LfF's MLP up to this width; a ResNet above it
 CPU_MAX_SIZE = 64  # larger images are resized to this on a machine without a GPU
-# the top-level keys of the config `starting_config` writes
-STARTING_KEYS = {"benchmark", "classifier", "training", "methods", "selection", "diffusion", "generation"}
-STARTING_KEYS |= {"amplifier", "output_dir"}
+STARTING_KEYS = frozenset(  # the top-level keys of the config `starting_config` writes
+    [
+        "benchmark",
+        "classifier",
+        "training",
+        "methods",
+        "selection",
+        "diffusion",
+        "generation",
+        "amplifier",
+        "output_dir",
+    ]
+)
 
 
 @dataclass
