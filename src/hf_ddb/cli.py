@@ -164,10 +164,16 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 def _report_error(err: Exception, where: str = "") -> int:
     """One line on stderr for a failed command; the exit status: 2 for an error the user can fix, else 1."""
+    from .checks import ConfigError
+
     user_error = isinstance(err, _user_error_types())
     kind = "" if user_error else f"unexpected {type(err).__name__}: "
-    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    print(f"hf-ddb: error: {where}{kind}{first_line} (--debug shows the traceback)", file=sys.stderr)
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    if not isinstance(err, ConfigError):  # a config's problems, one line each; any other error, its first line
+        lines = lines[:1]
+    for index, line in enumerate(lines):
+        hint = " (--debug shows the traceback)" if index == len(lines) - 1 else ""
+        print(f"hf-ddb: error: {where}{kind}{line}{hint}", file=sys.stderr)
     return 2 if user_error else 1
 
 

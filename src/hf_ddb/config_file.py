@@ -165,7 +165,7 @@ def read_checked_config(path: str | os.PathLike, overrides: Sequence[str] = ()) 
     raw = read_config(path, overrides)
     problems = config_problems(raw)
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError("\n".join(problems))  # one line per problem
     return raw
 
 
