@@ -29,24 +29,29 @@ from hf_ddb.amplifier import BiasSignals
 from hf_ddb.config import parse_config
 
 
+def perfect_signals(scored: BiasSignals, data) -> BiasSignals:
+    """The signals of a perfect bias predictor on the splits ``scored`` covers: it predicts each row's bias class
+    (confidently), so the ``misclassified`` rule flags exactly the rows whose bias is not their class's."""
+    splits, flags = {}, {}
+    for split in scored.splits:
+        labels = np.asarray(data[split]["label"])
+        bias = np.asarray(data[split]["bias_label"])
+        prob_true = np.where(bias == labels, 0.99, 0.001)
+        splits[split] = {
+            "loss": -np.log(prob_true),
+            "prob_true": prob_true,
+            "correct": bias == labels,
+            "prediction": bias,
+        }
+        flags[split] = bias != labels
+    return BiasSignals(splits, flags)
+
+
 class PerfectAmplifierRun(Run):
     """A `Run` whose amplifier signals come from the bias labels (an analysis of the ceiling, not a method)."""
 
     def _read_signals(self) -> BiasSignals:
-        scored = super()._read_signals()
-        splits, flags = {}, {}
-        for split in scored.splits:
-            labels = np.asarray(self.data[split]["label"])
-            bias = np.asarray(self.data[split]["bias_label"])
-            prob_true = np.where(bias == labels, 0.99, 0.001)
-            splits[split] = {
-                "loss": -np.log(prob_true),
-                "prob_true": prob_true,
-                "correct": bias == labels,
-                "prediction": bias,
-            }
-            flags[split] = bias != labels
-        return BiasSignals(splits, flags)
+        return perfect_signals(super()._read_signals(), self.data)
 
 
 def main() -> None:

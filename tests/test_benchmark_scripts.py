@@ -65,3 +65,18 @@ def test_choose_defaults_ranks_by_the_label_free_score_and_only_reports_the_conf
     assert outcome["weighting"]["candidates"]["a"]["dev_label_free_score"] == pytest.approx(0.85)
     assert outcome["weighting"]["candidates"]["b"]["confirm_test_auto"] == (0.9, 0.0)
     assert outcome["open"]["chosen"] is None
+
+
+def test_a_perfect_amplifier_flags_exactly_the_bias_conflicting_rows(small_cmnist):
+    """benchmarks/perfect_amplifier.py: the ceiling analysis' signals read off the bias labels."""
+    import numpy as np
+    from perfect_amplifier import perfect_signals
+
+    from hf_ddb.amplifier import BiasSignals, pseudo_bias_labels
+
+    rows = len(small_cmnist["train"])
+    scored = BiasSignals({"train": {"loss": np.zeros(rows)}}, {"train": np.zeros(rows, bool)})
+    signals = perfect_signals(scored, small_cmnist)
+    conflicting = np.asarray(small_cmnist["train"]["bias_label"]) != np.asarray(small_cmnist["train"]["label"])
+    assert conflicting.any() and (signals.flags["train"] == conflicting).all()
+    assert (pseudo_bias_labels(dict(signals.splits["train"]), "misclassified") == conflicting).all()
