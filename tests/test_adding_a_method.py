@@ -99,7 +99,7 @@ def _write_marking_method(folder: Path, marker: Path, tail: str = "") -> Path:
     return path
 
 
-def test_import_path_methods_run_no_code_without_the_opt_in(tmp_path, capsys, monkeypatch):
+def test_import_path_methods_run_no_code_without_the_opt_in(tmp_path, capsys, monkeypatch, caplog):
     """A config is shared like data: naming code in it is not enough to run it (transformers'
     trust_remote_code). Without --trust-code, validate refuses in one line and the file never runs."""
     monkeypatch.delenv("HF_DDB_TRUST_CODE", raising=False)
@@ -118,10 +118,11 @@ def test_import_path_methods_run_no_code_without_the_opt_in(tmp_path, capsys, mo
     with pytest.raises(ConfigError, match="--trust-code"):
         parse_config({**TINY, "methods": [f"{tmp_path}/marking.py:Marking"]})
     assert not marker.exists()
-    assert parse_config({**TINY, "methods": ["marking.py:Marking"]}, trust_code=True, base_dir=tmp_path).methods == [
-        "marking"
-    ]
-    assert marker.read_text() == "ran"
+    with caplog.at_level("INFO", logger="hf_ddb"):
+        parsed = parse_config({**TINY, "methods": ["marking.py:Marking"]}, trust_code=True, base_dir=tmp_path)
+    assert parsed.methods == ["marking"] and marker.read_text() == "ran"
+    imports = [r.getMessage() for r in caplog.records if r.getMessage().startswith("importing Marking")]
+    assert imports == [f"importing Marking from {(tmp_path / 'marking.py').resolve()} (trusted code)"]  # one line per import
 
 
 def test_import_paths_stay_in_the_config_folder_and_exits_are_refusals(tmp_path, monkeypatch):
