@@ -122,7 +122,8 @@ def test_import_path_methods_run_no_code_without_the_opt_in(tmp_path, capsys, mo
         parsed = parse_config({**TINY, "methods": ["marking.py:Marking"]}, trust_code=True, base_dir=tmp_path)
     assert parsed.methods == ["marking"] and marker.read_text() == "ran"
     imports = [r.getMessage() for r in caplog.records if r.getMessage().startswith("importing Marking")]
-    assert imports == [f"importing Marking from {(tmp_path / 'marking.py').resolve()} (trusted code)"]  # one line per import
+    # one line per import
+    assert imports == [f"importing Marking from {(tmp_path / 'marking.py').resolve()} (trusted code)"]
 
 
 def test_import_paths_stay_in_the_config_folder_and_exits_are_refusals(tmp_path, monkeypatch):

@@ -381,7 +381,8 @@ def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, s
     names = dataset.features["label"].names
     counts = dict(zip(*np.unique(dataset["label"], return_counts=True), strict=True)) if dataset.num_rows else {}
     cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
-    license = (cards.get("diffusion/pipeline") or {}).get("arguments", {}).get("license", "other")
+    generator_card = cards.get(layout.diffusion_pipeline.relative_to(layout.root).as_posix()) or {}
+    license = generator_card.get("arguments", {}).get("license", "other")
     data = DatasetCardData(
         license=license,  # the generator's: the run's hub.license
         task_categories=["image-classification"],
