@@ -9,7 +9,8 @@ from quality import EpochProbe, main
 from quality_variants import VARIANTS, method_entry
 
 from hf_ddb import TrainingConfig, build_classifier
-from hf_ddb.recipes import RECIPES, BiasEnsemble, RecipeContext, train_with_recipe
+from hf_ddb.debiasing import train_with_recipe
+from hf_ddb.recipes import RECIPES, BiasEnsemble, RecipeContext
 
 
 def test_probe_records_every_selection_rule_and_both_bias_ensemble_detectors(small_cmnist, tmp_path):

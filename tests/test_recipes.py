@@ -9,8 +9,10 @@ from datasets import DatasetDict
 from transformers import TrainerCallback
 
 from hf_ddb import TrainingConfig, build_classifier, evaluate_groups
+from hf_ddb import inputs as inputs_module
 from hf_ddb import objectives as objectives_module
-from hf_ddb import recipes as recipes_module
+from hf_ddb import trainer as trainer_module
+from hf_ddb import training as training_module
 from hf_ddb.amplifier import (
     BiasAmplifierTrainer,
     bias_signals,
@@ -19,9 +21,17 @@ from hf_ddb.amplifier import (
     heldout_synthetic_accuracy,
     pseudo_bias_labels,
 )
+from hf_ddb.debiasing import train_with_recipe
 from hf_ddb.inputs import predict_logits
 from hf_ddb.metrics import group_metrics
-from hf_ddb.objectives import ERMObjective, GroupDROObjective, RelativeDifficultyObjective, _LossEMA, gce_loss
+from hf_ddb.objectives import (
+    ERMObjective,
+    GroupBalancedSampler,
+    GroupDROObjective,
+    RelativeDifficultyObjective,
+    _LossEMA,
+    gce_loss,
+)
 from hf_ddb.recipes import (
     DDBI,
     DDBII,
@@ -30,14 +40,13 @@ from hf_ddb.recipes import (
     BiasEnsemble,
     BiasInference,
     DisEnt,
-    GroupBalancedSampler,
     GroupDROOracle,
     LfF,
     RecipeContext,
     committee_aligned,
-    train_with_recipe,
 )
-from hf_ddb.trainer import DebiasModel, DebiasTrainer
+from hf_ddb.selection import SELECTION_RULES
+from hf_ddb.trainer import DebiasModel, DebiasTrainer, selection_score
 
 
 def test_gce_loss_value_and_gradient():
@@ -137,11 +146,11 @@ def test_mean_pseudo_group_selection_scores_the_mean_over_pseudo_groups(small_cm
     flags = ~_amplifier_signals(valid)["correct"]  # flagged = truly conflicting here
     inference = BiasInference(valid_pseudo_bias=flags.astype(np.int64))
     colour_guess = np.eye(10)[np.asarray(valid["bias_label"])]  # a model that predicts the colour: biased
-    monkeypatch.setattr(recipes_module, "predict_logits", lambda model, data: colour_guess)
+    monkeypatch.setattr(trainer_module, "predict_logits", lambda model, data: colour_guess)
     model = build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]
     scores = {
-        rule: recipes_module._selection_score(rule, valid, inference)(model)
-        for rule in recipes_module.SELECTIONS[:4]
+        rule: selection_score(rule, valid, inference.valid_pseudo_bias)(model)
+        for rule in list(SELECTION_RULES)[:4]
         if rule != "last"
     }
     present = {(c, f) for c, f in zip(valid["label"], flags, strict=True)}
@@ -215,8 +224,8 @@ def test_jtt_error_set_gets_upweighted(small_cmnist, monkeypatch):
     labels = np.asarray(train["label"])
     wrong = np.array([True, False, True, False, False, False])
     logits = np.eye(10)[np.where(wrong, (labels + 1) % 10, labels)]
-    monkeypatch.setattr(recipes_module, "train_erm", lambda *a, **k: None)
-    monkeypatch.setattr(recipes_module, "predict_logits", lambda model, dataset: logits)
+    monkeypatch.setattr(training_module, "train_erm", lambda *a, **k: None)
+    monkeypatch.setattr(inputs_module, "predict_logits", lambda model, dataset: logits)
     inference = JTT(upweight=7.0).infer(RecipeContext(train, train, lambda: None))
     assert isinstance(inference.objective, ERMObjective)
     assert inference.objective.sample_weights.tolist() == [7.0, 1.0, 7.0, 1.0, 1.0, 1.0]

@@ -448,10 +448,10 @@ def test_a_run_without_bias_labels_reports_the_groups_the_amplifier_found(tmp_pa
 
 
 def test_auto_selection_uses_pseudo_groups_only_when_an_amplifier_is_trained():
-    from hf_ddb.config import PSEUDO_GROUP_SELECTION
+    from hf_ddb.selection import AUTO_WITH_AMPLIFIER
 
     with_ddb = parse_config({**TINY_RUN, "methods": ["erm", "lff", "ddb_ii"], "hub": {"classifier": "ddb_ii"}})
-    assert with_ddb.selection == PSEUDO_GROUP_SELECTION
+    assert with_ddb.selection == AUTO_WITH_AMPLIFIER
     without = parse_config({**TINY_RUN, "methods": ["erm", "lff"], "hub": {"classifier": "lff"}})
     assert without.selection == "valid_accuracy"
     erm_only = Run(parse_config({**TINY_RUN, "methods": ["erm"], "hub": {}}))

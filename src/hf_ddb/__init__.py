@@ -48,7 +48,7 @@ _EXPORTS = {
     "save_classifier": "models",
     "train_diffusion": "diffusion",
     "train_erm": "training",
-    "train_with_recipe": "recipes",
+    "train_with_recipe": "debiasing",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .amplifier import BiasAmplifierTrainer, bias_signals, pseudo_bias_labels  # noqa: F401
     from .config import RunConfig, load_config  # noqa: F401
     from .data import load_benchmark, load_image_dataset  # noqa: F401
+    from .debiasing import train_with_recipe  # noqa: F401
     from .diffusion import DiffusionConfig, train_diffusion  # noqa: F401
     from .generation import GenerationConfig, generate_synthetic_dataset  # noqa: F401
     from .hub import load_artifact, push_folder, push_run  # noqa: F401
@@ -88,7 +89,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         RECIPES,
         Recipe,
         RecipeContext,
-        train_with_recipe,
     )
     from .runner import Run  # noqa: F401
     from .trainer import DebiasTrainer  # noqa: F401

@@ -291,14 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _command(args: argparse.Namespace) -> int:
     """Checks the config and data, then runs ``args.command`` under the run folder's lock."""
-    from .config_file import config_path, read_checked_config
+    from .config import load_config
 
-    raw = read_checked_config(args.config, overrides=args.set)  # key, type and name errors: no torch yet
+    config = load_config(args.config, args.set, trust_code=args.trust_code)  # every mistake at once, no torch yet
     if args.command == "push" and not args.dry_run:
         _require_token(args.token)
-    from .config import parse_config
-
-    config = parse_config(raw, trust_code=args.trust_code, base_dir=config_path(args.config).parent)
     from .utils import LaunchedProcesses
 
     if not LaunchedProcesses.from_environment().is_main:  # the main process shows bars and warnings for all

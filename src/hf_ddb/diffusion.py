@@ -15,16 +15,14 @@ seeded by (seed, step, process), so a resumed run continues exactly where an uni
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,192 +38,15 @@ from diffusers.utils import make_image_grid
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
-from .checks import LIMITS, check_choice, check_integer, check_number
 from .data import image_channels
 from .inputs import images
 from .pipeline_generation import BiasAlignedGenerationPipeline
+from .settings import PRESETS, DiffusionConfig
 from .utils import atomic_directory, atomic_file, atomic_write_text, force_cpu_processes, progress_bars_shown
 
-__all__ = ["PRESETS", "DiffusionConfig", "DiffusionTrainingOutput", "build_unet", "train_diffusion"]
+__all__ = ["PRESETS", "DiffusionConfig", "DiffusionTrainingOutput", "build_unet", "check_unet", "train_diffusion"]
 
 logger = get_logger(__name__)
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # a few-second model for tests
-    "tiny": {
-        "resolution": 8,
-        "block_out_channels": [16, 32],
-        "layers_per_block": 1,
-        "down_block_types": ["DownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "UpBlock2D"],
-        "add_attention": False,
-        "norm_num_groups": 8,
-        "train_batch_size": 16,
-        "max_train_steps": 20,
-        "learning_rate": 1e-3,
-        "lr_warmup_steps": 0,
-    },
-    # the default demo (`hf-ddb run pipelines/colored_mnist.yaml`): 8 px, 2,000 steps in about 3 min on 2 cores.
-    # A colour bias survives 8 px; with 300 images/class its amplifier found colored_mnist's 1% conflicting
-    # samples with AUROC 0.979 (16 px, 800 steps, 100/class: 0.834; docs/results/history.md).
-    "demo": {
-        "resolution": 8,
-        "block_out_channels": [32, 64],
-        "layers_per_block": 1,
-        "down_block_types": ["DownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "UpBlock2D"],
-        "add_attention": True,
-        "norm_num_groups": 16,
-        "train_batch_size": 64,
-        "max_train_steps": 2000,
-        "learning_rate": 1e-3,
-        "lr_warmup_steps": 100,
-        "checkpointing_steps": 250,
-    },
-    # 16 px on 2 CPU cores: 1.07 M parameters, attention only in the 4x4 mid block; the fastest of the
-    # shapes timed by benchmarks/diffusion_bias.py --scan. After 5,000 steps (about 18 min here) 95.5% of
-    # DPM-Solver++ samples carry their class colour on colored_mnist at 1%; 1,500 steps left grainy samples.
-    "cpu": {
-        "resolution": 16,
-        "block_out_channels": [32, 64, 64],
-        "layers_per_block": 1,
-        "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "UpBlock2D", "UpBlock2D"],
-        "add_attention": True,
-        "norm_num_groups": 16,
-        "train_batch_size": 64,
-        "max_train_steps": 5000,
-        "learning_rate": 1e-3,
-        "lr_warmup_steps": 100,
-    },
-    # the official CDPM defaults: 64 px, 128 channels x (1, 2, 2, 2), attention at 32 px, 100k iterations
-    "paper": {
-        "resolution": 64,
-        "block_out_channels": [128, 256, 256, 256],
-        "layers_per_block": 2,
-        "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-        "add_attention": True,
-        "norm_num_groups": 32,
-        "dropout": 0.1,
-        "train_batch_size": 32,
-        "max_train_steps": 100_000,
-        "learning_rate": 1e-4,
-        "lr_warmup_steps": 5000,
-    },
-}
-
-
-@dataclass
-class DiffusionConfig:
-    """Settings of `train_diffusion`. Start from a preset: ``DiffusionConfig.from_preset("cpu", seed=1)``."""
-
-    preset: str = "cpu"
-    resolution: int = 16
-    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
-    layers_per_block: int = 1
-    down_block_types: list[str] = field(default_factory=lambda: ["DownBlock2D"] * 3)
-    up_block_types: list[str] = field(default_factory=lambda: ["UpBlock2D"] * 3)
-    add_attention: bool = True
-    norm_num_groups: int = 16
-    dropout: float = 0.0
-    train_batch_size: int = 64
-    max_train_steps: int = 5000
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
-    lr_scheduler: str = "cosine"
-    lr_warmup_steps: int = 100
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 0.0
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
-    use_ema: bool = True
-    ema_max_decay: float = 0.9999
-    ema_power: float = 0.75
-    class_dropout_prob: float = 0.1
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "linear"
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
-    mixed_precision: str | None = None  # None: the launcher's (`accelerate launch --mixed_precision`), else "no"
-    checkpointing_steps: int = 500
-    checkpoints_total_limit: int | None = 2
-    sample_every: int = 0
-    seed: int = 0
-
-    @classmethod
-    def from_preset(cls, preset: str, **overrides: Any) -> DiffusionConfig:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown diffusion setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**{"preset": preset, **PRESETS[preset], **overrides})
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting (the UNet is built on the meta device, which
-        checks block names and widths without allocating anything)."""
-        from diffusers.optimization import SchedulerType
-
-        check_choice("preset", self.preset, PRESETS)
-        check_integer("layers_per_block", self.layers_per_block, low=1, high=LIMITS["layers"])
-        check_integer("norm_num_groups", self.norm_num_groups, low=1, high=LIMITS["channels"])
-        check_integer("resolution", self.resolution, low=1, high=LIMITS["resolution"])
-        check_integer("num_train_timesteps", self.num_train_timesteps, low=1, high=LIMITS["steps"])
-        for name in ("lr_warmup_steps", "sample_every"):
-            check_integer(name, getattr(self, name), low=0, high=LIMITS["steps"])
-        check_integer("seed", self.seed, low=0, high=LIMITS["seed"])
-        if self.checkpoints_total_limit is not None:
-            check_integer("checkpoints_total_limit", self.checkpoints_total_limit, low=1, high=LIMITS["steps"])
-        check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
-        check_number("dropout", self.dropout, low=0.0, high=1.0)
-        for name in ("adam_beta1", "adam_beta2", "ema_max_decay"):
-            check_number(name, getattr(self, name), low=0.0, high=1.0)
-        for name in ("adam_weight_decay", "max_grad_norm", "ema_power"):
-            check_number(name, getattr(self, name), low=0.0)
-        check_number("adam_epsilon", self.adam_epsilon, low=0.0, low_open=True)
-        check_number("beta_start", self.beta_start, low=0.0, high=1.0, low_open=True)
-        check_number("beta_end", self.beta_end, low=self.beta_start, high=1.0)
-        check_choice("lr_scheduler", self.lr_scheduler, [s.value for s in SchedulerType])
-        check_choice("mixed_precision", self.mixed_precision, (None, "no", "fp16", "bf16"))
-        check_choice("beta_schedule", self.beta_schedule, ("linear", "scaled_linear", "squaredcos_cap_v2"))
-        if not self.block_out_channels or any(
-            isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= LIMITS["channels"]
-            for c in self.block_out_channels
-        ):
-            raise ValueError(
-                f"block_out_channels must be integers in [1, {LIMITS['channels']}], got {self.block_out_channels}"
-            )
-        if len(self.block_out_channels) > LIMITS["layers"]:
-            raise ValueError(
-                f"block_out_channels has {len(self.block_out_channels)} levels, at most {LIMITS['layers']}"
-            )
-        if any(c % self.norm_num_groups for c in self.block_out_channels):
-            raise ValueError(
-                f"norm_num_groups={self.norm_num_groups} must divide every block width {self.block_out_channels}"
-            )
-        if not len(self.block_out_channels) == len(self.down_block_types) == len(self.up_block_types):
-            raise ValueError("block_out_channels, down_block_types and up_block_types need the same length")
-        if self.resolution % 2 ** (len(self.block_out_channels) - 1):
-            raise ValueError(f"resolution {self.resolution} must be divisible by 2^(levels-1)")
-        if not 0.0 <= self.class_dropout_prob < 1.0:
-            raise ValueError(f"class_dropout_prob must be in [0, 1), got {self.class_dropout_prob}")
-        check_integer("train_batch_size", self.train_batch_size, low=1, high=LIMITS["batch_size"])
-        for name in ("max_train_steps", "gradient_accumulation_steps", "checkpointing_steps"):
-            check_integer(name, getattr(self, name), low=1, high=LIMITS["steps"])
-        try:
-            with torch.device("meta"):
-                build_unet(self, num_classes=2)
-        except (ValueError, TypeError, AttributeError) as err:  # e.g. an unknown down_block_types name
-            raise ValueError(f"the UNet cannot be built from these settings: {err}") from err
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -254,6 +75,16 @@ def build_unet(config: DiffusionConfig, num_classes: int, num_channels: int = 3)
         dropout=config.dropout,
         num_class_embeds=num_classes + 1,
     )
+
+
+def check_unet(config: DiffusionConfig) -> None:
+    """Raises `ValueError` unless diffusers builds the UNet of ``config`` (block names, widths, attention): on
+    the meta device, so nothing is allocated."""
+    try:
+        with torch.device("meta"):
+            build_unet(config, num_classes=2)
+    except (ValueError, TypeError, AttributeError) as err:  # e.g. an unknown down_block_types name
+        raise ValueError(f"the UNet cannot be built from these settings: {err}") from err
 
 
 def noise_scheduler(config: DiffusionConfig) -> DDPMScheduler:
@@ -341,6 +172,7 @@ def train_diffusion(
     With ``resume`` a run continues from the latest checkpoint in ``output_dir``.
     """
     config.validate()
+    check_unet(config)
     names = _class_names(dataset)
     labels_all = torch.as_tensor(np.asarray(dataset["label"]), dtype=torch.long)
     if len(labels_all) == 0:

@@ -14,7 +14,7 @@ import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ from datasets import ClassLabel, Dataset, Features, Image
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from tqdm.auto import tqdm
 
-from .checks import LIMITS, check_integer, check_number
 from .data import origin_info
 from .pipeline_generation import BiasAlignedGenerationPipeline
+from .settings import GenerationConfig
 from .utils import atomic_directory, atomic_write_text, force_cpu_processes, progress_bars_shown
 
 __all__ = [
@@ -48,37 +48,6 @@ SCHEDULERS = {
     "ddim": (DDIMScheduler, {}),
     "dpm++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
 }
-
-
-@dataclass
-class GenerationConfig:
-    """How many images per class, and how to sample them (guidance ``w`` in the paper's convention)."""
-
-    num_images_per_class: int = 1000
-    guidance_scale: float = 0.0  # w = 0 flagged fewest aligned rows on all three benchmarks (results page)
-    scheduler: str = "dpm++"  # the cheapest sampler that kept the bias in benchmarks/diffusion_bias.py
-    num_inference_steps: int = 20
-    batch_size: int = 250
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self, num_classes: int | None = None) -> None:
-        """Raise ``ValueError`` naming the first bad setting (NaN and infinities included)."""
-        check_integer(
-            "num_images_per_class",
-            self.num_images_per_class,
-            low=1,
-            high=LIMITS["images_per_class"],
-            note="generation takes about 2.3 h per million 8 px images on 2 CPU cores",
-        )
-        check_integer("num_inference_steps", self.num_inference_steps, low=1, high=LIMITS["inference_steps"])
-        check_integer("batch_size", self.batch_size, low=1, high=LIMITS["batch_size"])
-        check_integer("seed", self.seed, low=0, high=LIMITS["seed"])
-        check_number("guidance_scale (the paper's w)", self.guidance_scale, low=0.0)
-        if self.scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {self.scheduler!r}; choose one of {sorted(SCHEDULERS)}")
 
 
 def set_scheduler(pipeline: BiasAlignedGenerationPipeline, name: str) -> BiasAlignedGenerationPipeline:

@@ -18,7 +18,6 @@ import copy
 import logging
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,8 +26,9 @@ from datasets import Dataset, Features, Image, IterableDataset
 from PIL import Image as PILImage
 from transformers import PreTrainedModel
 
-from .checks import LIMITS, DatasetValidationError, check_choice, check_integer, check_number
+from .checks import DatasetValidationError
 from .models import image_normalization
+from .settings import AUGMENTATIONS, ImageLoading
 from .utils import gather_rows, process_rank_and_count, rows_of_this_process
 
 logger = logging.getLogger(__name__)
@@ -220,37 +220,6 @@ class StreamedSplit:
                     if len(found) == len(wanted):
                         break
         return found
-
-
-AUGMENTATIONS = ("none", "crop_flip")
-DEFAULT_IN_MEMORY_GB = 2.0
-
-
-@dataclass(frozen=True)
-class ImageLoading:
-    """How a split's images reach a model: decoded once into RAM when its pixels fit under ``in_memory_gb``
-    (else on the fly, per batch, in ``num_workers`` DataLoader workers when scoring; training uses the
-    Trainer's ``dataloader_num_workers``), and the train-time ``augmentation``: ``none``, or ``crop_flip``
-    (random resized crop, scale 0.35-1, and horizontal flip, as the paper's ResNet targets train)."""
-
-    augmentation: str = "none"
-    in_memory_gb: float = DEFAULT_IN_MEMORY_GB
-    num_workers: int = 0  # DataLoader workers that decode a split on the fly when scoring it
-
-    def __post_init__(self) -> None:
-        check_choice("augmentation", self.augmentation, AUGMENTATIONS)
-        check_number("in_memory_gb", self.in_memory_gb, low=0.0, high=LIMITS["memory_gb"])
-        check_integer("num_workers", self.num_workers, low=0, high=LIMITS["workers"])
-
-    def transform(self, image_size: int) -> Any:
-        """The augmentation as a torchvision v2 transform on uint8 C x H x W tensors (None for ``none``)."""
-        if self.augmentation == "none":
-            return None
-        from torchvision.transforms import v2
-
-        return v2.Compose(
-            [v2.RandomResizedCrop(image_size, scale=(0.35, 1.0), antialias=True), v2.RandomHorizontalFlip()]
-        )
 
 
 def _decoded_images(dataset: Dataset) -> np.ndarray:

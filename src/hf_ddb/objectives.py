@@ -16,7 +16,6 @@ A recipe (`hf_ddb.recipes`) decides which objective to use and with what groups,
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from .checks import check_number
+from .settings import (
+    DisEntSettings,
+    EMASettings,
+    LfFSettings,
+    check_group_dro,
+    check_unit_interval,
+    settings_of,
+)
 from .utils import gather_rows, process_rank_and_count, sum_over_processes
 
 if TYPE_CHECKING:
@@ -64,67 +70,9 @@ def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float = 0.7) -> torc
     return (1.0 - p_true.clamp_min(1e-12) ** q) / q
 
 
-def check_unit_interval(name: str, value: float, low_open: bool = False) -> None:
-    """Raises unless ``value`` lies in [0, 1] (``(0, 1]`` with ``low_open``); NaN is refused too."""
-    if not (0.0 < value <= 1.0 if low_open else 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be in {'(0' if low_open else '[0'}, 1], got {value}")
-
-
 def _per_row(name: str, values: np.ndarray | None, n: int) -> None:
     if values is not None and len(values) != n:
         raise ValueError(f"{name} has {len(values)} entries but the training set has {n} samples")
-
-
-def check_group_dro(step_size: float, adjustment: float) -> None:
-    """GroupDRO's step size (> 0) and group adjustment (>= 0), finite: the one check of both, for the objective
-    and for the recipes that tune over lists of them."""
-    check_number("step_size", step_size, low=0.0, low_open=True)
-    check_number("adjustment", adjustment, low=0.0)
-
-
-@dataclass
-class EMASettings:
-    """A per-sample loss EMA's ``ema_alpha`` (LfF's, 0.7), declared and checked here once: the recipes that
-    take it as an option inherit this class, and so do the objectives they hand it to."""
-
-    ema_alpha: float = 0.7
-
-    def __post_init__(self) -> None:
-        check_unit_interval("ema_alpha", self.ema_alpha)
-
-
-@dataclass
-class LfFSettings(EMASettings):
-    """LfF's settings: the loss EMA and the co-trained bias model's GCE ``gce_q`` (0.7)."""
-
-    gce_q: float = 0.7
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_unit_interval("gce_q", self.gce_q, low_open=True)
-
-
-@dataclass
-class DisEntSettings(LfFSettings):
-    """DFA's loss weights (its Colored-MNIST values, ``scripts/run_cmnist_ours.sh``) and when the feature swap
-    starts (a fraction of the run)."""
-
-    lambda_dis_align: float = 10.0
-    lambda_swap: float = 1.0
-    lambda_swap_align: float = 10.0
-    swap_start: float = 0.2
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for key in ("lambda_dis_align", "lambda_swap", "lambda_swap_align"):
-            check_number(key, getattr(self, key), low=0.0)
-        check_unit_interval("swap_start", self.swap_start)
-
-
-def settings_of(owner: Any, settings: type) -> dict[str, Any]:
-    """The values of ``settings``' fields held by ``owner`` (a recipe that inherits them), to hand its
-    objective as one group."""
-    return {f.name: getattr(owner, f.name) for f in dataclasses.fields(settings)}
 
 
 class Objective:

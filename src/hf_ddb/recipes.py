@@ -32,50 +32,41 @@ groups on ``valid``: DDB recipes, or any recipe given the amplifier's flags) or
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from datasets import Dataset
-from transformers import PreTrainedModel, TrainerCallback, TrainingArguments
 
-from .amplifier import (
+from .checks import LIMITS, check_choice, check_integer, check_number
+from .pseudo_labels import (
     PSEUDO_GROUPINGS,
-    AmplifierConfig,
-    bias_signals,
     check_grouping,
     check_rule,
     pseudo_bias,
     pseudo_bias_labels,
     pseudo_bias_width,
-    train_on_real_data,
 )
-from .checks import LIMITS, check_choice, check_integer, check_number
-from .inputs import predict_logits, prepared
-from .metrics import group_metrics
-from .objectives import (
-    DisEntObjective,
+from .settings import (
+    AmplifierConfig,
     DisEntSettings,
     EMASettings,
-    ERMObjective,
-    GroupBalancedSampler,
-    GroupDROObjective,
     LfFSettings,
-    Objective,
-    RelativeDifficultyObjective,
+    TrainingConfig,
     check_group_dro,
     check_unit_interval,
     settings_of,
 )
-from .trainer import DebiasTrainer
-from .training import TrainingConfig, train_erm
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel
+
+    from .objectives import DisEntObjective, Objective
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +77,13 @@ __all__ = [
     "DDBIReal",
     "FGCCDB",
     "DDB_II_WEIGHTINGS",
-    "PSEUDO_GROUP_SELECTIONS",
     "RECIPES",
-    "SELECTIONS",
     "BiasEnsemble",
     "BiasInference",
     "DDBI",
     "DDBII",
     "DisEnt",
     "ERM",
-    "GroupBalancedSampler",
     "GroupDROOracle",
     "JTT",
     "LfF",
@@ -108,26 +96,24 @@ __all__ = [
     "register_recipe",
     "resolve_recipe",
     "train_real_bias_model",
-    "train_with_recipe",
 ]
 
-ModelFactory = Callable[[], PreTrainedModel]
-SELECTIONS = (
-    "valid_accuracy",
-    "last",
-    "valid_worst_pseudo_group",
-    "valid_mean_pseudo_group",
-    "oracle_valid_worst_group",
-    "oracle_valid_unbiased",
-)
-PSEUDO_GROUP_SELECTIONS = ("valid_worst_pseudo_group", "valid_mean_pseudo_group")  # need the amplifier's flags
+ModelFactory = Callable[[], "PreTrainedModel"]
+
+
+def _objectives() -> Any:
+    """`hf_ddb.objectives`, imported when a recipe first builds an objective (it imports torch; declaring and
+    checking a recipe's options does not)."""
+    from . import objectives
+
+    return objectives
 
 
 @dataclass
 class BiasInference:
     """What a recipe learned about the bias: the objective to train with, and what selection and reports use."""
 
-    objective: Objective = field(default_factory=ERMObjective)
+    objective: Objective = field(default_factory=lambda: _objectives().ERMObjective())
     make_target: ModelFactory | None = None  # a target of another shape than make_model's (DFA's two encoders)
     valid_pseudo_bias: np.ndarray | None = None  # pseudo bias per valid row (0 = aligned), for model selection
     conflict_scores: np.ndarray | None = None  # per train row, how bias-conflicting the recipe judges it (reports)
@@ -174,6 +160,8 @@ class RecipeContext:
             return signals
         if self.amplifier is None:
             raise ValueError("this method needs the bias amplifier: give the context an amplifier or its signals")
+        from .amplifier import bias_signals
+
         return bias_signals(self.amplifier, dataset)
 
     def new_model(self) -> PreTrainedModel:
@@ -228,6 +216,9 @@ class JTT(Recipe):
         check_number("identification_epochs", self.identification_epochs, low=0.0, low_open=True, high=LIMITS["epochs"])
 
     def infer(self, context: RecipeContext) -> BiasInference:
+        from .inputs import predict_logits
+        from .training import train_erm
+
         train, identifier = context.train, context.new_model()
         config = TrainingConfig(**{**context.training.to_dict(), "epochs": self.identification_epochs})
         with tempfile.TemporaryDirectory() as scratch:
@@ -235,7 +226,9 @@ class JTT(Recipe):
             train_erm(identifier, train, args, loading=config.image_loading())
         errors = predict_logits(identifier, train).argmax(1) != np.asarray(train["label"])
         weights = np.where(errors, self.upweight, 1.0)
-        return BiasInference(ERMObjective(sample_weights=weights), info={"error_set_size": int(errors.sum())})
+        return BiasInference(
+            _objectives().ERMObjective(sample_weights=weights), info={"error_set_size": int(errors.sum())}
+        )
 
 
 @dataclass
@@ -249,7 +242,7 @@ class LfF(Recipe, LfFSettings):
 
     def infer(self, context: RecipeContext) -> BiasInference:
         bias_model = _independent_init(context.new_model(), context.training.seed + 1)
-        objective = RelativeDifficultyObjective(bias_model=bias_model, **settings_of(self, LfFSettings))
+        objective = _objectives().RelativeDifficultyObjective(bias_model=bias_model, **settings_of(self, LfFSettings))
         return BiasInference(objective)
 
 
@@ -259,6 +252,8 @@ def _independent_init(model: PreTrainedModel, seed: int) -> PreTrainedModel:
 
     A model loaded from pretrained weights keeps them and only its classification head is re-drawn: LfF's code
     builds both models alike, so with a pretrained target the bias model starts from the same weights."""
+    import torch
+
     pretrained = bool(getattr(model.config, "_name_or_path", "")) and hasattr(model, "timm_model")
     modules = model.timm_model.get_classifier().modules() if pretrained else model.modules()
     with torch.random.fork_rng():
@@ -294,6 +289,7 @@ class BiasEnsemble(Recipe, LfFSettings):
     threshold: float = 0.99
     agreement: int = 3
     name, display_name = "bias_ensemble", "BiasEnsemble"
+    LINKED = (("num_models", "agreement"),)  # checked together
     summary = (
         "BiasEnsemble + LfF: a committee of GCE models flags bias-aligned samples; LfF's bias model learns only them."
     )
@@ -309,9 +305,15 @@ class BiasEnsemble(Recipe, LfFSettings):
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
 
     def infer(self, context: RecipeContext) -> BiasInference:
+        import torch
+
+        from .inputs import predict_logits
+        from .trainer import DebiasTrainer, SelectBest, selection_score
+
+        objectives = _objectives()
         train, training = context.train, context.training
         labels = np.asarray(train["label"])
-        accuracy = _selection_score("valid_accuracy", context.valid, BiasInference())
+        accuracy = selection_score("valid_accuracy", context.valid)
         prob_true = []
         for member_index in range(self.num_models):
             seed = training.seed + 1 + member_index
@@ -319,12 +321,12 @@ class BiasEnsemble(Recipe, LfFSettings):
             config = TrainingConfig(
                 **{**training.to_dict(), "learning_rate": self.committee_learning_rate, "seed": seed}
             )
-            keeper = _SelectBest(accuracy, member, every_steps=self.check_every)
+            keeper = SelectBest(accuracy, member, every_steps=self.check_every)
             with tempfile.TemporaryDirectory() as scratch:
                 args = config.to_training_arguments(
                     scratch, max_steps=self.committee_steps, disable_tqdm=True, logging_strategy="no"
                 )
-                objective = ERMObjective(loss_type="gce", gce_q=self.gce_q)
+                objective = objectives.ERMObjective(loss_type="gce", gce_q=self.gce_q)
                 DebiasTrainer(
                     member, args, train, objective, loading=config.image_loading(), callbacks=[keeper]
                 ).train()
@@ -333,7 +335,7 @@ class BiasEnsemble(Recipe, LfFSettings):
             prob_true.append(probabilities[np.arange(len(labels)), labels])
         prob_true = np.stack(prob_true)
         aligned = committee_aligned(prob_true, self.threshold, self.agreement)
-        objective = RelativeDifficultyObjective(
+        objective = objectives.RelativeDifficultyObjective(
             bias_model=_independent_init(context.new_model(), training.seed + 1),
             bias_loss="ce",
             bias_train_mask=aligned,
@@ -375,7 +377,7 @@ class DisEnt(Recipe, DisEntSettings):
                 check_integer(f"hidden_sizes[{index}]", width, low=1, high=LIMITS["channels"])
 
     def objective(self) -> DisEntObjective:
-        return DisEntObjective(**settings_of(self, DisEntSettings))
+        return _objectives().DisEntObjective(**settings_of(self, DisEntSettings))
 
     def infer(self, context: RecipeContext) -> BiasInference:
         seed = context.training.seed
@@ -383,6 +385,8 @@ class DisEnt(Recipe, DisEntSettings):
 
     def disentangled(self, model: PreTrainedModel, seed: int) -> PreTrainedModel:
         """``model``'s MLP as DFA's intrinsic + bias pair (same labels, size and normalisation), seeded."""
+        import torch
+
         from .models import MLPConfig, MLPForImageClassification
 
         if not isinstance(model.config, MLPConfig):
@@ -432,7 +436,7 @@ class GroupDROOracle(Recipe):
         num_bias = train.features["bias_label"].num_classes
         groups = np.asarray(train["label"]) * num_bias + np.asarray(train["bias_label"])
         num_groups = train.features["label"].num_classes * num_bias
-        objective = GroupDROObjective(
+        objective = _objectives().GroupDROObjective(
             group_ids=groups,
             num_groups=num_groups,
             step_size=self.step_sizes[0],
@@ -539,7 +543,7 @@ class DDBI(_DDB):
 
     def infer(self, context: RecipeContext) -> BiasInference:
         groups = self._pseudo_groups(context)
-        objective = GroupDROObjective(
+        objective = _objectives().GroupDROObjective(
             group_ids=groups.ids,
             num_groups=groups.num_groups,
             step_size=self.step_sizes[0],
@@ -605,12 +609,13 @@ class DDBII(_DDB, EMASettings):
                 info["gamma"] = gamma
             weights = np.maximum(weights, self.weight_floor)
             info.update(weight_floor=self.weight_floor, flagged_weight_share=_share(weights, groups.flagged))
-            return BiasInference(ERMObjective(sample_weights=weights), valid_pseudo_bias=groups.valid_bias, info=info)
+            objective = _objectives().ERMObjective(sample_weights=weights)
+            return BiasInference(objective, valid_pseudo_bias=groups.valid_bias, info=info)
         flagged_share = float(groups.flagged.mean())
         floored = self.weighting in ("floor", "group_floor")
         floor = max(self.weight_floor, flagged_share) if floored else self.weight_floor
         normalisation = {"class": "class", "group": "group", "group_floor": "group"}.get(self.weighting, "none")
-        objective = RelativeDifficultyObjective(
+        objective = _objectives().RelativeDifficultyObjective(
             bias_losses=groups.signals["loss"],
             ema_alpha=self.ema_alpha,
             weight_floor=floor,
@@ -693,6 +698,8 @@ def train_real_bias_model(
 ) -> PreTrainedModel:
     """A bias model of the run's amplifier settings trained on the REAL training split (the boolean ``rows`` of
     it, default all) at the amplifier's resolution (`hf_ddb.amplifier.train_on_real_data`)."""
+    from .amplifier import train_on_real_data
+
     train = context.train if rows is None else context.train.select(np.flatnonzero(rows))
     return train_on_real_data(
         context.bias_model, train, image_size=context.bias_model_size, runtime=context.training, seed_offset=seed_offset
@@ -709,6 +716,8 @@ class _OnRealBiasModel:
     trains_bias_model = True
 
     def infer(self, context: RecipeContext) -> BiasInference:
+        from .amplifier import bias_signals
+
         model = train_real_bias_model(context)
         signals = {split: bias_signals(model, getattr(context, split)) for split in ("train", "valid")}
         inference = super().infer(replace(context, amplifier_signals=signals, amplifier=None))
@@ -762,6 +771,8 @@ class FGCCDB(Recipe):
         check_integer("stages", self.stages, low=1, high=LIMITS["models"])
 
     def infer(self, context: RecipeContext) -> BiasInference:
+        from .amplifier import bias_signals
+
         labels = np.asarray(context.train["label"])
         selected, kept = None, []  # kept: per stage, the rows its model gets right (the next stage's data)
         for stage in range(self.stages):
@@ -782,7 +793,7 @@ class FGCCDB(Recipe):
             "flagged_weight_share": _share(weights, flagged),
         }
         return BiasInference(
-            ERMObjective(sample_weights=weights),
+            _objectives().ERMObjective(sample_weights=weights),
             valid_pseudo_bias=valid_bias,
             conflict_scores=np.asarray(train_signals["loss"]),
             conflict_flags=flagged,
@@ -899,134 +910,3 @@ def register_recipe(recipe: type[Recipe]) -> type[Recipe]:
         raise ValueError(f"a method named {recipe.name!r} is registered already ({RECIPES[recipe.name].__name__})")
     RECIPES[recipe.name] = recipe
     return recipe
-
-
-class _SelectBest(TrainerCallback):
-    """Evaluates ``target`` on ``valid`` after every epoch and keeps its best weights in memory.
-
-    With ``every_steps`` it evaluates after steps 1, 1 + every_steps, ... instead (BiasEnsemble's early
-    stopping of each committee member)."""
-
-    def __init__(
-        self, score: Callable[[PreTrainedModel], float], target: PreTrainedModel, every_steps: int | None = None
-    ) -> None:
-        self.score, self.target, self.every_steps = score, target, every_steps
-        self.best, self.best_state, self.history = -np.inf, None, []
-
-    def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.every_steps is None:
-            self._evaluate()
-
-    def on_step_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.every_steps is not None and (state.global_step - 1) % self.every_steps == 0:
-            self._evaluate()
-
-    def _evaluate(self) -> None:
-        value = self.score(self.target)
-        self.history.append(value)
-        if value > self.best:
-            self.best, self.best_state = value, copy.deepcopy(self.target.state_dict())
-        self.target.train()
-
-
-def _selection_score(selection: str, valid: Dataset, inference: BiasInference) -> Callable[[PreTrainedModel], float]:
-    labels = np.asarray(valid["label"])
-    ready: list[Any] = []  # valid prepared once, at the first evaluation
-
-    def logits(model: PreTrainedModel) -> np.ndarray:
-        if not ready:
-            ready.append(prepared(model, valid))
-        return predict_logits(model, ready[0])
-
-    if selection == "valid_accuracy":
-        return lambda model: float((logits(model).argmax(1) == labels).mean())
-    if selection in PSEUDO_GROUP_SELECTIONS:
-        if inference.valid_pseudo_bias is None:
-            raise ValueError(f"{selection} selection needs the amplifier's pseudo groups (a DDB recipe or flags)")
-        pseudo = np.asarray(inference.valid_pseudo_bias)
-        key = "worst_group_accuracy" if selection == "valid_worst_pseudo_group" else "unbiased_accuracy"
-        return lambda model: group_metrics(logits(model), labels, pseudo)[key]
-    if selection in ("oracle_valid_worst_group", "oracle_valid_unbiased"):
-        bias, key = np.asarray(valid["bias_label"]), selection.removeprefix("oracle_valid_")
-        key = {"worst_group": "worst_group_accuracy", "unbiased": "unbiased_accuracy"}[key]
-        return lambda model: group_metrics(logits(model), labels, bias)[key]
-    raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
-
-
-def _candidates(inference: BiasInference) -> list[tuple[dict[str, Any], BiasInference]]:
-    """Every setting of the inference's ``search`` grid (just the inference itself when there is none)."""
-    settings: list[dict[str, Any]] = [{}]
-    for name, values in inference.search.items():
-        settings = [{**setting, name: value} for setting in settings for value in values]
-    return [(setting, replace(inference, objective=replace(inference.objective, **setting))) for setting in settings]
-
-
-def train_with_recipe(
-    recipe: Recipe,
-    context: RecipeContext,
-    output_dir: str,
-    *,
-    selection: str = "valid_accuracy",
-    callbacks: Sequence[TrainerCallback] = (),
-    valid_pseudo_bias: np.ndarray | None = None,
-    progress_bar: bool = False,
-) -> tuple[PreTrainedModel, dict[str, Any]]:
-    """Infer the bias with ``recipe`` from ``context``, train a fresh model robustly, select on ``valid``.
-
-    Only the context's ``train`` and ``valid`` are read; the test split is never touched here.
-    Returns the selected model and a dict of what happened (inference info, selection history).
-    ``callbacks`` are extra `TrainerCallback`s (e.g. a per-epoch probe in a benchmark; they see the
-    Trainer's `DebiasModel`, whose ``target`` is the classifier). ``valid_pseudo_bias`` (an amplifier's pseudo
-    bias per ``valid`` row, 0 = aligned: `hf_ddb.amplifier.pseudo_bias`) lets recipes that infer no pseudo
-    groups of their own be selected by the pseudo-group selections. A recipe that asks to tune
-    hyper-parameters (the oracle, DDB-I) has one model trained per setting; the best by its ``tune_on`` score
-    on ``valid`` is returned. A callback with an ``on_bias_inference(inference)`` method is shown the recipe's
-    `BiasInference` before training (a benchmark scores the recipe's own detection with it).
-    """
-    if selection not in SELECTIONS:
-        raise ValueError(f"unknown selection {selection!r}; choose one of {list(SELECTIONS)}")
-    train, valid, training = context.train, context.valid, context.training
-    if valid is None:
-        raise ValueError("train_with_recipe selects on the 'valid' split: give the RecipeContext a valid split")
-    inference = recipe.infer(context)
-    for callback in callbacks:
-        if hasattr(callback, "on_bias_inference"):
-            callback.on_bias_inference(inference)
-    if inference.valid_pseudo_bias is None and valid_pseudo_bias is not None:
-        inference.valid_pseudo_bias = np.asarray(valid_pseudo_bias, dtype=np.int64)
-    candidates = _candidates(inference)
-    tuning = _selection_score(inference.tune_on, valid, inference) if len(candidates) > 1 else None
-    best: tuple[float, PreTrainedModel, dict[str, Any]] | None = None
-    search: list[dict[str, Any]] = []
-    for setting, candidate in candidates:
-        model = (candidate.make_target or context.new_model)()
-        selector = _SelectBest(_selection_score(selection, valid, candidate), model) if selection != "last" else None
-        args = training.to_training_arguments(output_dir, disable_tqdm=not progress_bar, logging_strategy="no")
-        trainer = DebiasTrainer(
-            model,
-            args,
-            train,
-            candidate.objective,
-            loading=training.image_loading(),
-            callbacks=[*callbacks, *([selector] if selector else [])],
-            progress_name=" ".join([recipe.name, *(f"{key}={value}" for key, value in setting.items())]),
-        )
-        trainer.train()
-        info: dict[str, Any] = {"recipe": recipe.name, "uses_bias_labels": recipe.uses_bias_labels, **candidate.info}
-        if selector is not None and selector.best_state is not None:
-            model.load_state_dict(selector.best_state)
-            info.update(
-                selection=selection,
-                selection_history=selector.history,
-                selected_epoch=int(np.argmax(selector.history)) + 1,
-            )
-        model.eval()
-        if tuning is None:
-            return model, info
-        score = tuning(model)
-        search.append({**setting, inference.tune_on: score})
-        if best is None or score > best[0]:
-            best = (score, model, {**info, "tuned": setting})
-    _, model, info = best
-    info["search"] = search
-    return model, info

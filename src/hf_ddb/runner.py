@@ -32,7 +32,8 @@ from .amplifier import BiasSignals, generator_fidelity
 from .config import RunConfig
 from .inputs import first_image
 from .layout import RunLayout
-from .recipes import PSEUDO_GROUP_SELECTIONS, Recipe
+from .recipes import Recipe
+from .selection import selection_rule
 from .utils import LaunchedProcesses, atomic_write_text, progress_bars_shown, remove_leftovers
 
 __all__ = ["STAGES", "STAGE_ORDER", "Run", "Stage", "stage_key"]
@@ -455,17 +456,18 @@ class Run:
     def _fit_method(self, method: str) -> None:
         from transformers import AutoModelForImageClassification
 
+        from .debiasing import train_with_recipe
         from .inputs import predict_logits
         from .metrics import group_metrics
         from .models import build_classifier, save_classifier
-        from .recipes import RecipeContext, train_with_recipe
+        from .recipes import RecipeContext
 
         recipe_class = self.config.recipe(method)
         amplifier, signals, valid_pseudo = None, None, None
         if recipe_class.needs_amplifier:
             amplifier = AutoModelForImageClassification.from_pretrained(self.amplifier()).eval()
             signals = self.amplifier_signals().splits  # scored once by the amplifier stage
-        if self.config.selection in PSEUDO_GROUP_SELECTIONS:  # for recipes that infer no pseudo groups themselves
+        if selection_rule(self.config.selection).needs_amplifier:  # for recipes that infer no pseudo groups themselves
             valid_pseudo = self.valid_pseudo_bias()
         started = time.time()
         recipe = recipe_class(**self.config.method_options.get(method, {}))

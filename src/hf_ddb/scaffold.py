@@ -220,7 +220,7 @@ def _check_reads_back(text: str, sketch: DatasetSketch) -> None:
     """The written YAML must hold what was read off the data, and nothing more (a guard on the escaping)."""
     import yaml
 
-    from .config_file import _BoundedLoader
+    from .config import _BoundedLoader
 
     raw = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506  (a SafeLoader subclass)
     benchmark = raw.get("benchmark", {})

@@ -5,21 +5,25 @@ synthetic images) and BiasEnsemble's committee."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import Dataset
 from torch import nn
-from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments
 from transformers.utils import ModelOutput
 
-from .inputs import ImageLoading, is_streamed, model_inputs
+from .inputs import is_streamed, model_inputs, predict_logits, prepared
 from .objectives import Objective
+from .selection import selection_rule
+from .settings import ImageLoading
 from .training import log_instead_of_print, training_order_seed
 
-__all__ = ["DebiasModel", "DebiasOutput", "DebiasTrainer"]
+__all__ = ["DebiasModel", "DebiasOutput", "DebiasTrainer", "SelectBest", "selection_score"]
 
 
 @dataclass
@@ -116,3 +120,56 @@ class DebiasTrainer(Trainer):
         labels = inputs.pop("labels")
         loss, outputs = self.objective.loss(self, model, inputs, labels, index)
         return (loss, outputs) if return_outputs else loss
+
+
+class SelectBest(TrainerCallback):
+    """Evaluates ``target`` on ``valid`` after every epoch and keeps its best weights in memory.
+
+    With ``every_steps`` it evaluates after steps 1, 1 + every_steps, ... instead (BiasEnsemble's early
+    stopping of each committee member)."""
+
+    def __init__(
+        self, score: Callable[[PreTrainedModel], float], target: PreTrainedModel, every_steps: int | None = None
+    ) -> None:
+        self.score, self.target, self.every_steps = score, target, every_steps
+        self.best, self.best_state, self.history = -np.inf, None, []
+
+    def on_epoch_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.every_steps is None:
+            self._evaluate()
+
+    def on_step_end(self, args: TrainingArguments, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.every_steps is not None and (state.global_step - 1) % self.every_steps == 0:
+            self._evaluate()
+
+    def _evaluate(self) -> None:
+        value = self.score(self.target)
+        self.history.append(value)
+        if value > self.best:
+            self.best, self.best_state = value, copy.deepcopy(self.target.state_dict())
+        self.target.train()
+
+
+def selection_score(
+    selection: str, valid: Dataset, valid_pseudo_bias: np.ndarray | None = None
+) -> Callable[[PreTrainedModel], float]:
+    """The score a `hf_ddb.selection` rule gives a model on ``valid`` (its logits computed with the split
+    prepared once, at the first call); ``valid_pseudo_bias``: the amplifier's pseudo bias per valid row, for
+    the rules that read pseudo groups."""
+    rule = selection_rule(selection)
+    labels = np.asarray(valid["label"])
+    bias = None
+    if rule.needs_amplifier:
+        if valid_pseudo_bias is None:
+            raise ValueError(f"{selection} selection needs the amplifier's pseudo groups (a DDB recipe or flags)")
+        bias = np.asarray(valid_pseudo_bias)
+    elif rule.uses_bias_labels:
+        bias = np.asarray(valid["bias_label"])
+    ready: list[Any] = []  # valid prepared once, at the first evaluation
+
+    def score(model: PreTrainedModel) -> float:
+        if not ready:
+            ready.append(prepared(model, valid))
+        return rule.score(predict_logits(model, ready[0]), labels, bias)
+
+    return score

@@ -17,6 +17,7 @@ import torch
 from datasets import DatasetDict
 
 from .config import ConfigError, RunConfig
+from .selection import selection_rule
 
 if TYPE_CHECKING:
     from .inputs import StreamedSplit
@@ -151,7 +152,7 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_ch
                     f"'methods': {method} trains with bias labels, and {shown!r} has none (no "
                     "'benchmark.bias_column'); remove it, or name the dataset's bias column"
                 )
-        if config.selection.startswith("oracle_"):
+        if selection_rule(config.selection).uses_bias_labels:
             raise ConfigError(f"'selection' {config.selection!r} reads bias labels, and {shown!r} has none")
     num_classes = train.features["label"].num_classes
     classifier = config.classifier
@@ -166,6 +167,12 @@ def validate_run(config: RunConfig, *, data: DatasetDict | None = None, image_ch
         model_args = classifier.model_args
         _check_model("classifier.architecture", classifier.architecture, num_classes, size, model_args=model_args)
     if config.needs_amplifier:
+        from .diffusion import check_unet
+
+        try:
+            check_unet(config.diffusion)
+        except ValueError as err:
+            raise ConfigError(f"'diffusion': {err}") from err
         resolution = config.diffusion.resolution
         _check_model("amplifier.architecture", config.amplifier.architecture, num_classes, resolution)
     return data
