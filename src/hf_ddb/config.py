@@ -313,10 +313,10 @@ def _did_you_mean(value: str, choices: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _unknown_key(key: Any, where: str, known: Sequence[str]) -> str:
+def _unknown_key(key: Any, where: str, known: Sequence[str], of: str = "") -> str:
     close = difflib.get_close_matches(str(key), list(known), n=1)
     hint = f" (did you mean '{where}{close[0]}'?)" if close else f"; known: {sorted(known)}"
-    return f"unknown key '{where}{key}'{hint}"
+    return f"unknown key '{where}{key}'{f' {of}' if of else ''}{hint}"
 
 
 def _settings_units(keys: Sequence[str], linked: Sequence[Sequence[str]]) -> Iterator[tuple[str, ...]]:
@@ -560,11 +560,7 @@ def _check_benchmark(benchmark: dict[str, Any], problems: list[str]) -> None:
         return
     for key, value in benchmark.items():
         if key not in HUB_BENCHMARK_KEYS:
-            problems.append(
-                _unknown_key(key, "benchmark.", list(HUB_BENCHMARK_KEYS)).replace(
-                    "unknown key", "unknown key for a Hub dataset", 1
-                )
-            )
+            problems.append(_unknown_key(key, "benchmark.", list(HUB_BENCHMARK_KEYS), "of a Hub dataset"))
             continue
         expected = HUB_BENCHMARK_KEYS[key]
         if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
