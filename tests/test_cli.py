@@ -512,8 +512,9 @@ def test_quiet_run_prints_the_results_table_only_and_bars_are_named(tmp_path):
 
 def test_the_wheel_runs_a_built_in_config_by_name_without_the_repository(tmp_path):
     """The built wheel holds the run configs, card templates and metric modules: installed into a fresh
-    environment (its dependencies taken from this one's site-packages, never the repository's sources), it
-    runs `hf-ddb run colored_mnist` by name from an empty folder, on the tiny preset."""
+    environment (its dependencies taken from this one's site-packages, never the repository's sources), every
+    built-in config checks by name, `hf-ddb validate colored_mnist` passes (full MNIST, an empty benchmark
+    cache) and `hf-ddb run colored_mnist` finishes from an empty folder on the tiny preset."""
     import subprocess
     import sys
     import sysconfig
@@ -548,7 +549,16 @@ def test_the_wheel_runs_a_built_in_config_by_name_without_the_repository(tmp_pat
         "generation={num_images_per_class: 8, batch_size: 8, num_inference_steps: 2}",
         "amplifier.epochs=1",
     ]
-    command = [str(env / "bin" / "python"), "-m", "hf_ddb.cli", "run", "colored_mnist", "-q"]
+    python = str(env / "bin" / "python")
+    check_all = "from hf_ddb.config import load_config, shipped_configs\nfor n in shipped_configs(): load_config(n)"
+    done = subprocess.run([python, "-c", check_all], cwd=work, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    cache = {**os.environ, "HF_DDB_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [python, "-m", "hf_ddb.cli", "validate", "colored_mnist"], cwd=work, capture_output=True, text=True, env=cache
+    )
+    assert done.returncode == 0 and "colored_mnist: valid (colored_mnist: train 50,000" in done.stdout, done.stderr
+    command = [python, "-m", "hf_ddb.cli", "run", "colored_mnist", "-q"]
     for override in overrides:
         command += ["--set", override]
     done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=600)

