@@ -43,14 +43,14 @@ class FakeHub:
                     return self._reply(200, {"url": f"{hub.endpoint}/{repo}", "name": repo})
                 if self.path == "/api/validate-yaml":
                     return self._reply(200, {})
-                match = re.fullmatch(r"/api/(?:models|datasets)/(.+)/preupload/([^/]+)", self.path)
+                match = re.fullmatch(r"/api/(?:models|datasets|spaces)/(.+)/preupload/([^/]+)", self.path)
                 if match:
                     files = [
                         {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
                         for f in json.loads(body)["files"]
                     ]
                     return self._reply(200, {"files": files})
-                match = re.fullmatch(r"/api/(models|datasets)/(.+)/commit/([^/]+)", self.path)
+                match = re.fullmatch(r"/api/(models|datasets|spaces)/(.+)/commit/([^/]+)", self.path)
                 if match:
                     repo, files, message = match.group(2), {}, None
                     for line in body.decode().splitlines():
@@ -59,7 +59,7 @@ class FakeHub:
                             message = item["value"]["summary"]
                         elif item["key"] == "file":
                             files[item["value"]["path"]] = base64.b64decode(item["value"]["content"])
-                    repo_type = match.group(1)[:-1]  # "model" or "dataset"
+                    repo_type = match.group(1)[:-1]  # "model", "dataset" or "space"
                     hub.commits.append({"repo": repo, "type": repo_type, "message": message, "files": files})
                     oid = "1" * 40
                     url = f"{hub.endpoint}/{repo}/commit/{oid}"

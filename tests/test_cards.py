@@ -289,3 +289,75 @@ def test_push_metadata_is_in_the_cards_and_survives_a_rerun(card_run, monkeypatc
     erm = (run_dir / "methods" / "erm" / "model" / "README.md").read_text()
     _assert_no_machine_path(erm, root)
     assert ModelCard(erm).data.datasets == ["ylecun/mnist"] and '"./methods/erm/model"' in erm
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _ask_demo(command, cwd, port, image, label):
+    """Start a demo server (``command``), score ``image`` for ``label`` through gradio's Python client, stop it."""
+    import time
+
+    from gradio_client import Client, handle_file
+
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, client = time.time() + 180, None
+        while client is None:
+            assert server.poll() is None, server.stdout.read()[-3000:]
+            try:
+                client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+            except Exception:
+                assert time.time() < deadline, "the demo did not start in 3 minutes"
+                time.sleep(1)
+        return client.predict(handle_file(str(image)), label, api_name="/score")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def test_the_demo_and_its_space_answer_an_image(card_run, tmp_path, monkeypatch, capsys):
+    """`hf-ddb demo RUN_DIR` serves the run: an image uploaded through gradio's client is classified by the
+    debiased classifier and scored by the amplifier, as their pipelines answer. `push --dry-run` writes the
+    demo Space (app.py, requirements, Space card, results and figures): its app.py is the same app and needs no
+    hf-ddb; pointed at the run's model folders instead of the repos, it answers the same."""
+    from PIL import Image
+    from transformers import pipeline
+
+    root, run_dir, path = card_run
+    image = tmp_path / "red.png"
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(image)
+    port = _free_port()
+    command = [sys.executable, "-m", "hf_ddb.cli", "demo", str(run_dir), "--port", str(port)]
+    predicted, alignment = _ask_demo(command, tmp_path, port, image, "3")
+    classifier = pipeline("image-classification", model=str(run_dir / "methods/ddb_ii/model"), trust_remote_code=True)
+    expected = classifier(Image.open(image), top_k=1)[0]
+    assert predicted["label"] == expected["label"]
+    assert {row["label"] for row in predicted["confidences"]} <= {str(d) for d in range(10)}
+    amplifier = pipeline("bias-alignment", model=str(run_dir / "amplifier/model"), trust_remote_code=True)
+    assert alignment == pytest.approx(amplifier({"image": Image.open(image), "label": "3"}))
+
+    monkeypatch.chdir(root)
+    assert main(["push", str(path), "--repo-prefix", "me/tiny", "--dry-run"]) == 0
+    assert "would push 9 files to me/tiny-demo" in capsys.readouterr().out
+    space = run_dir / "space"
+    card = (space / "README.md").read_text()
+    assert "sdk: gradio" in card and "app_file: app.py" in card and "license: cc-by-nc-4.0" in card
+    assert (space / "requirements.txt").read_text().startswith("gradio")
+    app = (space / "app.py").read_text()
+    assert "import hf_ddb" not in app and "from hf_ddb" not in app  # the models carry their code
+    copy = tmp_path / "space"
+    copy.mkdir()
+    for file in space.iterdir():
+        (copy / file.name).write_bytes(file.read_bytes())
+    local = app.replace("'me/tiny-classifier'", repr(str(run_dir / "methods/ddb_ii/model")))
+    (copy / "app.py").write_text(local.replace("'me/tiny-amplifier'", repr(str(run_dir / "amplifier/model"))))
+    port = _free_port()
+    answer = _ask_demo([sys.executable, "app.py"], copy, port, image, "3")
+    assert answer[0]["label"] == predicted["label"] and answer[1] == pytest.approx(alignment)

@@ -233,8 +233,11 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         dry = capsys.readouterr().out
         assert not fake.repos and "would push 7 files to me/cmnist-ddb-classifier" in dry
         assert "would push 3 files to me/cmnist-ddb-synthetic" in dry
-        assert main(["push", str(path), "--dry-run", "--no-dataset"]) == 0
-        assert "me/cmnist-ddb-synthetic" not in capsys.readouterr().out
+        assert "would push 9 files to me/cmnist-ddb-demo: README.md, amplifier_findings.png, amplifier" in dry
+        assert (run_dir / "space" / "app.py").is_file()  # the Space's folder, written to look at (and test)
+        assert main(["push", str(path), "--dry-run", "--no-dataset", "--no-space"]) == 0
+        listed = capsys.readouterr().out
+        assert "me/cmnist-ddb-synthetic" not in listed and "me/cmnist-ddb-demo" not in listed
         assert main(["push", str(path), "--private"]) == 0
     assert all(repo["private"] for repo in fake.repos.values())
     assert {repo: info["type"] for repo, info in fake.repos.items()} == {
@@ -242,6 +245,7 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         "me/cmnist-ddb-amplifier": "model",
         "me/cmnist-ddb-classifier": "model",
         "me/cmnist-ddb-synthetic": "dataset",
+        "me/cmnist-ddb-demo": "space",
     }
     sent = {commit["repo"]: set(commit["files"]) for commit in fake.commits}
     assert sent["me/cmnist-ddb-classifier"] == {
@@ -271,7 +275,21 @@ def test_push_sends_exactly_the_artefact_files(finished_run, monkeypatch, capsys
         "unet/diffusion_pytorch_model.safetensors",
         "synthetic_samples.png",
     } == sent["me/cmnist-ddb-diffusion"]
-    readme = fake.commits[-1]["files"]["README.md"]
+    assert sent["me/cmnist-ddb-demo"] == {
+        "README.md",
+        "app.py",
+        "requirements.txt",
+        "results.md",
+        "results.json",
+        "group_accuracy.png",
+        "amplifier_findings.png",
+        "amplifier_losses.png",
+        "synthetic_samples.png",
+    }
+    space = fake.commits[-1]["files"]
+    assert b"sdk: gradio" in space["README.md"] and b"- me/cmnist-ddb-classifier" in space["README.md"]
+    assert b"classifier='me/cmnist-ddb-classifier', amplifier='me/cmnist-ddb-amplifier'" in space["app.py"]
+    readme = fake.commits[-2]["files"]["README.md"]
     assert readme == (run_dir / "methods" / "ddb_i" / "model" / "README.md").read_bytes()
     assert "pushed 7 files to me/cmnist-ddb-classifier" in capsys.readouterr().out
     # every card was rendered again for its repo: the load snippets name the repo, not a local path

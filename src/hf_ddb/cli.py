@@ -78,6 +78,7 @@ def _stage(config: RunConfig, command: str, args: argparse.Namespace, data: Data
             private=private,
             dry_run=args.dry_run,
             dataset=not args.no_dataset,
+            space=not args.no_space,
         )
         for repo, files in sent.items():
             if args.dry_run:
@@ -206,6 +207,21 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    """``hf-ddb demo RUN_DIR``: serve the run's Gradio demo until interrupted."""
+    from .demo import build_demo, demo_sources
+
+    try:
+        sources = demo_sources(args.run_dir)
+        app = build_demo(sources["folder"], classifier=sources["classifier"], amplifier=sources.get("amplifier"))
+    except Exception as err:
+        if args.debug:
+            raise
+        return _report_error(err)
+    app.launch(server_name=args.host, server_port=args.port)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``hf-ddb`` command; returns its exit status: 0 done, 2 a user error (one line on stderr, no
     traceback unless ``--debug``), 1 an unexpected failure, 130 interrupted."""
@@ -259,6 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.add_argument(
                 "--no-dataset", action="store_true", help="do not push the synthetic images as a dataset repo"
             )
+            sub.add_argument("--no-space", action="store_true", help="do not push the demo Space (<prefix>-demo)")
     init = commands.add_parser("init", help="write a starting config for a dataset (a Hub id or a local folder)")
     init.add_argument("dataset", help="a Hub dataset id or a local folder (Parquet, image folder, save_to_disk)")
     init.add_argument("--output", help="where to write the YAML (default: <dataset name>.yaml here)")
@@ -266,10 +283,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     init.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     add_verbosity(init, argparse.SUPPRESS)
     init.set_defaults(config=None)
+    demo = commands.add_parser("demo", help="a Gradio demo of a finished run: results, figures, scoring an image")
+    demo.add_argument("run_dir", help="a finished run's folder (its output_dir)")
+    demo.add_argument("--host", default="127.0.0.1", help="the address to serve on (default: this machine only)")
+    demo.add_argument("--port", type=int, default=None, help="the port (default: Gradio's, 7860 or the next free)")
+    demo.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    add_verbosity(demo, argparse.SUPPRESS)
+    demo.set_defaults(config=None)
     args = parser.parse_args(argv)
     _configure_logging(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     if args.command == "init":
         return _init(args)
+    if args.command == "demo":
+        return _demo(args)
     from .checks import ConfigError
 
     status = 1

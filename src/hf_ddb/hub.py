@@ -30,6 +30,7 @@ __all__ = [
     "push_run",
     "render_card_entry",
     "render_dataset_card",
+    "write_space",
     "render_model_card",
     "rerender_card",
     "synthetic_dataset_files",
@@ -39,6 +40,7 @@ __all__ = [
 CARD_KINDS = {"diffusion": "diffusers", "amplifier": "transformers", "classifier": "transformers"}
 ARTIFACT_SUFFIXES = {"diffusion": "diffusion", "amplifier": "amplifier", "classifier": "classifier"}
 DATASET_SUFFIX = "synthetic"
+SPACE_SUFFIX = "demo"
 PIPELINE_TAGS = {
     # class-conditional generation is no Hub task; the nearest that takes no text or image input
     "diffusion": "unconditional-image-generation",
@@ -522,11 +524,14 @@ def push_run(
     private: bool = False,
     dry_run: bool = False,
     dataset: bool = True,
+    space: bool = True,
 ) -> dict[str, list[str]]:
-    """Push a finished run's three artefacts to ``<repo_prefix>-diffusion|-amplifier|-classifier`` and (with
-    ``dataset``) its synthetic images to the dataset repo ``<repo_prefix>-synthetic``; returns the files per
-    repo. Each card is rendered again for its repo id first (the local card too: it now names where the
-    artefact is published). ``dry_run``: only list the files (repo ids validated, nothing written or sent)."""
+    """Push a finished run's three artefacts to ``<repo_prefix>-diffusion|-amplifier|-classifier``, (with
+    ``dataset``) its synthetic images to the dataset repo ``<repo_prefix>-synthetic`` and (with ``space``) its
+    demo to the Gradio Space ``<repo_prefix>-demo`` (`hf_ddb.demo.space_files`); returns the files per repo. Each
+    card is rendered again for its repo id first (the local card too: it now names where the artefact is
+    published). The Space's folder is written to ``run_dir/space`` first, also by a ``dry_run``, which otherwise
+    only lists the files (repo ids validated, nothing else written, nothing sent)."""
     from .generation import load_synthetic_dataset
     from .layout import RunLayout
 
@@ -534,7 +539,8 @@ def push_run(
     folders = layout.artefacts(classifier)
     repos = {kind: f"{repo_prefix}-{ARTIFACT_SUFFIXES[kind]}" for kind in folders}
     dataset_repo = f"{repo_prefix}-{DATASET_SUFFIX}" if dataset else None
-    every_repo = [*repos.values(), *([dataset_repo] if dataset_repo else [])]
+    space_repo = f"{repo_prefix}-{SPACE_SUFFIX}" if space else None
+    every_repo = [*repos.values(), *([dataset_repo] if dataset_repo else []), *([space_repo] if space_repo else [])]
     files = check_pushable(run_dir, classifier=classifier, dataset=dataset)
     listed = {repos[kind]: files[kind] for kind in folders}
     if dry_run:
@@ -544,6 +550,8 @@ def push_run(
         if dataset_repo:
             rows = load_synthetic_dataset(layout.synthetic_dataset).num_rows
             sent[dataset_repo] = synthetic_dataset_files(rows, layout.samples_image.is_file())
+        if space_repo:
+            sent[space_repo] = write_space(layout.root, space_repo, {**repos, "synthetic": dataset_repo})
         return sent
     api = api or HfApi()
     check_push_access(every_repo, api)  # before the first upload: all go, or none
@@ -574,7 +582,40 @@ def push_run(
             sent[dataset_repo] = files
     for kind, folder in folders.items():
         sent[repos[kind]] = push_folder(folder, repos[kind], api=api, private=private, root=layout.root)
+    if space_repo:
+        files = write_space(layout.root, space_repo, {**repos, "synthetic": dataset_repo})
+        api.create_repo(space_repo, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=space_repo,
+            folder_path=str(layout.root / "space"),
+            allow_patterns=[glob.escape(path) for path in files],
+            commit_message="Upload the run's demo with hf-ddb",
+            repo_type="space",
+        )
+        sent[space_repo] = files
     return sent
+
+
+def write_space(run_dir: str | os.PathLike, space_id: str, repos: Mapping[str, str | None]) -> list[str]:
+    """Write the run's demo Space (`hf_ddb.demo.space_files` over the pushed ``repos``) to ``run_dir/space``, in
+    one rename; returns its files. Its licence is the run's (the classifier card's)."""
+    from .demo import space_files
+    from .layout import RunLayout
+    from .utils import atomic_directory
+
+    layout = RunLayout(Path(run_dir))
+    cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
+    licenses = {entry.get("arguments", {}).get("license") for entry in cards.values()} - {None}
+    files = space_files(
+        layout.root,
+        {kind: repo for kind, repo in repos.items() if repo},
+        space_id=space_id,
+        license=licenses.pop() if len(licenses) == 1 else "other",
+    )
+    with atomic_directory(unlinked(layout.root / "space", layout.root)) as folder:
+        for name, content in files.items():
+            (folder / name).write_bytes(content)
+    return sorted(files)
 
 
 def _check_repo_id(repo_id: str) -> None:
