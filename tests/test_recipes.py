@@ -802,3 +802,50 @@ def test_memorisation_verdict_reads_when_the_real_data_twin_fits_the_flags():
     assert "cannot tell" in memorisation_verdict(history([0.2, 0.7, 0.8, 0.8], majority))
     assert "may do as well" in memorisation_verdict(history([0.1, 0.2, 0.3, 0.4], majority))
     assert "flags no row" in memorisation_verdict(history([None], [0.9]))
+
+
+class _UnusedParameters(TrainerCallback):
+    """Before every optimizer step: the trainable parameters of the Trainer's model that got no gradient."""
+
+    def __init__(self) -> None:
+        self.unused: set[str] = set()
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.unused |= {name for name, p in model.named_parameters() if p.requires_grad and p.grad is None}
+
+
+def test_every_objective_gives_every_parameter_a_gradient_so_ddp_skips_its_search(small_cmnist, tmp_path):
+    """DDP's search for unused parameters costs a pass over the graph every step (and a warning per rank):
+    `TrainingConfig` turns it off, which is right only while every objective's every trainable parameter (the
+    target's and the co-trained bias model's) gets a gradient at every step; a new objective that leaves one
+    out fails here instead of hanging DDP."""
+    train = small_cmnist["train"].select(range(64))
+    names = {i: str(i) for i in range(10)}
+    labels = np.asarray(train["label"])
+
+    def make():
+        return build_classifier("mlp", names, image_size=16, seed=0)[0]
+
+    def disent(swap_start):
+        return DisEnt(swap_start=swap_start)
+
+    cases = {
+        "erm": (make, ERMObjective()),
+        "amplifier (gce, class-balanced)": (make, ERMObjective(loss_type="gce", class_balanced=True)),
+        "groupdro": (make, GroupDROObjective(group_ids=labels % 4, num_groups=4, group_balanced=True)),
+        "lff": (make, RelativeDifficultyObjective(bias_model=make())),
+        "bias_ensemble": (
+            make,
+            RelativeDifficultyObjective(bias_model=make(), bias_loss="ce", bias_train_mask=np.arange(64) < 3),
+        ),
+        "ddb_ii (frozen amplifier's losses)": (make, RelativeDifficultyObjective(bias_losses=np.ones(64))),
+        "disent, before the swap": (lambda: disent(1.0).disentangled(make(), 0), disent(1.0).objective()),
+        "disent, swapping": (lambda: disent(0.0).disentangled(make(), 0), disent(0.0).objective()),
+    }
+    config = TrainingConfig(epochs=1, batch_size=16)
+    assert config.to_training_arguments(tmp_path).ddp_find_unused_parameters is False
+    for name, (model_factory, objective) in cases.items():
+        probe = _UnusedParameters()
+        args = config.to_training_arguments(tmp_path / "out", max_steps=3, disable_tqdm=True)
+        DebiasTrainer(model_factory(), args, train, objective, callbacks=[probe]).train()
+        assert not probe.unused, (name, sorted(probe.unused))

@@ -171,6 +171,9 @@ class TrainingConfig:
             # a streamed training set: each process reads its own shards instead of the main process reading
             # all and sending batches (map-style datasets are never dispatched: no change for them)
             accelerator_config={"dispatch_batches": False},
+            # every objective gives every trainable parameter a gradient at every step (tested): DDP need not
+            # search the graph for unused ones each step (its default for a model that is no PreTrainedModel)
+            ddp_find_unused_parameters=False,
         )
         values.update(overrides)
         return TrainingArguments(**values)
