@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from huggingface_hub import DatasetCard, HfApi, ModelCard, ModelCardData
+from huggingface_hub import DatasetCard, HfApi, ModelCard, ModelCardData, SpaceCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 import hf_ddb
@@ -347,8 +347,9 @@ def test_the_demo_and_its_space_answer_an_image(card_run, tmp_path, monkeypatch,
     assert main(["push", str(path), "--repo-prefix", "me/tiny", "--dry-run"]) == 0
     assert "would push 9 files to me/tiny-demo" in capsys.readouterr().out
     space = run_dir / "space"
-    card = (space / "README.md").read_text()
-    assert "sdk: gradio" in card and "app_file: app.py" in card and "license: cc-by-nc-4.0" in card
+    card = SpaceCard.load(space / "README.md")  # huggingface_hub reads the Space's metadata
+    assert card.data.sdk == "gradio" and card.data.app_file == "app.py" and card.data.license == "cc-by-nc-4.0"
+    assert card.data.models == ["me/tiny-classifier", "me/tiny-amplifier", "me/tiny-diffusion"]
     assert (space / "requirements.txt").read_text().startswith("gradio")
     app = (space / "app.py").read_text()
     assert "import hf_ddb" not in app and "from hf_ddb" not in app  # the models carry their code

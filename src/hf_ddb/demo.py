@@ -122,6 +122,8 @@ def space_files(
     """The files of the run's demo Space: ``app.py`` (this module, launching `build_demo` over the pushed
     ``repos["classifier"]`` and ``repos["amplifier"]``), ``requirements.txt``, the Space card (``README.md``), the
     run's results and figures."""
+    from .hub import citation_bibtex
+
     folder = Path(run_dir)
     app = Path(__file__).read_text() + SPACE_MAIN.format(
         classifier=repos["classifier"], amplifier=repos.get("amplifier")
@@ -147,6 +149,12 @@ def space_files(
             f"figures, and the debiased classifier [`{repos['classifier']}`](https://huggingface.co/"
             f"{repos['classifier']}) and the bias amplifier scoring an image you upload. Run it locally with "
             "`hf-ddb demo RUN_DIR`.",
+            "",
+            "## Citation",
+            "",
+            "```bibtex",
+            citation_bibtex(),
+            "```",
             "",
         ]
     )
