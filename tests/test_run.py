@@ -736,7 +736,7 @@ def test_a_methods_key_holds_its_resolved_settings():
 
     from hf_ddb.config import parse_config
     from hf_ddb.recipes import DDBII
-    from hf_ddb.runner import recipe_settings
+    from hf_ddb.stage_cache import recipe_settings
 
     settings = recipe_settings(DDBII, {"weight_floor": 0.1})
     assert set(settings) == {f.name for f in fields(DDBII)}  # every option, written out or not

@@ -7,20 +7,17 @@ and moves the old folder aside (``<stage>.stale-<key>``) instead of deleting it.
 diffusion from its last checkpoint, generation from its finished shards; the amplifier and each method are
 written atomically, so they are either complete or redone.
 
-The stages are declared once (`STAGES`: what each reads and which config sections key it; one stage per
-method after them); the folder layout is `hf_ddb.layout.RunLayout`.
+`Run` holds the stages' bodies; their keys, records and the skip / move-aside / resume bookkeeping are
+`hf_ddb.stage_cache.StageCache`'s, where the stages are declared once (`STAGES`: what each reads and which
+config sections key it; one stage per method after them). The folder layout is `hf_ddb.layout.RunLayout`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,66 +29,13 @@ from .amplifier import BiasSignals, generator_fidelity
 from .config import RunConfig
 from .inputs import first_image
 from .layout import RunLayout
-from .recipes import Recipe
 from .selection import selection_rule
-from .utils import LaunchedProcesses, atomic_write_text, progress_bars_shown, remove_leftovers
+from .stage_cache import STAGES, StageCache
+from .utils import LaunchedProcesses, atomic_write_text, progress_bars_shown
 
-__all__ = ["STAGES", "STAGE_ORDER", "Run", "Stage", "stage_key"]
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A stage before the methods: the stages whose keys enter its key, and the config sections it reads."""
-
-    name: str
-    inputs: tuple[str, ...]
-    sections: Callable[[RunConfig], dict[str, Any]]
-
-
-STAGES = {
-    stage.name: stage
-    for stage in (
-        Stage("diffusion", (), lambda c: {"benchmark": c.benchmark, "diffusion": asdict(c.diffusion)}),
-        Stage("generation", ("diffusion",), lambda c: {"generation": asdict(c.generation)}),
-        # the amplifier trains with the training section's augmentation and precision (keyed only when set,
-        # so the keys of runs without them are those of before they existed)
-        Stage(
-            "amplifier",
-            ("generation",),
-            lambda c: {
-                # rule_options keyed only when set, as augmentation and precision below
-                "amplifier": {k: v for k, v in asdict(c.amplifier).items() if k != "rule_options" or v},
-                **({"augmentation": c.training.augmentation} if c.training.augmentation != "none" else {}),
-                **({"precision": c.training.mixed_precision} if c.training.mixed_precision not in (None, "no") else {}),
-            },
-        ),
-    )
-}
-STAGE_ORDER = (*STAGES, "debias", "report")  # "debias": one stage per method, keyed by `Run.method_key`
-
+__all__ = ["Run"]
 
 logger = logging.getLogger(__name__)
-
-
-def recipe_settings(recipe: type[Recipe], options: dict[str, Any]) -> dict[str, Any]:
-    """Every setting ``recipe`` trains with: its options over its defaults (a changed default re-trains the
-    method)."""
-    if not dataclasses.is_dataclass(recipe):
-        return dict(options)
-    defaults = {
-        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        for f in dataclasses.fields(recipe)
-        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-    }
-    return {**defaults, **options}
-
-
-def stage_key(payload: Any) -> str:
-    """A short, stable hash of a JSON-able payload and the hf-ddb version: the cache key of a stage."""
-    from . import __version__
-
-    text = json.dumps({"hf_ddb": __version__, **payload}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class Run:
@@ -116,11 +60,16 @@ class Run:
         self.loading = config.training.image_loading()  # in RAM or on the fly; the train-time augmentation
         self._resolved: dict[str, Any] = {}
         self.processes = LaunchedProcesses.from_environment()  # the one answer to "am I the main process?"
+        self.cache = StageCache(config, self.layout, self.processes, log)  # keys, markers, stale folders
 
-    # ---------------------------------------------------------------- cache bookkeeping
-    def _marker(self, folder: Path) -> dict[str, Any] | None:
-        path = folder / "stage.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+    # ---------------------------------------------------------------- the cache
+    def key(self, stage: str) -> str:
+        """The cache key of one of `STAGES` (`StageCache.key`)."""
+        return self.cache.key(stage)
+
+    def method_key(self, method: str) -> str:
+        """The cache key of ``method``'s stage (`StageCache.method_key`)."""
+        return self.cache.method_key(method)
 
     def _once(self, name: str, compute: Callable[[], Any]) -> Any:
         """Each stage resolves once per `Run` (later stages ask for earlier ones repeatedly)."""
@@ -128,86 +77,17 @@ class Run:
             self._resolved[name] = compute()
         return self._resolved[name]
 
-    def _cached(self, name: str, folder: Path, key: str) -> bool:
-        """True when ``folder`` holds a finished stage with ``key``; a stale folder is moved aside.
-
-        Under several processes (torchrun) the main process checks first, the others then find it done.
-        """
-        if self.processes.several:
-            from accelerate import PartialState
-
-            from .utils import force_cpu_processes
-
-            with PartialState(cpu=force_cpu_processes()).main_process_first():
-                return self._check_cache(name, folder, key)
-        return self._check_cache(name, folder, key)
-
-    def _check_cache(self, name: str, folder: Path, key: str) -> bool:
-        if folder.is_dir() and self.is_main_process:  # the others wait (main_process_first)
-            for path in remove_leftovers(folder):
-                self.log(f"{name}: removed {path.name}, left by an interrupted write")
-        marker = self._marker(folder)
-        if marker is not None and marker.get("key") == key:
-            self.log(f"{name}: cache hit ({folder}, key {key})")
-            return True
-        stale_key = marker.get("key") if marker else self._pending_key(folder)
-        if folder.exists() and stale_key not in (None, key):
-            aside = folder.with_name(f"{folder.name}.stale-{stale_key}")
-            os.replace(folder, aside)
-            self.log(f"{name}: settings changed, previous output moved to {aside}")
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(folder / "stage.pending.json", json.dumps({"key": key}))
-        return False
-
-    @staticmethod
-    def _pending_key(folder: Path) -> str | None:
-        path = folder / "stage.pending.json"
-        return json.loads(path.read_text())["key"] if path.is_file() else None
-
-    def _finish(self, name: str, folder: Path, key: str, started: float, **extra: Any) -> None:
-        seconds = round(time.time() - started, 1)
-        if not self.is_main_process:
-            return
-        marker = {"stage": name, "key": key, "seconds": seconds, **extra}
-        atomic_write_text(folder / "stage.json", json.dumps(marker, indent=2, default=str))
-        (folder / "stage.pending.json").unlink(missing_ok=True)
-        self.log(f"{name}: done in {seconds} s")
-
-    def _stage(self, name: str, folder: Path, key: str, work: Callable[[], dict[str, Any] | None]) -> None:
-        """Runs ``work`` unless ``folder`` holds a finished stage with ``key``; what it returns goes into
-        ``stage.json`` beside the key and the time taken."""
-        if self._cached(name, folder, key):
-            return
-        started = time.time()
-        self._finish(name, folder, key, started, **(work() or {}))
-        if self.processes.several:  # nobody reads the stage's files before the main process wrote them
-            import torch.distributed as dist
-
-            dist.barrier()
-
     @property
     def is_main_process(self) -> bool:
         """Whether this process writes: every process computes a stage, the main one saves it."""
         return self.processes.is_main
 
-    def _stage_folder(self, stage: str) -> tuple[Path, str]:
-        """The folder and current key of one of `STAGES` or a method."""
-        if stage in STAGES:
-            folders = {"diffusion": self.layout.diffusion, "generation": self.layout.synthetic}
-            return folders.get(stage, self.layout.amplifier), self.key(stage)
-        if stage in self.config.methods:
-            return self.layout.method(stage), self.method_key(stage)
-        raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)} and the methods {self.config.methods}")
-
     def stage_record(self, stage: str) -> dict[str, Any] | None:
         """What a finished stage recorded (``key``, ``seconds``, and the amplifier's ``detection`` and ``fidelity``:
         the generator check, its warnings by the current rule), or None when ``stage`` (one of `STAGES` or a
         method name) has not finished with the current settings."""
-        folder, key = self._stage_folder(stage)
-        marker = self._marker(folder)
-        if marker is None or marker.get("key") != key:
-            return None
-        if marker.get("fidelity"):  # judged again by the current rule from the numbers the stage measured
+        marker = self.cache.record(stage)
+        if marker and marker.get("fidelity"):  # judged again by the current rule from the numbers it measured
             measured = marker["fidelity"]
             marker["fidelity"] = generator_fidelity(
                 measured["synthetic_heldout_accuracy"], measured["real_train_accuracy"], len(self.class_names)
@@ -215,61 +95,18 @@ class Run:
         return marker
 
     def reuse(self, stage: str, source: Run) -> bool:
-        """Take ``source``'s finished ``stage`` (one of `STAGES`) when it was made with this run's settings (the
-        same key) and this run has not finished it yet: its folder is copied in, atomically. Runs that differ only
-        downstream (a benchmark's seeds, which enter the amplifier and the methods, not the generator) so share
-        the work. Returns whether it was taken."""
-        import shutil
-
-        from .utils import atomic_directory
-
-        if stage not in STAGES:
-            raise ValueError(f"only the stages {list(STAGES)} can be reused, not {stage!r}")
-        if source.stage_record(stage) is None or source.key(stage) != self.key(stage):
-            return False
-        if self.stage_record(stage) is not None:
-            return False
-        folder, _ = self._stage_folder(stage)
-        if self.is_main_process:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_directory(folder) as tmp:
-                shutil.copytree(source._stage_folder(stage)[0], tmp, symlinks=True, dirs_exist_ok=True)
-        self._resolved.pop(stage, None)
-        return True
+        """Take ``source``'s finished ``stage`` (one of `STAGES`) when it was made with this run's settings
+        (`StageCache.reuse`): runs that differ only downstream (a benchmark's seeds) so share the work."""
+        taken = self.cache.reuse(stage, source.cache)
+        if taken:
+            self._resolved.pop(stage, None)
+        return taken
 
     def forget(self, stage: str) -> None:
-        """Make the next request for ``stage`` (one of `STAGES` or a method) compute it again, in place: its
-        finished record is removed, its outputs are overwritten (a benchmark's probe must see the training)."""
-        folder, _ = self._stage_folder(stage)
-        if self.is_main_process:
-            (folder / "stage.json").unlink(missing_ok=True)
+        """Make the next request for ``stage`` (one of `STAGES` or a method) compute it again, in place
+        (`StageCache.forget`; a benchmark's probe must see the training)."""
+        self.cache.forget(stage)
         self._resolved.pop(f"method:{stage}" if stage in self.config.methods else stage, None)
-
-    # ---------------------------------------------------------------- keys
-    def key(self, stage: str) -> str:
-        """The cache key of one of `STAGES`: its config sections and the keys of the stages it reads."""
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}; stages: {list(STAGES)} (methods: `method_key`)")
-        spec = STAGES[stage]
-        return stage_key({**{name: self.key(name) for name in spec.inputs}, **spec.sections(self.config)})
-
-    def method_key(self, method: str) -> str:
-        """The cache key of ``method``'s stage: the data, classifier, training, selection and its options, and
-        the amplifier's key when the method or its selection reads the amplifier."""
-        c = self.config
-        payload = {
-            "benchmark": c.benchmark,
-            "classifier": asdict(c.classifier),
-            "training": c.training.to_dict(),
-            "selection": c.selection,
-            "method": method,
-            "options": recipe_settings(c.recipe(method), c.method_options.get(method, {})),
-        }
-        if self.config.reads_amplifier(method):
-            payload["amplifier"] = self.key("amplifier")
-        if c.recipe(method).trains_bias_model:  # it trains the amplifier's settings on the real data
-            payload["bias_model"] = {**asdict(c.amplifier), "resolution": c.diffusion.resolution}
-        return stage_key(payload)
 
     # ---------------------------------------------------------------- stages
     @property
@@ -303,7 +140,7 @@ class Run:
             self.log(f"diffusion: training {self.config.diffusion.max_train_steps} steps (resumable)")
             return {"global_step": train_diffusion(self.data["train"], self.config.diffusion, folder).global_step}
 
-        self._stage("diffusion", folder, self.key("diffusion"), work)
+        self.cache.run("diffusion", folder, self.key("diffusion"), work)
         return self.layout.diffusion_pipeline
 
     def generation(self) -> Dataset:
@@ -325,7 +162,7 @@ class Run:
             pipeline.scheduler = noise_scheduler(self.config.diffusion)
             generate_synthetic_dataset(pipeline, self.layout.synthetic, generation)
 
-        self._stage("generation", self.layout.synthetic, self.key("generation"), work)
+        self.cache.run("generation", self.layout.synthetic, self.key("generation"), work)
         from .generation import load_synthetic_dataset
 
         return load_synthetic_dataset(self.layout.synthetic_dataset)
@@ -395,7 +232,7 @@ class Run:
                 "memorisation": memorisation,
             }
 
-        self._stage("amplifier", layout.amplifier, self.key("amplifier"), work)
+        self.cache.run("amplifier", layout.amplifier, self.key("amplifier"), work)
         record = self.stage_record("amplifier")  # trained now or reused: its check under the current rule
         for warning in (record or {}).get("fidelity", {}).get("warnings", []):
             logger.warning(f"{warning}; DDB's results below are not a debiasing result")
@@ -450,7 +287,7 @@ class Run:
         if self.config.reads_amplifier(method):
             self.amplifier_signals()  # the upstream stages first, so the stage's time is the method's own
         folder = self.layout.method(method)
-        self._stage(method, folder, self.method_key(method), lambda: self._fit_method(method))
+        self.cache.run(method, folder, self.method_key(method), lambda: self._fit_method(method))
         return json.loads(self.layout.method_metrics(method).read_text())
 
     def _fit_method(self, method: str) -> None:
