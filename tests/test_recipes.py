@@ -483,7 +483,8 @@ def test_bias_ensemble_trains_its_bias_model_on_committee_aligned_rows_only(smal
         return output
 
     labels, index = batch.pop("labels"), batch.pop("index")
-    loss, _ = objective.loss(trainer, keep_bias_logits, batch, labels, index)
+    loss, _, parts = objective.loss(trainer, keep_bias_logits, batch, labels, index)
+    assert set(parts) == {"target", "bias_model"} and torch.equal(loss, parts["target"] + parts["bias_model"])
     (grad,) = torch.autograd.grad(loss, logits["bias"])
     assert grad[1::2].abs().max() == 0 and grad[0::2].abs().max() > 0
 
@@ -515,7 +516,8 @@ def test_disent_swap_routes_gradients_and_keeps_labels_aligned(small_cmnist, tmp
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(64)])
     trainer.state.max_steps, trainer.state.global_step = 10, 5  # past swap_start (0.2 of the run)
     inputs = {"pixel_values": batch["pixel_values"]}
-    loss, _ = objective.loss(trainer, trainer.model, dict(inputs), batch["labels"], batch["index"])
+    loss, _, parts = objective.loss(trainer, trainer.model, dict(inputs), batch["labels"], batch["index"])
+    assert set(parts) == {"target", "bias_model", "swap"}
     # by hand, with the trainer's permutation for this step: the swapped bias head answers the label of the
     # sample its bias features came from
     perm = torch.randperm(64, generator=torch.Generator().manual_seed(0 * 1_000_003 + 5))
@@ -849,3 +851,20 @@ def test_every_objective_gives_every_parameter_a_gradient_so_ddp_skips_its_searc
         args = config.to_training_arguments(tmp_path / "out", max_steps=3, disable_tqdm=True)
         DebiasTrainer(model_factory(), args, train, objective, callbacks=[probe]).train()
         assert not probe.unused, (name, sorted(probe.unused))
+
+
+def test_the_trainer_logs_the_named_parts_of_the_loss(small_cmnist, tmp_path):
+    """`Objective.loss` returns the total and its named parts; `DebiasTrainer` logs each as ``loss_<part>`` beside
+    the loss (trackers and the progress bar read the same log), here LfF's target and co-trained bias-model terms."""
+    train = small_cmnist["train"].select(range(64))
+    make = lambda: build_classifier("mlp", {i: str(i) for i in range(10)}, image_size=16, seed=0)[0]  # noqa: E731
+    args = TrainingConfig(epochs=1, batch_size=16).to_training_arguments(
+        tmp_path, max_steps=4, logging_strategy="steps", logging_steps=2, disable_tqdm=True
+    )
+    trainer = DebiasTrainer(make(), args, train, RelativeDifficultyObjective(bias_model=make()))
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logged) == 2
+    for entry in logged:
+        assert entry["loss_target"] > 0 and entry["loss_bias_model"] > 0
+        assert entry["loss"] == pytest.approx(entry["loss_target"] + entry["loss_bias_model"], abs=2e-3)

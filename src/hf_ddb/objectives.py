@@ -12,6 +12,8 @@ by `auxiliaries`, so they live inside the one module the Trainer optimises):
 * `DisEntObjective` - DFA's loss on a disentangled target (LfF's weights plus feature swapping).
 
 A recipe (`hf_ddb.recipes`) decides which objective to use and with what groups, weights or bias model.
+`Objective.loss` returns the total and its named parts (the target's term, the co-trained bias model's, DFA's
+swap term), which `DebiasTrainer` logs beside the loss.
 """
 
 from __future__ import annotations
@@ -107,17 +109,22 @@ class Objective:
         inputs: dict[str, torch.Tensor],
         labels: torch.Tensor,
         index: torch.Tensor,
-    ) -> tuple[torch.Tensor, Any]:
-        """The batch's loss and the model's outputs; ``index`` holds the batch's training-set rows."""
+    ) -> tuple[torch.Tensor, Any, dict[str, torch.Tensor]]:
+        """The batch's loss, the model's outputs and the loss's named parts (they sum to it); ``index`` holds the
+        batch's training-set rows."""
         outputs = model(**inputs)
-        return self.reduce(self.per_sample_loss(outputs.logits, labels), index, outputs, labels), outputs
+        terms = self.reduce(self.per_sample_loss(outputs.logits, labels), index, outputs, labels)
+        return (sum(terms.values()), outputs, terms) if isinstance(terms, dict) else (terms, outputs, {})
 
     def per_sample_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The target's loss per sample, which `reduce` turns into the batch's: cross-entropy."""
         return F.cross_entropy(logits.float(), labels, reduction="none")
 
-    def reduce(self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor) -> torch.Tensor:
-        """The loss from the target's per-sample CE (``outputs`` also holds co-trained models' logits)."""
+    def reduce(
+        self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The loss from the target's per-sample CE (``outputs`` also holds co-trained models' logits), or its
+        named terms (the loss is their sum)."""
         return ce.mean()
 
 
@@ -336,7 +343,9 @@ class RelativeDifficultyObjective(Objective, LfFSettings):
         if self.bias_losses is not None:  # the EMA of a frozen model's loss is that loss
             self.ema_b.update(torch.arange(n), torch.as_tensor(self.bias_losses, dtype=torch.float32))
 
-    def reduce(self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor) -> torch.Tensor:
+    def reduce(
+        self, ce: torch.Tensor, index: torch.Tensor, outputs: Any, labels: torch.Tensor
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
         bias_logits = outputs.auxiliary_logits.get("bias")
         bias_ce, bias_term = None, None
         if bias_logits is not None:
@@ -350,7 +359,7 @@ class RelativeDifficultyObjective(Objective, LfFSettings):
                 keep = self._train_mask[index].float()
                 bias_term = (per_sample * keep).sum() / keep.sum().clamp_min(1)
         loss = (ce * self.weights(ce, bias_ce, index)).mean()
-        return loss if bias_term is None else loss + bias_term
+        return loss if bias_term is None else {"target": loss, "bias_model": bias_term}
 
     def weights(self, ce: torch.Tensor, bias_ce: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor:
         """Updates the loss EMAs with this batch (``bias_ce`` None: frozen bias model), returns the rows' W
@@ -413,7 +422,7 @@ class DisEntObjective(RelativeDifficultyObjective, DisEntSettings):
         inputs: dict[str, torch.Tensor],
         labels: torch.Tensor,
         index: torch.Tensor,
-    ) -> tuple[torch.Tensor, Any]:
+    ) -> tuple[torch.Tensor, Any, dict[str, torch.Tensor]]:
         swap = trainer.state.global_step >= self.swap_start * trainer.state.max_steps
         if swap:  # one permutation per step, from (seed, step): the same on resume and on every process
             generator = torch.Generator().manual_seed(trainer.args.seed * 1_000_003 + trainer.state.global_step)
@@ -424,10 +433,12 @@ class DisEntObjective(RelativeDifficultyObjective, DisEntSettings):
         bias_ce = F.cross_entropy(target.bias_logits.float(), labels, reduction="none")
         weights = self.weights(ce.detach(), bias_ce.detach(), index)
         q = self.gce_q  # q * GCE: LfF's and DFA's CE * q * p^q
-        loss = (ce * weights).mean() + self.lambda_dis_align * q * gce_loss(target.bias_logits, labels, q).mean()
+        terms = {
+            "target": (ce * weights).mean(),
+            "bias_model": self.lambda_dis_align * q * gce_loss(target.bias_logits, labels, q).mean(),
+        }
         if swap:
             swap_ce = F.cross_entropy(target.swap_logits.float(), labels, reduction="none")
             swap_gce = q * gce_loss(target.swap_bias_logits, labels[inputs["permutation"]], q)
-            swap_loss = (swap_ce * weights).mean() + self.lambda_swap_align * swap_gce.mean()
-            loss = loss + self.lambda_swap * swap_loss
-        return loss, result
+            terms["swap"] = self.lambda_swap * ((swap_ce * weights).mean() + self.lambda_swap_align * swap_gce.mean())
+        return sum(terms.values()), result, terms

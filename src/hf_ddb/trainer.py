@@ -106,6 +106,7 @@ class DebiasTrainer(Trainer):
             **kwargs,
         )
         self.objective = objective
+        self._loss_parts: dict[str, tuple[float, int]] = {}  # name -> (sum, steps) since the last log
         objective.bind(tensors.columns["labels"], args.device)
         log_instead_of_print(self, progress_name)
 
@@ -118,8 +119,20 @@ class DebiasTrainer(Trainer):
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         index = inputs.pop("index")
         labels = inputs.pop("labels")
-        loss, outputs = self.objective.loss(self, model, inputs, labels, index)
+        loss, outputs, *named = self.objective.loss(self, model, inputs, labels, index)  # an older objective: 2
+        for name, part in (named[0] if named else {}).items():  # summed until the next log
+            total, count = self._loss_parts.get(name, (0.0, 0))
+            self._loss_parts[name] = (total + float(part.detach()), count + 1)
         return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """The Trainer's log, with each named part of the objective's loss (`Objective.loss`) as ``loss_<part>``:
+        its mean over this process's steps since the last log."""
+        if "loss" in logs:
+            for name, (total, count) in self._loss_parts.items():
+                logs[f"loss_{name}"] = round(total / count, 4)
+            self._loss_parts = {}
+        super().log(logs, *args, **kwargs)
 
 
 class SelectBest(TrainerCallback):
