@@ -426,7 +426,10 @@ def test_missing_column_fails_before_any_work(tmp_path, small_cmnist, capsys):
 def test_a_run_without_bias_labels_reports_the_groups_the_amplifier_found(tmp_path, small_cmnist, capsys):
     """Own data with no bias column: the run finishes, refuses nothing it can do, and reports per class what the
     amplifier flags and each method's accuracy on the (class, inferred bias) groups of valid and test."""
-    small_cmnist.remove_columns("bias_label").save_to_disk(str(tmp_path / "data"))
+    unlabelled = small_cmnist.remove_columns("bias_label")
+    for split in unlabelled.values():
+        split.info.license = "CC-BY-4.0"  # what the data's own dataset info says: the cards' licence by default
+    unlabelled.save_to_disk(str(tmp_path / "data"))
     config = {
         **TINY_RUN,
         "benchmark": {"name": "hub", "path": str(tmp_path / "data")},
@@ -456,7 +459,7 @@ def test_a_run_without_bias_labels_reports_the_groups_the_amplifier_found(tmp_pa
     for folder in ("methods/erm/model", "amplifier/model", "diffusion/pipeline"):
         card = ModelCard.load(tmp_path / "run" / folder / "README.md")
         assert str(tmp_path) not in str(card) and not card.data.eval_results and not card.data.datasets, folder
-        assert "data (a local dataset folder)" in card.text
+        assert "data (a local dataset folder)" in card.text and card.data.license == "cc-by-4.0"
     erm = (tmp_path / "run" / "methods" / "erm" / "model" / "README.md").read_text()
     assert "| avg acc |" in erm
     # the cards say what was measured and what cannot be

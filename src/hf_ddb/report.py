@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 
 from .layout import RunLayout
+from .settings import hub_licence_id
 from .utils import atomic_file, atomic_write_text
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class RunSummary:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     image_mode: str = "RGB"  # a training image's PIL mode and (width, height): the cards' example input
     image_size: tuple[int, int] = (28, 28)
+    source_license: str | None = None  # the training data's licence, as its dataset info states it
 
 
 TABLE_COLUMNS = [
@@ -596,7 +598,7 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
         "bias_text": _bias_text(config),
         "image_mode": summary.image_mode,
         "image_size": list(summary.image_size),
-        "license": config.hub.license,
+        "license": config.hub.license or hub_licence_id(summary.source_license) or "other",
         "class_count": len(summary.class_names),
     }
 

@@ -384,6 +384,8 @@ class Run:
         example = first_image(self.data["train"])
         summary.image_mode = example.mode if example.mode in ("L", "RGB") else "RGB"
         summary.image_size = example.size
+        info = getattr(self.data["train"], "info", None)  # a streamed split has none
+        summary.source_license = info.license if info is not None else None
         if self.needs_amplifier:
             self.amplifier()
             if self.is_main_process:  # the saved pipeline samples as the run generated

@@ -451,12 +451,20 @@ class HubConfig:
     classifier: str | None = None  # the method pushed as the debiased classifier; default ddb_ii, ddb_i, first
     private: bool = False
     # the licence of the cards and the synthetic dataset (a Hub licence id, e.g. mit, cc-by-nc-4.0): what your
-    # data's licence allows for models and images made from it; "other" until you say
-    license: str = "other"
+    # data's licence allows for models and images made from it. Unset: the training data's own licence where its
+    # dataset info states a Hub licence id, else "other"
+    license: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.license, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license):
+        if self.license is not None and hub_licence_id(self.license) is None:
             raise ValueError(f"license must be a Hub licence id such as 'mit' or 'cc-by-nc-4.0', got {self.license!r}")
+
+
+def hub_licence_id(text: Any) -> str | None:
+    """``text`` when it reads as a Hub licence id (``mit``, ``cc-by-nc-4.0``, ``other``), else None."""
+    if isinstance(text, str) and re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", text.strip().lower()):
+        return text.strip().lower()
+    return None
 
 
 # ------------------------------------------------------------------- option groups the methods share
