@@ -299,6 +299,16 @@ def read_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[
     return raw
 
 
+# the config's sections with their dataclass (``diffusion`` is built over its preset: `_diffusion`)
+SECTIONS = {
+    "classifier": ClassifierConfig,
+    "training": TrainingConfig,
+    "amplifier": AmplifierConfig,
+    "generation": GenerationConfig,
+    "hub": HubConfig,
+}
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = (), *, trust_code: bool = False) -> RunConfig:
     """Read and check a run config file (or a built-in config by name) with ``--set``-style ``overrides``:
     `read_config`, then `parse_config` (methods named by import path only with ``trust_code``; a relative file
@@ -392,7 +402,6 @@ def parse_config(
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a mapping of keys to values")
     problems: list[str] = []
-    sections = {"classifier", "training", "diffusion", "generation", "amplifier", "hub"}
     known = [f.name for f in dataclasses.fields(RunConfig) if f.name not in ("method_imports", "recipes")]
     for key in raw:
         if key not in known:
@@ -419,13 +428,8 @@ def parse_config(
     if selection == "auto":
         selection = default_selection(list(recipes.values()))
 
-    built = {name: None for name in sections}
-    for name in ("classifier", "training", "amplifier", "generation", "hub"):
-        cls = {"classifier": ClassifierConfig, "training": TrainingConfig, "amplifier": AmplifierConfig}.get(
-            name, {"generation": GenerationConfig, "hub": HubConfig}.get(name)
-        )
-        built[name] = _section(cls, raw.get(name), name, problems)
-    built["diffusion"] = _diffusion(raw.get("diffusion"), problems)
+    built = {name: _section(cls, raw.get(name), name, problems) for name, cls in SECTIONS.items()}
+    built["diffusion"] = _diffusion(raw.get("diffusion"), problems)  # over its preset
 
     method_options = raw.get("method_options") or {}
     if not isinstance(method_options, dict):
