@@ -40,6 +40,7 @@ from hf_ddb.config import parse_config
 from hf_ddb.inputs import model_inputs, predict_logits
 from hf_ddb.metrics import detection_metrics, group_metrics, is_conflicting
 from hf_ddb.recipes import RECIPES
+from hf_ddb.settings import BENCHMARK_OPTIONS
 
 # The label-free score of a trained model: its mean accuracy over the run's pseudo groups on valid (the
 # amplifier's (class, predicted class) groups, the same for every method of a run; no bias labels).
@@ -137,13 +138,6 @@ class EpochProbe(TrainerCallback):
         }
 
 
-RATIO_OPTION = {
-    "colored_mnist": "conflict_ratio",
-    "background_mnist": "aligned_ratio",
-    "corrupted_mnist": "conflict_ratio",
-}
-
-
 def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
     """One (ratio, seed) of the sweep as a run config: every method at the library's defaults (``ddb_i`` and
     ``ddb_ii`` are what ``hf-ddb run`` trains; variants have other names), selected as ``hf-ddb run`` does
@@ -154,7 +148,7 @@ def run_config(args: argparse.Namespace, ratio: float, seed: int) -> dict:
     return {
         "benchmark": {
             "name": args.benchmark,
-            RATIO_OPTION[args.benchmark]: ratio,
+            BENCHMARK_OPTIONS[args.benchmark].RATIO_KEY: ratio,
             "source": args.source,
             **({"train_size": args.train_size} if args.train_size else {}),
         },
@@ -227,7 +221,7 @@ def amplifier_detection(run: Run) -> dict:
 def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     """The sweep's options (shared with the scripts that re-read its run folders)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--benchmark", default="colored_mnist", choices=sorted(RATIO_OPTION))
+    parser.add_argument("--benchmark", default="colored_mnist", choices=sorted(BENCHMARK_OPTIONS))
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.005, 0.01, 0.02, 0.05])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument(

