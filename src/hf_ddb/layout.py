@@ -64,6 +64,11 @@ class RunLayout:
     def samples_image(self) -> Path:
         return self.root / "synthetic_samples.png"
 
+    def local_name(self, path: Path) -> str:
+        """``path`` (inside the run) as cards and lineage name it before a push: relative, starting with ``./``
+        (never read as a Hub repo id, and no machine path)."""
+        return f"./{path.relative_to(self.root).as_posix()}"
+
     def method(self, name: str) -> Path:
         return self.root / "methods" / name
 

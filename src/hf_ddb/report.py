@@ -602,22 +602,20 @@ def _write_cards(summary: RunSummary, report: dict[str, Any], figures: dict[str,
         "class_count": len(summary.class_names),
     }
 
-    def local(folder: Path) -> str:  # "./": never read as a Hub repo id
-        return f"./{folder.relative_to(layout.root).as_posix()}"
-
     def where(folder: Path, suffix: str, pushed_there: bool = True) -> dict[str, str]:
-        path = local(folder)
+        path = layout.local_name(folder)
         return {"repo_or_path": f"{prefix}-{suffix}" if prefix and pushed_there else path, "local_folder": path}
 
     def lineage(*roles: str, method: str | None = None) -> list[dict[str, Any]]:
         """The run's other artefacts and data, as the card of one of them links to them."""
         real = data["benchmark"]
+        name = layout.local_name
         items = {
             "real": {"role": "real training data", "name": real["name"], "repo": real["id"], "type": "dataset"},
-            "diffusion": {"role": "generator (diffusion pipeline)", "path": local(layout.diffusion_pipeline)},
-            "synthetic": {"role": "synthetic bias-aligned images", "path": local(layout.synthetic_dataset)},
-            "amplifier": {"role": "bias amplifier", "path": local(layout.amplifier_model)},
-            "classifier": {"role": "debiased classifier", "path": local(layout.method_model(method or ""))},
+            "diffusion": {"role": "generator (diffusion pipeline)", "path": name(layout.diffusion_pipeline)},
+            "synthetic": {"role": "synthetic bias-aligned images", "path": name(layout.synthetic_dataset)},
+            "amplifier": {"role": "bias amplifier", "path": name(layout.amplifier_model)},
+            "classifier": {"role": "debiased classifier", "path": name(layout.method_model(method or ""))},
         }
         kinds = {"diffusion": "model", "amplifier": "model", "classifier": "model", "synthetic": "dataset"}
         return [{"type": kinds.get(role, "dataset"), **items[role]} for role in roles]
