@@ -658,3 +658,18 @@ def test_processes_other_than_the_main_one_silence_the_libraries_bars_and_warnin
         done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
         answers[rank] = done.stdout.strip().splitlines()[-1]
     assert answers == {0: "0 [True, True, True] [False, False]", 1: "0 [False, False, False] [True, True]"}
+
+
+def test_the_names_the_config_layer_writes_out_match_the_libraries():
+    """`hf_ddb.settings` spells out the names it checks a config against, so that checking imports no torch:
+    transformers' and diffusers' learning-rate schedules, the samplers and the digit sources. Each must stay what
+    the code that uses it accepts."""
+    from diffusers.optimization import SchedulerType as DiffusersSchedulers
+    from transformers import SchedulerType
+
+    from hf_ddb import data, generation, settings
+
+    assert set(settings.LR_SCHEDULERS) == {s.value for s in SchedulerType}
+    assert set(settings.DIFFUSION_LR_SCHEDULERS) == {s.value for s in DiffusersSchedulers}
+    assert set(settings.SCHEDULER_NAMES) == set(generation.SCHEDULERS)
+    assert set(settings.DIGIT_SOURCE_NAMES) == set(data.DIGIT_SOURCES)
